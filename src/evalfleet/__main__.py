@@ -1,0 +1,5 @@
+"""``python -m evalfleet``."""
+
+from evalfleet.cli import main
+
+main()

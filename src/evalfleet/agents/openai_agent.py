@@ -1,0 +1,201 @@
+"""The ``openai`` adapter: any OpenAI-compatible chat endpoint with a small tool loop.
+
+The model may call three tools that act inside the run's sandbox: ``run_shell`` (a shell
+command), ``write_file`` and ``read_file``. When it answers without a tool call, that text is the
+answer. Every model call records its token usage and timing in the trajectory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import httpx
+import openai
+from pydantic import BaseModel, ConfigDict, Field
+
+from evalfleet.agents.base import AgentContext, AgentOutput
+from evalfleet.errors import AgentError, InfraError, RateLimitedError, SpecError
+
+TOOLS: list[dict[str, Any]] = [
+    {"type": "function", "function": {
+        "name": "run_shell", "description": "Run a shell command in the task's working directory.",
+        "parameters": {"type": "object", "properties": {"command": {"type": "string"}},
+                       "required": ["command"]}}},
+    {"type": "function", "function": {
+        "name": "write_file", "description": "Write a text file (path relative to the workdir).",
+        "parameters": {"type": "object", "properties": {
+            "path": {"type": "string"}, "content": {"type": "string"}},
+            "required": ["path", "content"]}}},
+    {"type": "function", "function": {
+        "name": "read_file", "description": "Read a text file (path relative to the workdir).",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}},
+                       "required": ["path"]}}},
+]
+
+DEFAULT_SYSTEM = (
+    "You are a careful software engineer. You work in a sandboxed directory. Use the tools to "
+    "inspect and change files; when you are done, reply with your final answer and no tool call."
+)
+
+
+class OpenAIAgentArgs(BaseModel):
+    """Arguments of the openai adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="Endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama).")
+    api_key_env: str | None = Field("OPENAI_API_KEY",
+                                    description="Environment variable holding the key; null: none.")
+    temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000, description="Per-call output cap.")
+    system_prompt: str = Field(DEFAULT_SYSTEM, description="System message.")
+    tools: bool = Field(True, description="Offer the sandbox tools; false: single-turn answer.")
+    request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Per-call timeout.")
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class OpenAIAgent:
+    """A tool-using chat agent for any OpenAI-compatible server."""
+
+    def __init__(self, args: OpenAIAgentArgs, model: str | None) -> None:
+        if not model:
+            raise SpecError("the openai adapter needs 'model'", field="model")
+        self.args = args
+        self.model = model
+        self._clients: dict[str, openai.AsyncOpenAI] = {}
+
+    def _client(self, base_url: str) -> openai.AsyncOpenAI:
+        client = self._clients.get(base_url)
+        if client is None:
+            key = os.environ.get(self.args.api_key_env, "") if self.args.api_key_env else ""
+            client = openai.AsyncOpenAI(
+                base_url=base_url, api_key=key or "unused", max_retries=0,
+                timeout=httpx.Timeout(self.args.request_timeout_s, connect=10.0),
+            )
+            self._clients[base_url] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients."""
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+    async def _call(self, ctx: AgentContext, base_url: str,
+                    messages: list[dict[str, Any]]) -> Any:
+        key = ctx.spec.rate_limit_key
+        estimate = sum(len(str(m.get("content") or "")) for m in messages) // 4 + 256
+        await ctx.gate.acquire(key, estimate)
+        t0 = time.time()
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages,
+                                  "temperature": self.args.temperature,
+                                  "user": f"{ctx.run_id}:{ctx.attempt}"}
+        if self.args.max_tokens:
+            kwargs["max_tokens"] = self.args.max_tokens
+        if self.args.tools:
+            kwargs["tools"] = TOOLS
+        try:
+            resp = await self._client(base_url).chat.completions.create(**kwargs)
+        except openai.RateLimitError as exc:
+            after = _retry_after(exc)
+            ctx.gate.pause(key, after if after is not None else 1.0)
+            ctx.trajectory.add("model_error", status=429, retry_after=after,
+                               duration_s=round(time.time() - t0, 4))
+            raise RateLimitedError(f"model API rate-limited (429) at {base_url}", after) from None
+        except openai.APIStatusError as exc:
+            ctx.trajectory.add("model_error", status=exc.status_code,
+                               duration_s=round(time.time() - t0, 4))
+            if exc.status_code >= 500 or exc.status_code in (408, 409):
+                raise InfraError(f"model API error {exc.status_code} at {base_url}") from None
+            raise AgentError(f"model API refused the request ({exc.status_code}): "
+                             f"{str(exc)[:300]}") from None
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            ctx.trajectory.add("model_error", error=type(exc).__name__,
+                               duration_s=round(time.time() - t0, 4))
+            raise InfraError(f"model API {type(exc).__name__} at {base_url}") from None
+        usage = resp.usage
+        tin = usage.prompt_tokens if usage else 0
+        tout = usage.completion_tokens if usage else 0
+        ctx.gate.settle(key, estimate, tin + tout)
+        ctx.usage.tokens_in += tin
+        ctx.usage.tokens_out += tout
+        ctx.usage.model_calls += 1
+        ctx.usage.cost_usd += ctx.prices.cost(self.model, tin, tout, ctx.spec.tier)
+        msg = resp.choices[0].message if resp.choices else None
+        ctx.trajectory.add(
+            "model_call", model=self.model, tokens_in=tin, tokens_out=tout,
+            duration_s=round(time.time() - t0, 4),
+            content=msg.content if msg else None,
+            tool_calls=[{"name": c.function.name, "arguments": c.function.arguments}
+                        for c in (msg.tool_calls or []) if c.type == "function"] if msg else [],
+        )
+        return msg
+
+    async def _tool(self, ctx: AgentContext, name: str, raw_args: str) -> str:
+        try:
+            args = json.loads(raw_args or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("arguments must be an object")
+        except ValueError as exc:
+            return json.dumps({"error": f"invalid arguments: {exc}"})
+        sandbox = await ctx.sandbox.get()
+        if name == "run_shell":
+            res = await sandbox.exec(["/bin/sh", "-c", str(args.get("command", ""))],
+                                     timeout_s=min(60.0, ctx.task.limits.timeout_s))
+            out = {"exit_code": res.exit_code, "stdout": res.stdout[-8000:],
+                   "stderr": res.stderr[-4000:], "timed_out": res.timed_out}
+        elif name == "write_file":
+            try:
+                await sandbox.write_files({str(args.get("path", "")): str(args.get("content", ""))})
+                out = {"ok": True}
+            except (SpecError, InfraError, ValueError) as exc:
+                out = {"error": str(exc)}
+        elif name == "read_file":
+            try:
+                data = await sandbox.read_file(str(args.get("path", "")), 100_000)
+                out = {"content": data.decode("utf-8", errors="replace")}
+            except (SpecError, InfraError, ValueError, OSError) as exc:
+                out = {"error": str(exc)}
+        else:
+            out = {"error": f"unknown tool {name}"}
+        ctx.trajectory.add("tool_call", name=name, arguments=args, result=out)
+        return json.dumps(out)
+
+    async def run(self, ctx: AgentContext) -> AgentOutput:
+        base_url = self.args.base_url.format(**ctx.variables) if ctx.variables \
+            else self.args.base_url
+        user = ctx.task.input
+        if self.args.tools and ctx.task.files:
+            user += "\n\nFiles in your working directory: " + ", ".join(sorted(ctx.task.files))
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": self.args.system_prompt},
+            {"role": "user", "content": user},
+        ]
+        for _ in range(ctx.task.limits.max_steps):
+            msg = await self._call(ctx, base_url, messages)
+            if msg is None:
+                raise AgentError("model returned no choices")
+            calls = [c for c in (msg.tool_calls or []) if c.type == "function"]
+            if not calls or not self.args.tools:
+                answer = msg.content or ""
+                ctx.trajectory.add("answer", answer=answer)
+                return AgentOutput(answer=answer)
+            messages.append({"role": "assistant", "content": msg.content or "",
+                             "tool_calls": [{"id": c.id, "type": "function",
+                                             "function": {"name": c.function.name,
+                                                          "arguments": c.function.arguments}}
+                                            for c in calls]})
+            for c in calls:
+                result = await self._tool(ctx, c.function.name, c.function.arguments)
+                messages.append({"role": "tool", "tool_call_id": c.id, "content": result})
+        raise AgentError(f"agent exceeded its step limit ({ctx.task.limits.max_steps} model calls)")

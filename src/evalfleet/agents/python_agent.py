@@ -1,0 +1,82 @@
+"""The ``python`` adapter: an importable callable, sync or async."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evalfleet.agents.base import AgentContext, AgentOutput
+from evalfleet.errors import AgentError, SpecError
+
+
+class PythonAgentArgs(BaseModel):
+    """Arguments of the python adapter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    callable: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+                          description="'package.module:function' taking the task dict.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments.")
+    threaded: bool = Field(True, description="Run a sync callable in a worker thread.")
+
+
+def import_callable(path: str) -> Callable[..., Any]:
+    """Import ``module:attr``; a bad path is a SpecError."""
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise SpecError(f"cannot import '{path}': {exc}", field="args.callable") from None
+    if not callable(obj):
+        raise SpecError(f"'{path}' is not callable", field="args.callable")
+    return obj  # type: ignore[no-any-return]
+
+
+def _to_output(value: Any) -> AgentOutput:
+    if isinstance(value, AgentOutput):
+        return value
+    if isinstance(value, str):
+        return AgentOutput(answer=value)
+    if isinstance(value, dict) and isinstance(value.get("answer"), str):
+        return AgentOutput(answer=value["answer"],
+                           extra={k: v for k, v in value.items() if k != "answer"})
+    raise AgentError(f"agent returned {type(value).__name__}, expected str or "
+                     "{'answer': str}")
+
+
+class PythonAgent:
+    """Calls ``fn(task: dict, **kwargs)``; the result is the answer."""
+
+    def __init__(self, args: PythonAgentArgs) -> None:
+        self.fn = import_callable(args.callable)
+        self.kwargs = args.kwargs
+        self.threaded = args.threaded
+        self.is_async = inspect.iscoroutinefunction(self.fn)
+
+    async def run(self, ctx: AgentContext) -> AgentOutput:
+        payload = ctx.task_payload()
+        try:
+            if self.is_async:
+                value = await self.fn(payload, **self.kwargs)
+            elif self.threaded:
+                value = await asyncio.to_thread(self.fn, payload, **self.kwargs)
+            else:
+                value = self.fn(payload, **self.kwargs)
+        except (AgentError, SpecError):
+            raise
+        except Exception as exc:
+            from evalfleet.errors import RunError
+
+            if isinstance(exc, RunError):
+                raise
+            raise AgentError(f"agent raised {type(exc).__name__}: {exc}"[:2000]) from exc
+        out = _to_output(value)
+        ctx.trajectory.add("answer", answer=out.answer)
+        return out

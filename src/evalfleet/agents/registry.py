@@ -1,0 +1,60 @@
+"""Build agents from their specs: built-in adapters plus the ``evalfleet.agents`` entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import BaseModel
+
+from evalfleet.agents.base import Agent
+from evalfleet.agents.command import CommandAgent, CommandAgentArgs
+from evalfleet.agents.openai_agent import OpenAIAgent, OpenAIAgentArgs
+from evalfleet.agents.python_agent import PythonAgent, PythonAgentArgs
+from evalfleet.errors import SpecError
+from evalfleet.spec._validate import validate
+from evalfleet.spec.agent import AgentSpec
+
+AgentFactory = Callable[[AgentSpec], Agent]
+
+
+def _python(spec: AgentSpec) -> Agent:
+    return PythonAgent(_args(PythonAgentArgs, spec))
+
+
+def _command(spec: AgentSpec) -> Agent:
+    return CommandAgent(_args(CommandAgentArgs, spec))
+
+
+def _openai(spec: AgentSpec) -> Agent:
+    return OpenAIAgent(_args(OpenAIAgentArgs, spec), spec.model)
+
+
+BUILTIN: dict[str, AgentFactory] = {"python": _python, "command": _command, "openai": _openai}
+
+
+def _args(model: type[BaseModel], spec: AgentSpec) -> Any:
+    return validate(model, spec.args, source=f"agent {spec.label}", prefix=("args",))
+
+
+def agent_kinds() -> dict[str, AgentFactory]:
+    """Built-in adapters plus installed plugins (entry-point group ``evalfleet.agents``)."""
+    kinds = dict(BUILTIN)
+    for ep in entry_points(group="evalfleet.agents"):
+        kinds.setdefault(ep.name, ep.load())
+    return kinds
+
+
+def create_agent(spec: AgentSpec) -> Agent:
+    """Build the agent a spec describes.
+
+    Raises:
+        SpecError: unknown kind or invalid arguments.
+    """
+    kinds = BUILTIN if spec.kind in BUILTIN else agent_kinds()
+    factory = kinds.get(spec.kind)
+    if factory is None:
+        raise SpecError(f"unknown agent kind '{spec.kind}' (known: {', '.join(sorted(kinds))})",
+                        field="kind")
+    return factory(spec)

@@ -1,0 +1,362 @@
+"""The library facade: run, resume, status, report. The CLI is a thin layer over this."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from evalfleet._util import short_hash
+from evalfleet.agents.registry import create_agent
+from evalfleet.analysis.report import build_report
+from evalfleet.cost.budget import Budget
+from evalfleet.cost.prices import load_price_table
+from evalfleet.errors import SpecError, UnknownEvalError
+from evalfleet.execution.dispatcher import Dispatcher, DispatchOutcome, DispatchStats
+from evalfleet.sandbox import get_provider
+from evalfleet.scoring.registry import create_scorer
+from evalfleet.settings import Settings, load_settings
+from evalfleet.spec.loaders import load_plan, load_suite_ref
+from evalfleet.spec.plan import Plan
+from evalfleet.spec.result import RunResult
+from evalfleet.spec.task import Suite
+from evalfleet.store import RowContext, Store, driver_name
+from evalfleet.store.journal import LeasedRun
+
+__all__ = ["EvalSummary", "ProgressHook", "create_eval", "execute", "open_store", "report",
+           "resume", "run", "status", "validate_plan"]
+
+
+class ProgressHook(Protocol):
+    """Receives live progress of an eval (the CLI draws a progress bar from it)."""
+
+    def start(self, eval_id: str, stats: DispatchStats, sandbox: str) -> None:
+        """The dispatcher started; ``stats`` updates live."""
+        ...
+
+    def stop(self) -> None:
+        """The dispatcher ended."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EvalSummary:
+    """How an execution of an eval ended."""
+
+    eval_id: str
+    status: str
+    planned: int
+    done: int
+    cost_usd: float
+    sandbox: str
+    duration_s: float
+    home: Path
+
+
+def open_store(settings: Settings) -> Store:
+    """The store of the configured home."""
+    return Store(settings.home, settings.journal_url)
+
+
+def validate_plan(plan: Plan, source: str | None = None) -> Suite:
+    """Check everything a run needs before it spends anything; returns the suite.
+
+    Raises:
+        SpecError: naming the plan file and the field (agents.N..., suite...).
+    """
+    for i, spec in enumerate(plan.agents):
+        try:
+            create_agent(spec)
+        except SpecError as exc:
+            raise SpecError(exc.message, source=source,
+                            field=f"agents.{i}.{exc.field}" if exc.field else f"agents.{i}") \
+                from None
+    try:
+        suite = load_suite_ref(plan.suite, plan)
+    except SpecError as exc:
+        if exc.source is None:
+            raise SpecError(exc.message, source=source, field=exc.field) from None
+        raise
+    seen: set[str] = set()
+    for task in suite.tasks:
+        key = task.scorer.model_dump_json()
+        if key not in seen:
+            seen.add(key)
+            try:
+                create_scorer(task.scorer)
+            except SpecError as exc:
+                raise SpecError(f"task {task.id}: {exc.message}", source=suite.name,
+                                field=exc.field) from None
+        for name, n in task.resources.items():
+            if n > plan.resources.get(name, 0):
+                raise SpecError(f"task {task.id} needs {n} {name} but the plan provides "
+                                f"{plan.resources.get(name, 0)}", source=source,
+                                field=f"resources.{name}")
+    return suite
+
+
+def _new_eval_id(plan: Plan) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{plan.name}-{stamp}-{secrets.token_hex(2)}"
+
+
+def run_ids(eval_id: str, plan: Plan, suite: Suite) -> Iterator[tuple[str, str, int, int]]:
+    """The eval's runs in dispatch order: repeat-major, so a partial eval covers every task."""
+    fps = [a.fingerprint for a in plan.agents]
+    for k in range(plan.runs_per_task):
+        for task in suite.tasks:
+            for i, fp in enumerate(fps):
+                yield short_hash(eval_id, task.id, fp, k, length=24), task.id, i, k
+
+
+def create_eval(store: Store, plan: Plan, suite: Suite, eval_id: str | None = None) -> str:
+    """Record a new eval and all its runs as pending; returns the eval id."""
+    eval_id = eval_id or _new_eval_id(plan)
+    planned = len(suite.tasks) * len(plan.agents) * plan.runs_per_task
+    store.journal.create_eval(eval_id=eval_id, plan_name=plan.name,
+                              plan_json=plan.model_dump_json(), suite_name=suite.name,
+                              suite_hash=suite.suite_hash, planned=planned,
+                              rows=run_ids(eval_id, plan, suite))
+    return eval_id
+
+
+class _StorePort:
+    """Adapts the store to the dispatcher's RunJournal port for one eval."""
+
+    def __init__(self, store: Store, ctx: RowContext, driver: str) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.driver = driver
+
+    def lease(self, owner: str, n: int, lease_s: float) -> Sequence[LeasedRun]:
+        return self.store.journal.lease(self.ctx.eval_id, owner, n, lease_s)
+
+    def renew(self, owner: str, run_ids: Sequence[str], lease_s: float) -> int:
+        return self.store.journal.renew(self.ctx.eval_id, owner, run_ids, lease_s)
+
+    def release(self, owner: str) -> None:
+        self.store.journal.release(self.ctx.eval_id, owner)
+
+    def commit(self, results: Sequence[RunResult]) -> tuple[int, int]:
+        rep = self.store.commit(self.ctx, results)
+        return rep.committed, rep.duplicates
+
+    def lease_state(self) -> tuple[int, int, float | None]:
+        return self.store.journal.lease_state(self.ctx.eval_id)
+
+    def cancel_pending(self) -> int:
+        return self.store.journal.cancel_pending(self.ctx.eval_id)
+
+    def heartbeat(self) -> None:
+        self.store.journal.heartbeat_driver(self.ctx.eval_id, self.driver)
+
+
+@contextlib.contextmanager
+def _services(plan: Plan, home: Path) -> Iterator[dict[str, str]]:
+    """Start what the plan declares (the simulated model) and yield placeholder values."""
+    if plan.simulator is None:
+        yield {}
+        return
+    from evalfleet.testing.simulator import SimulatorProcess
+
+    with SimulatorProcess(plan.simulator, log_path=home / "simulator.log") as sim:
+        yield {"simulator": sim.base_url}
+
+
+def _install_signals(dispatcher: Dispatcher) -> list[signal.Signals]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, dispatcher.stop)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
+            pass
+    return installed
+
+
+def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
+            progress: ProgressHook | None = None, handle_signals: bool = True) -> EvalSummary:
+    """Run the eval's pending runs to completion (or budget stop / interrupt)."""
+    settings = settings or load_settings(store.home)
+    row = store.journal.get_eval(eval_id)
+    plan = Plan.model_validate(row["plan"])
+    suite = load_suite_ref(plan.suite, plan)
+    if suite.suite_hash != row["suite_hash"]:
+        raise SpecError(f"the suite changed since eval {eval_id} was created (hash "
+                        f"{row['suite_hash']} then, {suite.suite_hash} now); start a new eval")
+    driver = driver_name()
+    store.journal.claim_driver(eval_id, driver, stale_after_s=plan.execution.lease_seconds)
+    store.journal.reset_leases(eval_id)
+    provider = get_provider(settings.sandbox or plan.execution.sandbox)
+    counts = store.journal.counts(eval_id)
+    stats = DispatchStats(planned=row["planned"], already_done=counts.get("done", 0))
+    spent = _spent(store, eval_id)
+    stats.cost_usd = spent
+    prices = load_price_table(settings.prices)
+    ctx = RowContext(eval_id=eval_id, plan_name=plan.name, suite=suite, agents=plan.agents)
+    t0 = time.time()
+    outcome: DispatchOutcome | None = None
+    with _services(plan, store.home) as variables:
+        dispatcher = Dispatcher(plan=plan, suite=suite, journal=_StorePort(store, ctx, driver),
+                                provider=provider, prices=prices, owner=driver,
+                                variables=variables, budget=Budget(plan.budget_usd, spent),
+                                stats=stats)
+
+        async def main() -> DispatchOutcome:
+            sigs = _install_signals(dispatcher) if handle_signals else []
+            try:
+                return await dispatcher.run()
+            finally:
+                loop = asyncio.get_running_loop()
+                for sig in sigs:
+                    loop.remove_signal_handler(sig)
+
+        if progress is not None:
+            progress.start(eval_id, stats, provider.name)
+        try:
+            outcome = asyncio.run(main())
+        finally:
+            if progress is not None:
+                progress.stop()
+            if outcome is None:
+                store.journal.set_status(eval_id, "failed")
+    final = outcome.status
+    store.journal.set_status(eval_id, final, finished=final != "interrupted")
+    counts = store.journal.counts(eval_id)
+    return EvalSummary(eval_id=eval_id, status=final, planned=row["planned"],
+                       done=counts.get("done", 0), cost_usd=_spent(store, eval_id),
+                       sandbox=provider.name, duration_s=time.time() - t0, home=store.home)
+
+
+def _spent(store: Store, eval_id: str) -> float:
+    return float(sum(a["cost_usd"] for a in
+                     store.journal.progress(eval_id)["agents"].values()))
+
+
+def run(plan_path: str | Path, *, settings: Settings | None = None,
+        progress: ProgressHook | None = None) -> EvalSummary:
+    """Load, validate and run a plan as a new eval."""
+    settings = settings or load_settings()
+    plan = load_plan(plan_path)
+    suite = validate_plan(plan, str(plan_path))
+    store = open_store(settings)
+    try:
+        eval_id = create_eval(store, plan, suite)
+        return execute(store, eval_id, settings=settings, progress=progress)
+    finally:
+        store.close()
+
+
+def resolve_eval_id(store: Store, eval_id: str) -> str:
+    """An exact eval id, or a unique prefix of one."""
+    try:
+        store.journal.get_eval(eval_id)
+        return eval_id
+    except UnknownEvalError:
+        matches = store.journal.find_evals(eval_id)
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise UnknownEvalError(f"'{eval_id}' matches {len(matches)} evals: "
+                                   f"{', '.join(matches[:5])}") from None
+        raise
+
+
+def resume(eval_id: str, *, settings: Settings | None = None,
+           progress: ProgressHook | None = None) -> EvalSummary:
+    """Finish an interrupted eval: runs already committed are never executed again."""
+    settings = settings or load_settings()
+    store = open_store(settings)
+    try:
+        eval_id = resolve_eval_id(store, eval_id)
+        row = store.journal.get_eval(eval_id)
+        if row["status"] == "completed":
+            counts = store.journal.counts(eval_id)
+            return EvalSummary(eval_id, "completed", row["planned"], counts.get("done", 0),
+                               _spent(store, eval_id), "", 0.0, store.home)
+        if row["status"] == "budget_stopped":
+            store.journal.uncancel(eval_id)
+        return execute(store, eval_id, settings=settings, progress=progress)
+    finally:
+        store.close()
+
+
+def status(eval_id: str | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
+    """Status of every eval (DESIGN.md section 7), or of one with per-agent progress."""
+    settings = settings or load_settings()
+    store = open_store(settings)
+    try:
+        if eval_id is None:
+            return {"evals": [_status_row(store, e) for e in store.journal.list_evals()]}
+        eval_id = resolve_eval_id(store, eval_id)
+        row = store.journal.get_eval(eval_id)
+        out = _status_row(store, row)
+        prog = store.journal.progress(eval_id)["agents"]
+        agents = Plan.model_validate(row["plan"]).agents
+        out["agents"] = [{"agent_name": a.name, "agent_version": a.version, "model": a.model,
+                          **prog.get(i, {})} for i, a in enumerate(agents)]
+        out["duplicates_dropped"] = row["duplicates_dropped"]
+        return out
+    finally:
+        store.close()
+
+
+def _status_row(store: Store, e: dict[str, Any]) -> dict[str, Any]:
+    prog = store.journal.progress(e["eval_id"])["agents"].values()
+    status_value = e["status"]
+    if status_value == "running" and e.get("driver_heartbeat") and \
+            time.time() - e["driver_heartbeat"] > 300:
+        status_value = "interrupted"
+    return {
+        "eval_id": e["eval_id"], "plan_name": e["plan_name"], "status": status_value,
+        "planned": e["planned"], "done": sum(a["done"] for a in prog),
+        "errored": sum(a["errored"] for a in prog), "running": sum(a["running"] for a in prog),
+        "cancelled": sum(a["cancelled"] for a in prog),
+        "cost_usd": round(sum(a["cost_usd"] for a in prog), 6),
+        "started_at": _iso(e.get("started_at") or e.get("created_at")),
+        "finished_at": _iso(e.get("finished_at")),
+    }
+
+
+def _iso(t: float | None) -> str | None:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds") if t else None
+
+
+def report(eval_id: str, *, settings: Settings | None = None) -> dict[str, Any]:
+    """The report of an eval (DESIGN.md section 7), complete or partial."""
+    settings = settings or load_settings()
+    store = open_store(settings)
+    try:
+        eval_id = resolve_eval_id(store, eval_id)
+        row = store.journal.get_eval(eval_id)
+        plan = Plan.model_validate(row["plan"])
+        st = _status_row(store, row)
+        return build_report(home=store.home, paths=store.results_paths(eval_id),
+                            eval_row={**row, "status": st["status"]}, plan=plan)
+    finally:
+        store.close()
+
+
+def dumps(obj: Any) -> str:
+    """JSON for ``--json`` output (NaN becomes null)."""
+    return json.dumps(_clean(obj), indent=2, default=str)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+

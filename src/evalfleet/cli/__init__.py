@@ -1,0 +1,5 @@
+"""The ``evalfleet`` command line."""
+
+from evalfleet.cli.main import app, main
+
+__all__ = ["app", "main"]

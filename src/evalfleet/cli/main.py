@@ -1,0 +1,196 @@
+"""Typer commands, thin over :mod:`evalfleet.api` (imported lazily so --help stays light)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from evalfleet.errors import EvalfleetError
+
+if TYPE_CHECKING:
+    from evalfleet.api import EvalSummary
+    from evalfleet.settings import Settings
+
+app = typer.Typer(name="evalfleet", no_args_is_help=True, add_completion=False,
+                  help="Run AI-agent evaluations durably and report them with honest error bars.")
+out = Console()
+err = Console(stderr=True)
+
+HomeOpt = Annotated[Path | None, typer.Option("--home", help="Evalfleet home (default "
+                                               "$EVALFLEET_HOME, else ./.evalfleet).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+
+
+def _settings(home: Path | None) -> Settings:
+    from evalfleet.settings import load_settings
+
+    return load_settings(home)
+
+
+def _finish(summary: EvalSummary, *, show_report: bool = True) -> None:
+    from evalfleet import api
+    from evalfleet.cli.render import render_report
+
+    if show_report and summary.done:
+        settings = _settings(summary.home)
+        render_report(out, api.report(summary.eval_id, settings=settings))
+    err.print(f"eval {summary.eval_id}: {summary.status}, {summary.done}/{summary.planned} runs "
+              f"committed, ${summary.cost_usd:.4f}, {summary.duration_s:.1f}s, "
+              f"sandbox {summary.sandbox or '-'}")
+    err.print(f"results: {summary.home / 'results' / f'eval_id={summary.eval_id}'}  "
+              f"journal: {summary.home / 'journal.db'}")
+    if summary.status == "budget_stopped":
+        err.print("[yellow]stopped by the budget; completed runs are kept. Raise budget_usd and "
+                  f"run: evalfleet resume {summary.eval_id}[/yellow]")
+        raise typer.Exit(3)
+    if summary.status == "interrupted":
+        err.print(f"interrupted; continue with: evalfleet resume {summary.eval_id}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")], home: HomeOpt = None,
+        quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False
+        ) -> None:
+    """Run a plan as a new eval."""
+    from evalfleet import api
+    from evalfleet.cli.progress import RichProgress
+
+    summary = api.run(plan, settings=_settings(home),
+                      progress=None if quiet else RichProgress(err))
+    _finish(summary)
+
+
+@app.command()
+def resume(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique prefix).")],
+           home: HomeOpt = None,
+           quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False
+           ) -> None:
+    """Finish an interrupted eval; committed runs are never executed again."""
+    from evalfleet import api
+    from evalfleet.cli.progress import RichProgress
+
+    summary = api.resume(eval_id, settings=_settings(home),
+                         progress=None if quiet else RichProgress(err))
+    _finish(summary)
+
+
+@app.command()
+def status(eval_id: Annotated[str | None, typer.Argument(help="Eval id; all when omitted.")]
+           = None, home: HomeOpt = None, json_: JsonOpt = False) -> None:
+    """Progress of every eval, or of one with per-agent counts."""
+    from evalfleet import api
+    from evalfleet.cli.render import render_status
+
+    data = api.status(eval_id, settings=_settings(home))
+    if json_:
+        sys.stdout.write(api.dumps(data) + "\n")
+    else:
+        render_status(out, data)
+
+
+@app.command()
+def report(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique prefix).")],
+           home: HomeOpt = None, json_: JsonOpt = False) -> None:
+    """Scores with 95% intervals, categories, cost and latency of an eval (partial or not)."""
+    from evalfleet import api
+    from evalfleet.cli.render import render_report
+
+    rep = api.report(eval_id, settings=_settings(home))
+    if json_:
+        sys.stdout.write(api.dumps(rep) + "\n")
+    else:
+        render_report(out, rep)
+
+
+@app.command()
+def demo(home: HomeOpt = None,
+         runs: Annotated[int, typer.Option(min=1, max=20, help="Runs per task.")] = 2,
+         limit: Annotated[int | None, typer.Option(min=1, help="Only the first N tasks.")] = None,
+         quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False
+         ) -> None:
+    """Offline end-to-end demo: two agent versions on HumanEval with a SIMULATED model."""
+    import yaml
+
+    from evalfleet import api
+    from evalfleet.cli.progress import RichProgress
+
+    settings = _settings(home)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    plan: dict[str, Any] = yaml.safe_load(
+        (Path(__file__).resolve().parent.parent / "plans" / "demo.yaml").read_text())
+    plan["runs_per_task"] = runs
+    if limit:
+        plan["suite"]["limit"] = limit
+    plan_path = settings.home / "demo-plan.yaml"
+    plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    err.print(f"demo plan written to {plan_path}; the model is SIMULATED (no network, no key)")
+    summary = api.run(plan_path, settings=settings,
+                      progress=None if quiet else RichProgress(err, label="demo"))
+    _finish(summary)
+
+
+@app.command()
+def query(sql: Annotated[str, typer.Argument(help="SQL over the view 'runs'.")],
+          eval_id: Annotated[str | None, typer.Option("--eval", help="Only this eval.")] = None,
+          home: HomeOpt = None, json_: JsonOpt = False) -> None:
+    """DuckDB SQL over the results warehouse (view ``runs``)."""
+    from rich.table import Table
+
+    from evalfleet import api
+    from evalfleet.store.warehouse import query as run_query
+
+    settings = _settings(home)
+    store = api.open_store(settings)
+    try:
+        if eval_id:
+            paths = store.results_paths(api.resolve_eval_id(store, eval_id))
+        else:
+            paths = sorted(store.journal.referenced_paths())
+            paths = [p for p in paths if p.endswith(".parquet")]
+    finally:
+        store.close()
+    import duckdb
+
+    try:
+        names, rows = run_query(settings.home, paths, sql)
+    except duckdb.Error as exc:
+        err.print(f"query failed: {exc}")
+        raise typer.Exit(2) from None
+    if json_:
+        sys.stdout.write(api.dumps([dict(zip(names, r, strict=True)) for r in rows]) + "\n")
+        return
+    t = Table()
+    for n in names:
+        t.add_column(n)
+    for r in rows:
+        t.add_row(*[str(v) for v in r])
+    out.print(t)
+
+
+def main() -> None:
+    """Entry point: runs the app and turns evalfleet errors into one line and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except EvalfleetError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

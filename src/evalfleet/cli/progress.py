@@ -1,0 +1,73 @@
+"""A live progress display: done / running / failed, runs per second, ETA, dollars spent."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class RichProgress:
+    """Implements :class:`evalfleet.api.ProgressHook` with a rich Live display on stderr."""
+
+    def __init__(self, console: Console | None = None, label: str = "") -> None:
+        self.console = console or Console(stderr=True)
+        self.label = label
+        self._live: Live | None = None
+        self._stats: Any = None
+        self._eval_id = ""
+        self._sandbox = ""
+        self._t0 = time.monotonic()
+        self._done0 = 0
+
+    def _render(self) -> Any:
+        st = self._stats
+        total = max(st.planned, 1)
+        done = st.already_done + st.done
+        elapsed = time.monotonic() - self._t0
+        rate = st.done / elapsed if elapsed > 0 else 0.0
+        left = st.planned - done
+        eta = left / rate if rate > 0 else None
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(
+            Text(self.label or self._eval_id, style="bold"),
+            ProgressBar(total=total, completed=done, width=30),
+            Text(f"{done}/{st.planned}"),
+            Text(f"running {st.running}", style="cyan"),
+            Text(f"failed {st.failed}", style="red" if st.failed else "dim"),
+            Text(f"infra-err {st.errored}", style="yellow" if st.errored else "dim"),
+            Text(f"retries {st.retries}", style="dim"),
+            Text(f"{rate:.1f} runs/s"),
+            Text(f"ETA {_fmt_eta(eta)}"),
+            Text(f"${st.cost_usd:.4f}", style="green"),
+        )
+        return Group(grid, Text(f"sandbox: {self._sandbox}", style="dim"))
+
+    def start(self, eval_id: str, stats: Any, sandbox: str) -> None:
+        self._stats = stats
+        self._eval_id = eval_id
+        self._sandbox = sandbox
+        self._t0 = time.monotonic()
+        self.console.print(f"eval [bold]{eval_id}[/bold]: {stats.planned} runs planned, "
+                           f"{stats.already_done} already done; sandbox {sandbox}")
+        self._live = Live(get_renderable=self._render, console=self.console,
+                          refresh_per_second=4, transient=False)
+        self._live.start()
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

@@ -1,0 +1,125 @@
+"""The evalfleet exception tree.
+
+```
+EvalfleetError
+├── SpecError                 bad plan, suite, task or argument (exit code 2); names file, line, field
+├── StoreError                journal / warehouse problems
+│   └── UnknownEvalError      no eval with that id (exit code 2)
+├── BudgetExhaustedError      the budget stopped scheduling (exit code 3)
+├── MissingDependencyError    an optional extra is not installed
+└── RunError                  one attempt at a run failed; ``error_kind`` drives policy
+    ├── AgentError            the agent raised or produced invalid output      (terminal, counts as fail)
+    ├── TaskTimeoutError      the task's own time limit                        (terminal, counts as fail)
+    ├── InfraError            sandbox, model API 429/5xx, connection, worker   (transient, retried)
+    │   └── RateLimitedError  the provider said 429, maybe with Retry-After
+    └── CancelledRunError     budget exhausted or operator stop                (terminal, not counted)
+```
+
+Every exception keeps its constructor arguments in ``args`` so it survives pickling (Ray
+re-raises worker exceptions on the driver).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+ErrorKind = Literal["agent_error", "task_timeout", "infra_error", "cancelled"]
+
+
+class EvalfleetError(Exception):
+    """Base of every error evalfleet raises on purpose."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class SpecError(EvalfleetError):
+    """Bad user input: a plan, suite, task or argument. The message names file, line and field."""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, message: str, *, source: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message, source, line, field)
+        self.message = message
+        self.source = source
+        self.line = line
+        self.field = field
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_spec_error, (self.message, self.source, self.line, self.field))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.source:
+            where = self.source + (f":{self.line}" if self.line else "")
+        fld = f" field '{self.field}'" if self.field else ""
+        prefix = f"{where}:{fld}" if where else (fld.strip() + ":" if fld else "")
+        return f"{prefix} {self.message}".strip()
+
+
+def _rebuild_spec_error(message: str, source: str | None, line: int | None,
+                        field: str | None) -> SpecError:
+    return SpecError(message, source=source, line=line, field=field)
+
+
+class StoreError(EvalfleetError):
+    """The journal or warehouse is unusable or inconsistent."""
+
+
+class UnknownEvalError(StoreError):
+    """No eval with the given id exists under this home."""
+
+    exit_code: ClassVar[int] = 2
+
+
+class BudgetExhaustedError(EvalfleetError):
+    """Scheduling stopped because the dollar budget was reached; completed runs are kept."""
+
+    exit_code: ClassVar[int] = 3
+
+
+class MissingDependencyError(EvalfleetError):
+    """An optional dependency is needed: the message names the extra to install."""
+
+
+class RunError(EvalfleetError):
+    """One attempt at a run failed. Subclasses set ``error_kind`` and ``transient``."""
+
+    error_kind: ClassVar[ErrorKind] = "agent_error"
+    transient: ClassVar[bool] = False
+
+
+class AgentError(RunError):
+    """The agent raised, produced invalid output or exceeded its step or token limit."""
+
+    error_kind: ClassVar[ErrorKind] = "agent_error"
+
+
+class TaskTimeoutError(RunError):
+    """The task's own time limit was reached."""
+
+    error_kind: ClassVar[ErrorKind] = "task_timeout"
+
+
+class InfraError(RunError):
+    """Infrastructure failed (sandbox, model API, connection, worker); the run is retried."""
+
+    error_kind: ClassVar[ErrorKind] = "infra_error"
+    transient: ClassVar[bool] = True
+
+
+class RateLimitedError(InfraError):
+    """The provider refused with 429; ``retry_after`` seconds if it said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after)
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CancelledRunError(RunError):
+    """The run was cancelled (budget exhausted or operator stop); not counted as a failure."""
+
+    error_kind: ClassVar[ErrorKind] = "cancelled"

@@ -1,0 +1,272 @@
+"""The local dispatcher: leases runs, runs them with bounded concurrency, commits in batches.
+
+It holds only what is in flight plus a write buffer, so a plan of any size runs in bounded
+memory. Leases are renewed by a heartbeat; infra errors are retried with jittered backoff;
+the budget stops scheduling and keeps what ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalfleet.agents.base import Agent, ModelGate, NoGate
+from evalfleet.agents.registry import create_agent
+from evalfleet.cost.budget import Budget
+from evalfleet.cost.prices import PriceTable
+from evalfleet.errors import RateLimitedError, RunError
+from evalfleet.execution.attempt import AttemptOutcome, run_attempt
+from evalfleet.execution.policy import ERROR_POLICY, backoff_delay
+from evalfleet.execution.ports import LeasedRunLike, RunJournal
+from evalfleet.execution.ratelimit import RateLimiter
+from evalfleet.execution.resources import ResourcePool
+from evalfleet.sandbox.base import SandboxProvider
+from evalfleet.scoring.base import Scorer
+from evalfleet.scoring.registry import create_scorer
+from evalfleet.spec.plan import Plan
+from evalfleet.spec.result import RunResult
+from evalfleet.spec.task import Suite, Task
+
+
+@dataclass(slots=True)
+class DispatchStats:
+    """Live counters, read by progress displays from another thread."""
+
+    planned: int = 0
+    already_done: int = 0
+    done: int = 0
+    running: int = 0
+    failed: int = 0
+    errored: int = 0
+    passed: int = 0
+    retries: int = 0
+    duplicates: int = 0
+    cost_usd: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        """Runs committed per second since start."""
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(slots=True)
+class DispatchOutcome:
+    """How a dispatch ended."""
+
+    status: str  # completed | budget_stopped | interrupted
+    stats: DispatchStats
+
+
+class Dispatcher:
+    """Runs an eval's pending runs on this process with asyncio."""
+
+    def __init__(self, *, plan: Plan, suite: Suite, journal: RunJournal,
+                 provider: SandboxProvider, prices: PriceTable, owner: str,
+                 variables: dict[str, str] | None = None, budget: Budget | None = None,
+                 stats: DispatchStats | None = None, flush_interval_s: float = 0.5,
+                 on_commit: Callable[[Sequence[RunResult]], None] | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.plan = plan
+        self.suite = suite
+        self.journal = journal
+        self.provider = provider
+        self.prices = prices
+        self.owner = owner
+        self.variables = variables or {}
+        self.settings = plan.execution
+        self.budget = budget or Budget(plan.budget_usd)
+        self.stats = stats or DispatchStats()
+        self.flush_interval_s = flush_interval_s
+        self.on_commit = on_commit
+        self.rng = rng or random.Random()
+        self.gate: ModelGate = RateLimiter(plan.rate_limits) if plan.rate_limits else NoGate()
+        self.resources = ResourcePool(plan.resources)
+        for task in suite.tasks:
+            if task.resources:
+                self.resources.check(task.resources, task.id)
+        self.agents: list[Agent] = [create_agent(spec) for spec in plan.agents]
+        self._scorers: dict[str, Scorer] = {}
+        self._buffer: list[RunResult] = []
+        self._stop = asyncio.Event()
+        self._worker = f"local:{os.getpid()}"
+
+    def stop(self) -> None:
+        """Ask the dispatcher to stop leasing; in-flight runs finish and are committed."""
+        self._stop.set()
+
+    def _scorer(self, task: Task) -> Scorer:
+        key = task.scorer.model_dump_json()
+        sc = self._scorers.get(key)
+        if sc is None:
+            sc = self._scorers[key] = create_scorer(task.scorer)
+        return sc
+
+    async def _execute(self, lr: LeasedRunLike) -> RunResult:
+        task = self.suite.by_id[lr.task_id]
+        spec = self.plan.agents[lr.agent_index]
+        agent = self.agents[lr.agent_index]
+        scorer = self._scorer(task)
+        attempts = lr.attempts
+        cost = 0.0
+        tokens_in = tokens_out = 0
+        await self.resources.acquire(task.resources)
+        try:
+            while True:
+                out = await run_attempt(task=task, spec=spec, agent=agent, scorer=scorer,
+                                        provider=self.provider, prices=self.prices,
+                                        gate=self.gate, run_id=lr.run_id, attempt=attempts,
+                                        variables=self.variables)
+                cost += out.usage.cost_usd
+                tokens_in += out.usage.tokens_in
+                tokens_out += out.usage.tokens_out
+                if out.error is None or not out.error.transient \
+                        or attempts >= self.settings.max_attempts or self._stop.is_set():
+                    break
+                delay = backoff_delay(attempts, self.settings.backoff_base_s,
+                                      self.settings.backoff_max_s, self.rng.random())
+                if isinstance(out.error, RateLimitedError) and out.error.retry_after:
+                    delay = max(delay, out.error.retry_after)
+                self.stats.retries += 1
+                await asyncio.sleep(delay)
+                attempts += 1
+        finally:
+            await self.resources.release(task.resources)
+        return self._result(lr, out, attempts, cost, tokens_in, tokens_out)
+
+    def _result(self, lr: LeasedRunLike, out: AttemptOutcome, attempts: int, cost: float,
+                tokens_in: int, tokens_out: int) -> RunResult:
+        traj = out.trajectory.to_dict()
+        traj["attempt"] = attempts
+        result = RunResult(
+            run_id=lr.run_id, task_id=lr.task_id, agent_index=lr.agent_index, repeat=lr.repeat,
+            status="completed", tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost,
+            latency_s=round(out.duration_s, 6), attempts=attempts, worker=self._worker,
+            sandbox=out.sandbox, started_at=out.started_at, finished_at=time.time(),
+            trajectory=traj,
+        )
+        if out.error is not None:
+            policy = ERROR_POLICY[out.error.error_kind]
+            result.status = policy.status
+            result.error_kind = out.error.error_kind
+            result.error = str(out.error)[:2000]
+            if policy.counts_in_pass_rate:
+                result.score, result.passed = 0.0, False
+        elif out.score is not None:
+            result.score = min(max(float(out.score.value), 0.0), 1.0)
+            result.passed = out.score.passed
+            result.metrics = dict(out.score.metrics)
+        return result
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        committed, dups = self.journal.commit(batch)
+        self.stats.duplicates += dups
+        self.stats.done += committed
+        if self.on_commit is not None:
+            self.on_commit(batch)
+
+    def _account(self, r: RunResult) -> None:
+        self.budget.add(r.cost_usd)
+        self.stats.cost_usd += r.cost_usd
+        if r.status == "failed":
+            self.stats.failed += 1
+        elif r.status == "errored":
+            self.stats.errored += 1
+        if r.passed:
+            self.stats.passed += 1
+
+    async def _heartbeat(self, held: Callable[[], list[str]]) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            ids = held()
+            self.journal.renew(self.owner, ids, self.settings.lease_seconds)
+            self.journal.heartbeat()
+
+    def _budget_blocks(self, in_flight: int) -> bool:
+        if self.budget.limit_usd is None:
+            return False
+        if self.budget.exhausted:
+            return True
+        n = self.stats.done + len(self._buffer)
+        mean = self.budget.spent_usd / n if n else 0.0
+        return self.budget.would_exceed(in_flight, mean)
+
+    async def run(self) -> DispatchOutcome:
+        """Run until nothing is left, the budget stops it, or :meth:`stop` is called."""
+        s = self.settings
+        queue: deque[LeasedRunLike] = deque()
+        in_flight: dict[asyncio.Task[RunResult], LeasedRunLike] = {}
+        hb = asyncio.create_task(self._heartbeat(
+            lambda: [lr.run_id for lr in in_flight.values()] + [lr.run_id for lr in queue]))
+        last_flush = time.monotonic()
+        budget_stop = False
+        try:
+            while True:
+                budget_stop = budget_stop or self._budget_blocks(len(in_flight))
+                stopping = self._stop.is_set() or budget_stop
+                while not stopping and len(in_flight) < s.max_in_flight:
+                    if not queue:
+                        want = min(max(2 * s.max_in_flight, 64), 1024)
+                        queue.extend(self.journal.lease(self.owner, want, s.lease_seconds))
+                        if not queue:
+                            break
+                    lr = queue.popleft()
+                    in_flight[asyncio.create_task(self._execute(lr))] = lr
+                    self.stats.running = len(in_flight)
+                    if self._budget_blocks(len(in_flight)):
+                        break
+                if not in_flight:
+                    if stopping:
+                        break
+                    pending, leased, earliest = self.journal.lease_state()
+                    if pending == 0 and leased == 0:
+                        break
+                    # runs leased by another worker: wait for them or for their leases to expire
+                    wait = 1.0 if earliest is None else min(max(earliest - time.time(), 0.05), 1.0)
+                    self._flush()
+                    await asyncio.sleep(wait)
+                    continue
+                done, _ = await asyncio.wait(list(in_flight), timeout=self.flush_interval_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    in_flight.pop(t)
+                    result = t.result()
+                    self._account(result)
+                    self._buffer.append(result)
+                self.stats.running = len(in_flight)
+                now = time.monotonic()
+                if len(self._buffer) >= s.write_batch or now - last_flush >= self.flush_interval_s:
+                    self._flush()
+                    last_flush = now
+        except BaseException:
+            for t in in_flight:
+                t.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            raise
+        finally:
+            hb.cancel()
+            await asyncio.gather(hb, return_exceptions=True)
+            self._flush()
+            self.stats.running = 0
+            queue.clear()
+            self.journal.release(self.owner)
+            for agent in self.agents:
+                closer: Any = getattr(agent, "aclose", None)
+                if closer is not None:
+                    await closer()
+        if budget_stop:
+            self.journal.cancel_pending()
+            return DispatchOutcome("budget_stopped", self.stats)
+        if self._stop.is_set():
+            return DispatchOutcome("interrupted", self.stats)
+        return DispatchOutcome("completed", self.stats)

@@ -1,0 +1,99 @@
+"""The sandbox interface: a private working directory in which commands run under limits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxLimits:
+    """Limits applied to every process started in a sandbox."""
+
+    cpu_s: int = 60
+    """CPU seconds per process (RLIMIT_CPU)."""
+    memory_mb: int = 1024
+    """Address space per process (RLIMIT_AS)."""
+    file_size_mb: int = 64
+    """Largest file a process may write (RLIMIT_FSIZE)."""
+    max_processes: int = 64
+    """Processes the sandbox may hold at once."""
+    max_output_bytes: int = 1_000_000
+    """Stdout and stderr kept per command; the rest is dropped and ``truncated`` set."""
+    network: bool = False
+    """Whether commands may open network connections (bwrap only enforces ``False``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """What one command in a sandbox did."""
+
+    exit_code: int | None
+    """Exit status; None when killed by a signal or the timeout."""
+    stdout: str
+    """Standard output, decoded as UTF-8 with replacement, truncated to the limit."""
+    stderr: str
+    """Standard error, likewise."""
+    duration_s: float
+    """Wall time."""
+    timed_out: bool = False
+    """True when the timeout killed the process group."""
+    truncated: bool = False
+    """True when output beyond ``max_output_bytes`` was dropped."""
+    signal: int | None = None
+    """The signal that ended the process, if any."""
+
+    @property
+    def ok(self) -> bool:
+        """Exited with status 0 in time."""
+        return self.exit_code == 0 and not self.timed_out
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """A private directory and a way to run commands in it.
+
+    ``workdir`` is the directory as commands inside the sandbox see it; ``host_dir`` is the same
+    directory on the host (the driver reads and writes files there).
+    """
+
+    provider: str
+    workdir: str
+    host_dir: Path
+
+    async def write_files(self, files: Mapping[str, str | bytes]) -> None:
+        """Write files under the sandbox dir. Paths are relative; any escape raises InfraError
+        (or SpecError for a task's own bad path)."""
+        ...
+
+    async def read_file(self, path: str, max_bytes: int = 1_000_000) -> bytes:
+        """Read a file from the sandbox dir (at most ``max_bytes``); escapes are refused."""
+        ...
+
+    async def exec(self, argv: Sequence[str], *, stdin: bytes | None = None,
+                   timeout_s: float = 60.0, env: Mapping[str, str] | None = None) -> ExecResult:
+        """Run ``argv`` in ``workdir`` under the limits; on timeout kill the whole process group.
+
+        ``env`` adds variables to the scrubbed allow-listed environment.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Kill anything still running and delete the directory."""
+        ...
+
+
+class SandboxProvider(Protocol):
+    """Creates sandboxes of one kind."""
+
+    name: str
+
+    def available(self) -> bool:
+        """Whether this provider works on this machine (checked once, cached)."""
+        ...
+
+    async def create(self, limits: SandboxLimits) -> Sandbox:
+        """A fresh, empty sandbox."""
+        ...

@@ -1,0 +1,89 @@
+"""YAML loading that remembers the line of every value, for file:line error messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from evalfleet.errors import SpecError
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass
+class LineMap:
+    """Maps a path of keys / indexes inside a document to a 1-based line number."""
+
+    source: str
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line_of(self, loc: Sequence[str | int]) -> int | None:
+        """The line of ``loc``, or of its nearest ancestor that has one."""
+        key = tuple(loc)
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key[:-1]
+        return self.lines.get((), None)
+
+
+def _construct(node: yaml.Node, loc: Loc, lmap: LineMap, loader: yaml.SafeLoader) -> Any:
+    lmap.lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if not isinstance(key, str | int | float | bool) or key is None:
+                raise SpecError(f"mapping key {key!r} is not a plain value",
+                                source=lmap.source, line=key_node.start_mark.line + 1)
+            if key in out:
+                raise SpecError(f"duplicate key '{key}'", source=lmap.source,
+                                line=key_node.start_mark.line + 1, field=str(key))
+            skey = key if isinstance(key, str) else str(key)
+            lmap.lines[(*loc, skey)] = key_node.start_mark.line + 1
+            out[skey] = _construct(value_node, (*loc, skey), lmap, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*loc, i), lmap, loader) for i, item in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:
+    """Parse one YAML document; return the value and its line map.
+
+    Raises:
+        SpecError: with the file and line of the syntax error.
+    """
+    lmap = LineMap(source)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, lmap
+        return _construct(node, (), lmap, loader), lmap
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise SpecError(f"invalid YAML: {exc.problem or exc.context}", source=source,
+                        line=line) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}", source=source) from None
+    finally:
+        loader.dispose()  # type: ignore[no-untyped-call]
+
+
+def load_yaml_file(path: Path) -> tuple[Any, LineMap]:
+    """Read and parse a YAML file; a missing or unreadable file is a :class:`SpecError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("file does not exist", source=str(path)) from None
+    except UnicodeDecodeError:
+        raise SpecError("file is not valid UTF-8", source=str(path)) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read file: {exc.strerror}", source=str(path)) from None
+    return load_yaml(text, str(path))

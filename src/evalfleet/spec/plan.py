@@ -1,0 +1,126 @@
+"""Evaluation plans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evalfleet.spec.agent import AgentSpec
+
+
+class SuiteRef(BaseModel):
+    """Which suite to evaluate: a built-in one or a path, plus an optional filter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    builtin: str | None = Field(None, description="Built-in suite: humaneval or repo-tasks.")
+    path: str | None = Field(None, description="Suite folder or JSONL file, relative to the plan.")
+    categories: tuple[str, ...] = Field((), description="Keep only these categories.")
+    ids: tuple[str, ...] = Field((), description="Keep only these task ids.")
+    limit: int | None = Field(None, ge=1, le=10_000_000, description="Keep the first N tasks.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SuiteRef:
+        if (self.builtin is None) == (self.path is None):
+            raise ValueError("give exactly one of 'builtin' or 'path'")
+        return self
+
+
+class RateLimit(BaseModel):
+    """Limits of one provider."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: float | None = Field(None, gt=0, le=1e7, description="Request limit.")
+    tokens_per_minute: float | None = Field(None, gt=0, le=1e10, description="Token limit.")
+
+
+class ExecutionSettings(BaseModel):
+    """How runs are dispatched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["local"] = Field("local", description="Execution backend.")
+    max_in_flight: int = Field(16, ge=1, le=10_000, description="Runs executing at once.")
+    max_attempts: int = Field(5, ge=1, le=100, description="Attempts per run on infra errors.")
+    lease_seconds: float = Field(120.0, ge=1, le=86_400, description="Lease length of a run.")
+    heartbeat_seconds: float = Field(10.0, gt=0, le=3600, description="Lease renewal period.")
+    backoff_base_s: float = Field(0.5, ge=0, le=600, description="First retry delay.")
+    backoff_max_s: float = Field(30.0, ge=0, le=3600, description="Longest retry delay.")
+    sandbox: Literal["auto", "local", "bwrap"] = Field("auto", description="Sandbox provider.")
+    write_batch: int = Field(256, ge=1, le=100_000, description="Results per commit batch.")
+
+    @model_validator(mode="after")
+    def _heartbeat_shorter(self) -> ExecutionSettings:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be shorter than lease_seconds")
+        return self
+
+
+class FaultSpec(BaseModel):
+    """Faults the simulated model injects, as probabilities per request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate_limit: float = Field(0.0, ge=0, le=1, description="Share answered 429 with Retry-After.")
+    server_error: float = Field(0.0, ge=0, le=1, description="Share answered 500.")
+    drop: float = Field(0.0, ge=0, le=1, description="Share whose connection is dropped.")
+    hang: float = Field(0.0, ge=0, le=1, description="Share that never answers.")
+    retry_after_s: float = Field(1.0, ge=0, le=600, description="Retry-After on 429s.")
+
+
+class SimulatedModel(BaseModel):
+    """One simulated model's behaviour."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    skill: float = Field(0.7, ge=0, le=1, description="Success probability on a difficulty-3 task.")
+    latency_s: float = Field(0.3, ge=0, le=600, description="Mean response latency.")
+
+
+class SimulatorSpec(BaseModel):
+    """A simulated OpenAI-compatible model server started with the eval (SIMULATED, not a model)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: dict[str, SimulatedModel] = Field(description="Served model names and behaviour.")
+    faults: FaultSpec = Field(default_factory=FaultSpec, description="Injected faults.")
+    seed: int | None = Field(None, description="Random seed; none means fresh randomness.")
+
+
+class Plan(BaseModel):
+    """An evaluation plan: suite, agents, repeats, budget, execution settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="Plan name.")
+    description: str = Field("", description="What this plan is for.")
+    suite: SuiteRef = Field(description="The suite and task filter.")
+    agents: tuple[AgentSpec, ...] = Field(min_length=1, description="Agents to evaluate.")
+    runs_per_task: int = Field(1, ge=1, le=1000, description="Repeats of each task per agent.")
+    budget_usd: float | None = Field(None, gt=0, le=10_000_000,
+                                     description="Stop scheduling once this much is spent.")
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings,
+                                         description="Dispatch settings.")
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict,
+                                              description="Per-provider limits.")
+    resources: dict[str, int] = Field(default_factory=dict,
+                                      description="Capacity of scarce resources, e.g. gpu: 2.")
+    simulator: SimulatorSpec | None = Field(None, description="Simulated model server to start.")
+    base_dir: str = Field("", description="Folder the plan was loaded from (set by the loader).")
+
+    @model_validator(mode="after")
+    def _unique_agents(self) -> Plan:
+        seen: set[str] = set()
+        for agent in self.agents:
+            if agent.label in seen:
+                raise ValueError(f"agent {agent.label} is listed twice")
+            seen.add(agent.label)
+        return self
+
+    def resolve(self, rel: str) -> Path:
+        """A path from the plan, resolved against the plan's folder."""
+        p = Path(rel)
+        return p if p.is_absolute() else Path(self.base_dir or ".") / p

@@ -1,0 +1,367 @@
+"""The journal: evals and runs with status, leases and attempts (SQLite WAL by default).
+
+Exactly-once: a run becomes ``done`` in the same transaction that records the results batch
+holding its row, and only if it was not ``done`` already; the first result wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, or_, select, text
+from sqlalchemy.exc import OperationalError
+
+from evalfleet.errors import StoreError, UnknownEvalError
+from evalfleet.store.schema import batches, evals, metadata, runs
+
+_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedRun:
+    """A run handed to a worker."""
+
+    run_id: str
+    task_id: str
+    agent_index: int
+    repeat: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRow:
+    """What the journal keeps of a committed run."""
+
+    run_id: str
+    outcome: str
+    passed: bool | None
+    cost_usd: float
+    attempts: int
+
+
+def driver_name() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Journal:
+    """Durable run bookkeeping over SQLAlchemy Core."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the journal at {url}: {exc.orig}") from None
+
+    @classmethod
+    def open(cls, home: Path, url: str | None = None) -> Journal:
+        """The journal at ``url``, by default SQLite ``journal.db`` in ``home``."""
+        return cls(url or f"sqlite:///{home / 'journal.db'}")
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.dispose()
+
+    # evals ------------------------------------------------------------------------------------
+    def create_eval(self, *, eval_id: str, plan_name: str, plan_json: str, suite_name: str,
+                    suite_hash: str, planned: int,
+                    rows: Iterable[tuple[str, str, int, int]]) -> None:
+        """Insert an eval and its runs (``(run_id, task_id, agent_index, repeat)``), in chunks."""
+        with self.engine.begin() as conn:
+            conn.execute(evals.insert().values(
+                eval_id=eval_id, plan_name=plan_name, plan_json=plan_json,
+                suite_name=suite_name, suite_hash=suite_hash, status="created",
+                planned=planned, created_at=time.time(), duplicates_dropped=0))
+            chunk: list[dict[str, Any]] = []
+            for seq, (run_id, task_id, agent_index, repeat) in enumerate(rows):
+                chunk.append({"run_id": run_id, "eval_id": eval_id, "seq": seq,
+                              "task_id": task_id, "agent_index": agent_index, "repeat": repeat,
+                              "status": "pending", "attempts": 0})
+                if len(chunk) >= _CHUNK:
+                    conn.execute(runs.insert(), chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(runs.insert(), chunk)
+
+    def get_eval(self, eval_id: str) -> dict[str, Any]:
+        """The eval's row as a dict (``plan`` parsed)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(evals).where(evals.c.eval_id == eval_id)).mappings().first()
+        if row is None:
+            raise UnknownEvalError(f"no eval '{eval_id}' in this home")
+        out = dict(row)
+        out["plan"] = json.loads(out.pop("plan_json"))
+        return out
+
+    def find_evals(self, prefix: str) -> list[str]:
+        """Eval ids starting with ``prefix``."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(evals.c.eval_id)
+                                     .where(evals.c.eval_id.like(prefix + "%"))).scalars())
+
+    def list_evals(self) -> list[dict[str, Any]]:
+        """Every eval, newest first, without the plan."""
+        cols = [c for c in evals.c if c.name != "plan_json"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*cols).order_by(evals.c.created_at.desc())).mappings()
+            return [dict(r) for r in rows]
+
+    def set_status(self, eval_id: str, status: str, *, finished: bool = False) -> None:
+        """Change an eval's status."""
+        values: dict[str, Any] = {"status": status}
+        if finished:
+            values["finished_at"] = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(evals.update().where(evals.c.eval_id == eval_id).values(**values))
+
+    def claim_driver(self, eval_id: str, driver: str, stale_after_s: float) -> None:
+        """Make ``driver`` the eval's driver; refuse if another driver's heartbeat is fresh."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(evals.c.driver, evals.c.driver_heartbeat)
+                               .where(evals.c.eval_id == eval_id)).first()
+            if row is None:
+                raise UnknownEvalError(f"no eval '{eval_id}' in this home")
+            other, beat = row
+            if other and other != driver and beat and now - beat < stale_after_s \
+                    and _alive(other):
+                raise StoreError(f"eval {eval_id} is being run by {other} (heartbeat "
+                                 f"{now - beat:.0f}s ago); stop it first")
+            conn.execute(evals.update().where(evals.c.eval_id == eval_id).values(
+                driver=driver, driver_heartbeat=now, started_at=now, status="running"))
+
+    def heartbeat_driver(self, eval_id: str, driver: str) -> None:
+        """Record that the driver is alive."""
+        with self.engine.begin() as conn:
+            conn.execute(evals.update().where(and_(evals.c.eval_id == eval_id,
+                                                   evals.c.driver == driver))
+                         .values(driver_heartbeat=time.time()))
+
+    # runs -------------------------------------------------------------------------------------
+    def lease(self, eval_id: str, owner: str, n: int, lease_s: float) -> list[LeasedRun]:
+        """Lease up to ``n`` runs that are pending or whose lease expired; attempts += 1."""
+        now = time.time()
+        avail = select(runs.c.run_id).where(and_(
+            runs.c.eval_id == eval_id,
+            or_(runs.c.status == "pending",
+                and_(runs.c.status == "leased", runs.c.lease_expires < now)),
+        )).order_by(runs.c.status, runs.c.seq).limit(n).scalar_subquery()
+        stmt = (runs.update().where(runs.c.run_id.in_(avail))
+                .values(status="leased", lease_owner=owner, lease_expires=now + lease_s,
+                        attempts=runs.c.attempts + 1)
+                .returning(runs.c.run_id, runs.c.task_id, runs.c.agent_index, runs.c.repeat,
+                           runs.c.attempts, runs.c.seq))
+        with self.engine.begin() as conn:
+            rows = sorted(conn.execute(stmt).all(), key=lambda r: r[5])
+        return [LeasedRun(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def renew(self, eval_id: str, owner: str, run_ids: Sequence[str], lease_s: float) -> int:
+        """Extend the leases ``owner`` holds on ``run_ids``; returns how many it still holds."""
+        if not run_ids:
+            return 0
+        total = 0
+        with self.engine.begin() as conn:
+            for i in range(0, len(run_ids), 500):
+                res = conn.execute(runs.update().where(and_(
+                    runs.c.run_id.in_(run_ids[i:i + 500]), runs.c.lease_owner == owner,
+                    runs.c.status == "leased")).values(lease_expires=time.time() + lease_s))
+                total += res.rowcount
+        return total
+
+    def release(self, eval_id: str, owner: str) -> None:
+        """Return ``owner``'s leased runs of the eval to pending (clean shutdown)."""
+        with self.engine.begin() as conn:
+            conn.execute(runs.update().where(and_(
+                runs.c.eval_id == eval_id, runs.c.lease_owner == owner,
+                runs.c.status == "leased")).values(status="pending", lease_owner=None,
+                                                    lease_expires=None))
+
+    def reset_leases(self, eval_id: str) -> int:
+        """Return every leased run of the eval to pending (resume after a crash)."""
+        with self.engine.begin() as conn:
+            res = conn.execute(runs.update().where(and_(
+                runs.c.eval_id == eval_id, runs.c.status == "leased"))
+                .values(status="pending", lease_owner=None, lease_expires=None))
+            return int(res.rowcount)
+
+    def lease_state(self, eval_id: str) -> tuple[int, int, float | None]:
+        """(pending, leased, earliest lease expiry) of the eval."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs.c.status, func.count(), func.min(runs.c.lease_expires))
+                                .where(and_(runs.c.eval_id == eval_id,
+                                            runs.c.status.in_(("pending", "leased"))))
+                                .group_by(runs.c.status)).all()
+        pending = leased = 0
+        earliest: float | None = None
+        for status, n, exp in rows:
+            if status == "pending":
+                pending = n
+            else:
+                leased, earliest = n, exp
+        return pending, leased, earliest
+
+    def done_among(self, run_ids: Sequence[str]) -> set[str]:
+        """Which of ``run_ids`` are already committed."""
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(run_ids), 500):
+                out.update(conn.execute(select(runs.c.run_id).where(and_(
+                    runs.c.run_id.in_(run_ids[i:i + 500]), runs.c.status == "done"))).scalars())
+        return out
+
+    def commit_batch(self, *, eval_id: str, batch_id: str, results_path: str,
+                     trajectories_path: str | None, rows: Sequence[CommitRow],
+                     duplicates: int = 0) -> int:
+        """Record a results batch and mark its runs done, atomically; returns rows committed.
+
+        Raises:
+            StoreError: if a run in the batch was committed meanwhile (there is one writer, so
+                this means two drivers ran the same eval); nothing is committed then.
+        """
+        upd = (runs.update()
+               .where(and_(runs.c.run_id == bindparam("rid"), runs.c.status != "done"))
+               .values(status="done", outcome=bindparam("outcome"), passed=bindparam("passed"),
+                       cost_usd=bindparam("cost"), attempts=bindparam("att"),
+                       batch_id=batch_id, lease_owner=None, lease_expires=None))
+        params = [{"rid": r.run_id, "outcome": r.outcome,
+                   "passed": None if r.passed is None else int(r.passed),
+                   "cost": r.cost_usd, "att": r.attempts} for r in rows]
+        with self.engine.begin() as conn:
+            conn.execute(batches.insert().values(
+                batch_id=batch_id, eval_id=eval_id, results_path=results_path,
+                trajectories_path=trajectories_path, n_rows=len(rows),
+                committed_at=time.time()))
+            res = conn.execute(upd, params)
+            if res.rowcount != len(rows):
+                raise StoreError(f"batch {batch_id}: {len(rows) - res.rowcount} runs were "
+                                 "already committed by another writer")
+            if duplicates:
+                conn.execute(evals.update().where(evals.c.eval_id == eval_id).values(
+                    duplicates_dropped=evals.c.duplicates_dropped + duplicates))
+        return len(rows)
+
+    def add_duplicates(self, eval_id: str, n: int) -> None:
+        """Count late duplicates dropped outside a batch commit."""
+        with self.engine.begin() as conn:
+            conn.execute(evals.update().where(evals.c.eval_id == eval_id).values(
+                duplicates_dropped=evals.c.duplicates_dropped + n))
+
+    def cancel_pending(self, eval_id: str) -> int:
+        """Mark every pending run cancelled (budget stop); returns how many."""
+        with self.engine.begin() as conn:
+            res = conn.execute(runs.update().where(and_(
+                runs.c.eval_id == eval_id, runs.c.status == "pending"))
+                .values(status="cancelled", outcome="cancelled"))
+            return int(res.rowcount)
+
+    def uncancel(self, eval_id: str) -> int:
+        """Return cancelled runs to pending (resume with more budget)."""
+        with self.engine.begin() as conn:
+            res = conn.execute(runs.update().where(and_(
+                runs.c.eval_id == eval_id, runs.c.status == "cancelled"))
+                .values(status="pending", outcome=None))
+            return int(res.rowcount)
+
+    def counts(self, eval_id: str) -> dict[str, int]:
+        """Run counts by status and by outcome (``done:completed`` ...), plus cost."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs.c.status, runs.c.outcome, func.count(),
+                                       func.coalesce(func.sum(runs.c.cost_usd), 0.0))
+                                .where(runs.c.eval_id == eval_id)
+                                .group_by(runs.c.status, runs.c.outcome)).all()
+        out: dict[str, int] = {}
+        for status, outcome, n, _cost in rows:
+            out[status] = out.get(status, 0) + n
+            if outcome:
+                out[f"outcome:{outcome}"] = out.get(f"outcome:{outcome}", 0) + n
+        return out
+
+    def progress(self, eval_id: str) -> dict[str, Any]:
+        """Per-agent counts and cost for status displays."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs.c.agent_index, runs.c.status, runs.c.outcome,
+                                       func.count(),
+                                       func.coalesce(func.sum(runs.c.cost_usd), 0.0),
+                                       func.coalesce(func.sum(runs.c.passed), 0))
+                                .where(runs.c.eval_id == eval_id)
+                                .group_by(runs.c.agent_index, runs.c.status, runs.c.outcome)).all()
+        agents: dict[int, dict[str, Any]] = {}
+        for idx, status, outcome, n, cost, passed in rows:
+            a = agents.setdefault(idx, {"planned": 0, "done": 0, "errored": 0, "running": 0,
+                                        "cancelled": 0, "passed": 0, "cost_usd": 0.0})
+            a["planned"] += n
+            if status == "done":
+                a["done"] += n
+                a["passed"] += int(passed)
+                if outcome == "errored":
+                    a["errored"] += n
+            elif status == "leased":
+                a["running"] += n
+            elif status == "cancelled":
+                a["cancelled"] += n
+            a["cost_usd"] += float(cost)
+        return {"agents": agents}
+
+    def iter_batches(self, eval_id: str) -> Iterator[dict[str, Any]]:
+        """Committed batches of the eval, oldest first."""
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(batches).where(batches.c.eval_id == eval_id)
+                                    .order_by(batches.c.committed_at)).mappings():
+                yield dict(row)
+
+    def referenced_paths(self) -> set[str]:
+        """Every results or trajectory file a committed batch references."""
+        with self.engine.connect() as conn:
+            out: set[str] = set()
+            for rp, tp in conn.execute(select(batches.c.results_path,
+                                              batches.c.trajectories_path)):
+                out.add(rp)
+                if tp:
+                    out.add(tp)
+            return out
+
+    def batch_of(self, run_id: str) -> dict[str, Any] | None:
+        """The batch holding a committed run."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(batches).join(runs, runs.c.batch_id == batches.c.batch_id)
+                               .where(runs.c.run_id == run_id)).mappings().first()
+            return dict(row) if row else None
+
+    def vacuum(self) -> None:
+        """Checkpoint the WAL (SQLite)."""
+        if self.url.startswith("sqlite"):
+            with self.engine.connect() as conn:
+                conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+
+def _alive(driver: str) -> bool:
+    host, _, pid = driver.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine: trust the heartbeat
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,180 @@
+"""Results rows (Parquet, zstd) and trajectory blobs (zstd JSON lines), one file pair per batch.
+
+Files are written under a temporary name and renamed, then the journal commit records them;
+files that no commit references are removed when the store opens (a crash between the two).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from evalfleet.spec.agent import AgentSpec
+from evalfleet.spec.result import RunResult
+from evalfleet.spec.task import Suite
+
+RESULTS_SCHEMA = pa.schema([
+    pa.field("run_id", pa.string(), metadata={"doc": "Deterministic run id."}),
+    pa.field("eval_id", pa.string(), metadata={"doc": "Eval id."}),
+    pa.field("plan_name", pa.string(), metadata={"doc": "Plan name."}),
+    pa.field("suite", pa.string(), metadata={"doc": "Suite name."}),
+    pa.field("suite_hash", pa.string(), metadata={"doc": "Hash of the suite's tasks."}),
+    pa.field("task_id", pa.string(), metadata={"doc": "Task id."}),
+    pa.field("task_hash", pa.string(), metadata={"doc": "Hash of everything about the task."}),
+    pa.field("category", pa.string(), metadata={"doc": "Task category."}),
+    pa.field("difficulty", pa.int8(), metadata={"doc": "Difficulty 1-5."}),
+    pa.field("domain", pa.string(), metadata={"doc": "Task domain."}),
+    pa.field("repository", pa.string(), metadata={"doc": "Task repository, if any."}),
+    pa.field("agent_name", pa.string(), metadata={"doc": "Agent name."}),
+    pa.field("agent_version", pa.string(), metadata={"doc": "Agent version."}),
+    pa.field("agent_fingerprint", pa.string(), metadata={"doc": "Hash of the agent spec."}),
+    pa.field("model", pa.string(), metadata={"doc": "Model name."}),
+    pa.field("model_tier", pa.string(), metadata={"doc": "Price tier."}),
+    pa.field("repeat", pa.int32(), metadata={"doc": "Repeat index k."}),
+    pa.field("status", pa.string(), metadata={"doc": "completed, failed, errored, cancelled."}),
+    pa.field("error_kind", pa.string(), metadata={"doc": "Error class, if any."}),
+    pa.field("error", pa.string(), metadata={"doc": "Short error message."}),
+    pa.field("score", pa.float64(), metadata={"doc": "Primary score in [0, 1]."}),
+    pa.field("passed", pa.bool_(), metadata={"doc": "Whether the run passed."}),
+    pa.field("metrics", pa.map_(pa.string(), pa.float64()), metadata={"doc": "Extra metrics."}),
+    pa.field("tokens_in", pa.int64(), metadata={"doc": "Prompt tokens."}),
+    pa.field("tokens_out", pa.int64(), metadata={"doc": "Completion tokens."}),
+    pa.field("cost_usd", pa.float64(), metadata={"doc": "Model dollars, all attempts."}),
+    pa.field("infra_cost_usd", pa.float64(), metadata={"doc": "Compute dollars."}),
+    pa.field("latency_s", pa.float64(), metadata={"doc": "Wall time of the final attempt."}),
+    pa.field("attempts", pa.int32(), metadata={"doc": "Attempts made."}),
+    pa.field("worker", pa.string(), metadata={"doc": "Worker of the final attempt."}),
+    pa.field("sandbox", pa.string(), metadata={"doc": "Sandbox provider used."}),
+    pa.field("started_at", pa.timestamp("ms", tz="UTC"), metadata={"doc": "Start time."}),
+    pa.field("finished_at", pa.timestamp("ms", tz="UTC"), metadata={"doc": "Finish time."}),
+    pa.field("trajectory_uri", pa.string(), metadata={"doc": "Where the trajectory is."}),
+    pa.field("cache_source_run_id", pa.string(), metadata={"doc": "Reused run, if cached."}),
+])
+
+
+@dataclass(frozen=True, slots=True)
+class RowContext:
+    """Plan-level facts added to every row of an eval."""
+
+    eval_id: str
+    plan_name: str
+    suite: Suite
+    agents: Sequence[AgentSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenBatch:
+    """Paths (relative to home) of a written but not yet committed batch."""
+
+    batch_id: str
+    results_path: str
+    trajectories_path: str | None
+
+
+def _ts(t: float) -> datetime | None:
+    return datetime.fromtimestamp(t, UTC) if t else None
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class ResultsWriter:
+    """Writes one Parquet file and one trajectory blob per batch."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._zstd = zstandard.ZstdCompressor(level=3)
+
+    def write(self, ctx: RowContext, results: Sequence[RunResult]) -> WrittenBatch:
+        """Write a batch's files (not yet committed)."""
+        batch_id = uuid.uuid4().hex[:20]
+        rel_results = f"results/eval_id={ctx.eval_id}/{batch_id}.parquet"
+        rel_traj = f"trajectories/{ctx.eval_id}/{batch_id}.jsonl.zst"
+        by_id = ctx.suite.by_id
+        cols: dict[str, list[Any]] = {f.name: [] for f in RESULTS_SCHEMA}
+        traj = io.BytesIO()
+        has_traj = False
+        for r in results:
+            task = by_id[r.task_id]
+            agent = ctx.agents[r.agent_index]
+            uri = None
+            if r.trajectory is not None:
+                has_traj = True
+                uri = f"{rel_traj}#{r.run_id}"
+                traj.write(json.dumps({"run_id": r.run_id, **r.trajectory},
+                                      default=str).encode("utf-8") + b"\n")
+            values = (
+                r.run_id, ctx.eval_id, ctx.plan_name, ctx.suite.name, ctx.suite.suite_hash,
+                r.task_id, task.task_hash, task.category, task.difficulty, task.domain,
+                task.repository, agent.name, agent.version, agent.fingerprint, agent.model,
+                agent.tier, r.repeat, r.status, r.error_kind, r.error, r.score, r.passed,
+                list(r.metrics.items()), r.tokens_in, r.tokens_out, r.cost_usd,
+                r.infra_cost_usd, r.latency_s, r.attempts, r.worker, r.sandbox,
+                _ts(r.started_at), _ts(r.finished_at), uri, r.cache_source_run_id,
+            )
+            for name, value in zip(cols, values, strict=True):
+                cols[name].append(value)
+        table = pa.table(cols, schema=RESULTS_SCHEMA)
+        out_dir = self.home / "results" / f"eval_id={ctx.eval_id}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf, compression="zstd")
+        _fsync_write(self.home / rel_results, buf.getvalue().to_pybytes())
+        traj_path: str | None = None
+        if has_traj:
+            (self.home / "trajectories" / ctx.eval_id).mkdir(parents=True, exist_ok=True)
+            _fsync_write(self.home / rel_traj, self._zstd.compress(traj.getvalue()))
+            traj_path = rel_traj
+        return WrittenBatch(batch_id, rel_results, traj_path)
+
+    def remove(self, batch: WrittenBatch) -> None:
+        """Delete a batch's files (its commit failed)."""
+        for rel in (batch.results_path, batch.trajectories_path):
+            if rel:
+                (self.home / rel).unlink(missing_ok=True)
+
+
+def remove_orphans(home: Path, referenced: set[str]) -> list[str]:
+    """Delete results and trajectory files no committed batch references; return their paths."""
+    removed: list[str] = []
+    for sub, pattern in (("results", "*.parquet*"), ("trajectories", "*.jsonl.zst*")):
+        base = home / sub
+        if not base.exists():
+            continue
+        for f in base.rglob(pattern):
+            rel = f.relative_to(home).as_posix()
+            if rel not in referenced:
+                f.unlink(missing_ok=True)
+                removed.append(rel)
+    return removed
+
+
+def read_trajectory(home: Path, uri: str) -> dict[str, Any] | None:
+    """Load one run's trajectory from ``path#run_id``."""
+    rel, _, run_id = uri.partition("#")
+    path = home / rel
+    if not path.exists():
+        return None
+    data = zstandard.ZstdDecompressor().decompress(path.read_bytes())
+    for line in data.splitlines():
+        obj: dict[str, Any] = json.loads(line)
+        if obj.get("run_id") == run_id:
+            return obj
+    return None

@@ -1,0 +1,74 @@
+"""Scripted python agents for tests, demos of failure handling, and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+def noop(task: dict[str, Any]) -> str:
+    """Answers ``ok`` at once."""
+    return "ok"
+
+
+async def noop_async(task: dict[str, Any]) -> str:
+    """Answers ``ok`` at once (async)."""
+    return "ok"
+
+
+def echo_target(task: dict[str, Any], answers: dict[str, str] | None = None) -> str:
+    """Answers from a table keyed by task id (default: the task id itself)."""
+    return (answers or {}).get(task["id"], task["id"])
+
+
+def counting(task: dict[str, Any], log: str, sleep_s: float = 0.0) -> str:
+    """Appends the task id to ``log`` (one line per execution, O_APPEND), then answers ``ok``.
+
+    Tests count executions from this file, independently of the journal.
+    """
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (task["id"] + "\n").encode())
+    finally:
+        os.close(fd)
+    if sleep_s:
+        time.sleep(sleep_s)
+    return "ok"
+
+
+def hang(task: dict[str, Any]) -> str:
+    """Never returns in reasonable time."""
+    time.sleep(3600)
+    return "late"
+
+
+async def hang_async(task: dict[str, Any]) -> str:
+    """Never returns in reasonable time (async, cancellable)."""
+    import asyncio
+
+    await asyncio.sleep(3600)
+    return "late"
+
+
+def boom(task: dict[str, Any]) -> str:
+    """Raises, as a buggy agent would."""
+    raise RuntimeError("agent bug")
+
+
+def flaky_infra(task: dict[str, Any], marker_dir: str, failures: int = 1) -> str:
+    """Raises an InfraError the first ``failures`` times per task, then answers ``ok``."""
+    from evalfleet.errors import InfraError
+
+    path = os.path.join(marker_dir, task["id"].replace("/", "_"))
+    n = int(open(path).read()) if os.path.exists(path) else 0
+    with open(path, "w") as fh:
+        fh.write(str(n + 1))
+    if n < failures:
+        raise InfraError("simulated infrastructure failure")
+    return "ok"
+
+
+def huge_answer(task: dict[str, Any]) -> str:
+    """Returns 50 MB of text."""
+    return "x" * 50_000_000

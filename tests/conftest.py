@@ -1,0 +1,58 @@
+"""Shared fixtures: a temporary home, small suites and plans written to disk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evalfleet.settings import Settings
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    return Settings(home=home)
+
+
+def write_jsonl_suite(path: Path, n: int, *, categories: int = 3, target: str = "ok",
+                      timeout_s: float = 30, extra: dict[str, Any] | None = None) -> Path:
+    """A JSONL suite of ``n`` tasks scored by ``exact`` against ``target``."""
+    with path.open("w") as fh:
+        for i in range(n):
+            task = {"id": f"t{i:05d}", "input": f"say {target}", "category": f"c{i % categories}",
+                    "difficulty": 1 + i % 5, "target": target,
+                    "scorer": {"kind": "exact"}, "limits": {"timeout_s": timeout_s},
+                    **(extra or {})}
+            fh.write(json.dumps(task) + "\n")
+    return path
+
+
+def write_plan(path: Path, **fields: Any) -> Path:
+    path.write_text(yaml.safe_dump(fields, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def make_plan(tmp_path: Path) -> Callable[..., Path]:
+    """Write a plan over a JSONL suite of python agents; keyword overrides go into the plan."""
+
+    def make(n_tasks: int = 6, agents: list[dict[str, Any]] | None = None,
+             name: str = "t", suite_extra: dict[str, Any] | None = None,
+             **fields: Any) -> Path:
+        suite = write_jsonl_suite(tmp_path / f"{name}-suite.jsonl", n_tasks, extra=suite_extra)
+        plan = {"name": name, "suite": {"path": str(suite)},
+                "agents": agents or [{"name": "noop", "version": "1", "kind": "python",
+                                      "args": {"callable": "evalfleet.testing.agents:noop"}}],
+                **fields}
+        return write_plan(tmp_path / f"{name}.yaml", **plan)
+
+    return make

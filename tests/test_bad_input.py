@@ -1,0 +1,93 @@
+"""Malformed plans and suites stop with exit code 2 and one message naming file, line, field."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalfleet.cli import main
+
+CORPUS = Path(__file__).parent / "corpus" / "bad_plans"
+
+# file -> (words the message must contain, the line it must name or None)
+EXPECTED: dict[str, tuple[tuple[str, ...], int | None]] = {
+    "01-yaml-syntax.yaml": (("invalid YAML",), 5),
+    "02-not-a-mapping.yaml": (("must be a YAML mapping",), 1),
+    "03-unknown-field.yaml": (("agnets", "unknown field"), 5),
+    "04-missing-agents.yaml": (("agents", "required field is missing"), 1),
+    "05-missing-suite.yaml": (("suite", "required field is missing"), 1),
+    "06-negative-runs.yaml": (("runs_per_task", "greater than or equal to 1"), 5),
+    "07-wrong-type.yaml": (("runs_per_task", "valid integer", "three"), 5),
+    "08-absurd-budget.yaml": (("budget_usd", "less than or equal"), 5),
+    "09-unknown-agent-kind.yaml": (("agents.0", "unknown agent kind 'telepathy'"), None),
+    "10-missing-callable.yaml": (("agents.0.args.callable", "required"), None),
+    "11-unknown-agent-arg.yaml": (("agents.0.args.colour", "unknown field"), None),
+    "12-duplicate-agent.yaml": (("agent a@0 is listed twice",), None),
+    "13-duplicate-key.yaml": (("duplicate key 'name'",), 2),
+    "14-suite-missing.yaml": (("nope.jsonl", "suite does not exist"), None),
+    "15-unknown-builtin.yaml": (("unknown built-in suite 'imagenet'",), None),
+    "16-two-suite-sources.yaml": (("suite", "exactly one of 'builtin' or 'path'"), 2),
+    "17-zero-in-flight.yaml": (("execution.max_in_flight", "greater than or equal to 1"), 6),
+    "18-heartbeat-too-long.yaml": (("heartbeat_seconds must be shorter",), 5),
+    "19-task-path-escape.yaml": (("t1.yaml", "files", "escapes"), None),
+    "20-duplicate-task-ids.yaml": (("dup_ids.jsonl", "duplicate task id 'a'"), 3),
+    "21-suite-bad-json.yaml": (("bad_json.jsonl", "invalid JSON"), 3),
+    "22-task-difficulty.yaml": (("bad_difficulty.jsonl", "difficulty", "less than or equal to 5"),
+                                2),
+    "23-unknown-scorer.yaml": (("unknown scorer kind 'telepathy'",), None),
+    "24-absolute-task-path.yaml": (("t1.yaml", "files", "escapes"), None),
+    "25-openai-without-model.yaml": (("agents.0", "needs 'model'"), None),
+    "26-negative-rate.yaml": (("rate_limits.m.requests_per_minute", "greater than 0"), 5),
+    "27-resource-unavailable.yaml": (("needs 1 gpu but the plan provides 0",), None),
+    "28-empty.yaml": (("must be a YAML mapping",), None),
+    "29-bad-name.yaml": (("name", "should match pattern"), 1),
+    "30-unknown-sandbox.yaml": (("execution.sandbox", "'local' or 'bwrap'"), 6),
+}
+
+
+def test_corpus_is_complete() -> None:
+    files = sorted(p.name for p in CORPUS.glob("*.yaml"))
+    assert files == sorted(EXPECTED)
+    assert len(files) >= 20
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_bad_plan(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                  capsys: pytest.CaptureFixture[str]) -> None:
+    words, line = EXPECTED[name]
+    path = CORPUS / name
+    monkeypatch.setattr(sys, "argv", ["evalfleet", "run", str(path), "--home",
+                                      str(tmp_path / "h"), "--quiet"])
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    message = " ".join(captured.err.split())
+    assert "Traceback" not in captured.err
+    for w in words:
+        assert w in message, (w, message)
+    if line is not None:
+        assert f"{name}:{line}:" in message, message
+    assert captured.out == ""
+    assert not (tmp_path / "h" / "results").exists()
+
+
+def test_missing_plan_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["evalfleet", "run", str(tmp_path / "none.yaml")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert "none.yaml: file does not exist" in " ".join(capsys.readouterr().err.split())
+
+
+def test_unknown_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["evalfleet", "report", "nope", "--home", str(tmp_path)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert "no eval 'nope'" in capsys.readouterr().err
