@@ -272,13 +272,19 @@ def resolve_eval_id(store: Store, eval_id: str) -> str:
 
 
 def resume(eval_id: str, *, settings: Settings | None = None,
-           progress: ProgressHook | None = None) -> EvalSummary:
-    """Finish an interrupted eval: runs already committed are never executed again."""
+           progress: ProgressHook | None = None, budget_usd: float | None = None) -> EvalSummary:
+    """Finish an interrupted eval: runs already committed are never executed again.
+
+    ``budget_usd`` replaces the plan's budget (to continue an eval the budget stopped).
+    """
     settings = settings or load_settings()
     store = open_store(settings)
     try:
         eval_id = resolve_eval_id(store, eval_id)
         row = store.journal.get_eval(eval_id)
+        if budget_usd is not None:
+            plan = Plan.model_validate({**row["plan"], "budget_usd": budget_usd})
+            store.journal.update_plan(eval_id, plan.model_dump_json())
         if row["status"] == "completed":
             counts = store.journal.counts(eval_id)
             return EvalSummary(eval_id, "completed", row["planned"], counts.get("done", 0),

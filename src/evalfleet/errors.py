@@ -2,17 +2,17 @@
 
 ```
 EvalfleetError
-├── SpecError                 bad plan, suite, task or argument (exit code 2); names file, line, field
+├── SpecError                 bad plan, suite, task or argument (exit 2): file, line, field
 ├── StoreError                journal / warehouse problems
 │   └── UnknownEvalError      no eval with that id (exit code 2)
 ├── BudgetExhaustedError      the budget stopped scheduling (exit code 3)
 ├── MissingDependencyError    an optional extra is not installed
 └── RunError                  one attempt at a run failed; ``error_kind`` drives policy
-    ├── AgentError            the agent raised or produced invalid output      (terminal, counts as fail)
-    ├── TaskTimeoutError      the task's own time limit                        (terminal, counts as fail)
-    ├── InfraError            sandbox, model API 429/5xx, connection, worker   (transient, retried)
-    │   └── RateLimitedError  the provider said 429, maybe with Retry-After
-    └── CancelledRunError     budget exhausted or operator stop                (terminal, not counted)
+    ├── AgentError            agent raised or gave invalid output  (terminal, counts as fail)
+    ├── TaskTimeoutError      the task's own time limit            (terminal, counts as fail)
+    ├── InfraError            sandbox, model 429/5xx, connection   (transient, retried)
+    │   └── RateLimitedError  the provider said 429 (Retry-After)
+    └── CancelledRunError     budget exhausted or operator stop    (terminal, not counted)
 ```
 
 Every exception keeps its constructor arguments in ``args`` so it survives pickling (Ray

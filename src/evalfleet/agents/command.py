@@ -1,4 +1,4 @@
-"""The ``command`` adapter: any program, JSON task on stdin, JSON answer on stdout, in the sandbox."""
+"""The ``command`` adapter: any program; JSON task on stdin, JSON answer on stdout; sandboxed."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class CommandAgentArgs(BaseModel):
 
 
 class CommandAgent:
-    """Runs a program inside the sandbox; it reads the task as JSON and prints ``{"answer": ...}``."""
+    """Runs a program in the sandbox; it reads the task as JSON and prints ``{"answer": ...}``."""
 
     def __init__(self, args: CommandAgentArgs) -> None:
         self.args = args

@@ -12,7 +12,6 @@ import os
 import time
 from typing import Any
 
-import httpx
 import openai
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,7 +79,7 @@ class OpenAIAgent:
             key = os.environ.get(self.args.api_key_env, "") if self.args.api_key_env else ""
             client = openai.AsyncOpenAI(
                 base_url=base_url, api_key=key or "unused", max_retries=0,
-                timeout=httpx.Timeout(self.args.request_timeout_s, connect=10.0),
+                timeout=self.args.request_timeout_s,
             )
             self._clients[base_url] = client
         return client

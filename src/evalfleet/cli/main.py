@@ -44,8 +44,8 @@ def _finish(summary: EvalSummary, *, show_report: bool = True) -> None:
     err.print(f"results: {summary.home / 'results' / f'eval_id={summary.eval_id}'}  "
               f"journal: {summary.home / 'journal.db'}")
     if summary.status == "budget_stopped":
-        err.print("[yellow]stopped by the budget; completed runs are kept. Raise budget_usd and "
-                  f"run: evalfleet resume {summary.eval_id}[/yellow]")
+        err.print("[yellow]stopped by the budget; completed runs are kept. Continue with: "
+                  f"evalfleet resume {summary.eval_id} --budget DOLLARS[/yellow]")
         raise typer.Exit(3)
     if summary.status == "interrupted":
         err.print(f"interrupted; continue with: evalfleet resume {summary.eval_id}")
@@ -68,13 +68,15 @@ def run(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")], home: Hom
 @app.command()
 def resume(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique prefix).")],
            home: HomeOpt = None,
+           budget: Annotated[float | None, typer.Option(
+               "--budget", min=0.0, help="New budget in dollars (after a budget stop).")] = None,
            quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False
            ) -> None:
     """Finish an interrupted eval; committed runs are never executed again."""
     from evalfleet import api
     from evalfleet.cli.progress import RichProgress
 
-    summary = api.resume(eval_id, settings=_settings(home),
+    summary = api.resume(eval_id, settings=_settings(home), budget_usd=budget,
                          progress=None if quiet else RichProgress(err))
     _finish(summary)
 

@@ -102,7 +102,7 @@ async def run_attempt(*, task: Task, spec: AgentSpec, agent: Agent, scorer: Scor
         except Exception as exc:  # pragma: no cover - cleanup must not mask the result
             traj.add("sandbox_close_error", error=str(exc))
     if error is not None:
-        traj.add("error", kind=error.error_kind, message=str(error))
+        traj.add("error", error_kind=error.error_kind, message=str(error))
     return AttemptOutcome(score=score, error=error, usage=ctx.usage, trajectory=traj,
                           sandbox=provider_name, started_at=started,
                           duration_s=time.time() - started, answer=answer)

@@ -20,7 +20,7 @@ from evalfleet.agents.base import Agent, ModelGate, NoGate
 from evalfleet.agents.registry import create_agent
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import PriceTable
-from evalfleet.errors import RateLimitedError, RunError
+from evalfleet.errors import RateLimitedError
 from evalfleet.execution.attempt import AttemptOutcome, run_attempt
 from evalfleet.execution.policy import ERROR_POLICY, backoff_delay
 from evalfleet.execution.ports import LeasedRunLike, RunJournal

@@ -33,4 +33,4 @@ def backoff_delay(attempt: int, base_s: float, max_s: float, rand: float) -> flo
 
     ``rand`` is a uniform draw in [0, 1) supplied by the caller (testable, no global RNG).
     """
-    return rand * min(max_s, base_s * (2 ** max(attempt - 1, 0)))
+    return float(rand * min(max_s, base_s * 2.0 ** max(attempt - 1, 0)))

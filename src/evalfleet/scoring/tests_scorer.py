@@ -76,7 +76,7 @@ class TestsScorer:
             raise InfraError(f"cannot write test files: {exc}") from exc
         res = await sandbox.exec(self.args.command, timeout_s=self.args.timeout_s)
         output = res.stdout + "\n" + res.stderr
-        ctx.trajectory.add("scorer", kind="tests", exit_code=res.exit_code,
+        ctx.trajectory.add("scorer", scorer="tests", exit_code=res.exit_code,
                            timed_out=res.timed_out, output=output[-6000:],
                            duration_s=round(res.duration_s, 4))
         counts = count_tests(output)

@@ -36,7 +36,8 @@ def validate(model: type[M], data: Any, *, source: str, lines: LineMap | None = 
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = tuple(x for x in first["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        loc = tuple(x for x in first["loc"]
+                    if not (isinstance(x, str) and x.startswith("function-")))
         full = (*prefix, *loc)
         line = lines.line_of(full) if lines is not None else None
         fld = ".".join(str(p) for p in full) or None

@@ -36,7 +36,7 @@ def _construct(node: yaml.Node, loc: Loc, lmap: LineMap, loader: yaml.SafeLoader
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool) or key is None:
                 raise SpecError(f"mapping key {key!r} is not a plain value",
                                 source=lmap.source, line=key_node.start_mark.line + 1)
@@ -49,7 +49,7 @@ def _construct(node: yaml.Node, loc: Loc, lmap: LineMap, loader: yaml.SafeLoader
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, (*loc, i), lmap, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+    return loader.construct_object(node, deep=True)
 
 
 def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:
@@ -73,7 +73,7 @@ def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", source=source) from None
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
 
 
 def load_yaml_file(path: Path) -> tuple[Any, LineMap]:

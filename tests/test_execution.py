@@ -1,0 +1,187 @@
+"""Dispatcher behaviour: timeouts, retries, error classes, resources, leases, rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from evalfleet import api
+from evalfleet.cost.prices import load_price_table
+from evalfleet.execution import ERROR_POLICY, Dispatcher, RateLimiter, backoff_delay
+from evalfleet.sandbox import get_provider
+from evalfleet.settings import Settings
+from evalfleet.spec import RateLimit, load_plan
+from evalfleet.spec.result import RunResult
+from evalfleet.store import RowContext, Store, driver_name
+
+
+def _rows(home: Path, sql: str) -> list[tuple[object, ...]]:
+    con = duckdb.connect()
+    try:
+        return con.execute(sql.replace("RUNS", f"read_parquet('{home}/results/**/*.parquet')")
+                           ).fetchall()
+    finally:
+        con.close()
+
+
+def py_agent(fn: str, **kwargs: object) -> dict[str, object]:
+    return {"name": fn.split(":")[-1].replace("_", "-"), "version": "1", "kind": "python",
+            "args": {"callable": f"evalfleet.testing.agents:{fn}", "kwargs": kwargs}}
+
+
+def test_error_policy_table() -> None:
+    assert set(ERROR_POLICY) == {"agent_error", "task_timeout", "infra_error", "cancelled"}
+    assert [k for k, p in ERROR_POLICY.items() if p.retried] == ["infra_error"]
+    assert {k for k, p in ERROR_POLICY.items() if p.counts_in_pass_rate} == \
+        {"agent_error", "task_timeout"}
+
+
+def test_backoff_is_jittered_exponential_and_capped() -> None:
+    assert backoff_delay(1, 0.5, 30, 0.999) == pytest.approx(0.4995)
+    assert backoff_delay(4, 0.5, 30, 0.5) == pytest.approx(2.0)
+    assert backoff_delay(20, 0.5, 30, 0.999) <= 30
+    assert backoff_delay(3, 0.5, 30, 0.0) == 0.0
+
+
+def test_hanging_command_agent_killed_at_timeout(make_plan: Callable[..., Path],
+                                                 settings: Settings) -> None:
+    agent = {"name": "hang", "version": "1", "kind": "command", "args": {"command": [
+        "python3", "-c",
+        "import os, signal, time, sys\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print(os.getpid(), file=sys.stderr)\n"
+        "time.sleep(600)"]}}
+    plan = make_plan(n_tasks=2, agents=[agent], suite_extra={"limits": {"timeout_s": 1.5}})
+    t0 = time.monotonic()
+    summary = api.run(plan, settings=settings)
+    assert time.monotonic() - t0 < 30
+    assert summary.status == "completed" and summary.done == 2
+    rows = _rows(settings.home, "SELECT status, error_kind, score, latency_s FROM RUNS")
+    assert all(r[:3] == ("failed", "task_timeout", 0.0) for r in rows), rows
+    assert all(1.4 < float(r[3]) < 10 for r in rows)  # type: ignore[arg-type]
+
+
+def test_async_hang_times_out(make_plan: Callable[..., Path], settings: Settings) -> None:
+    plan = make_plan(n_tasks=3, agents=[py_agent("hang_async")],
+                     suite_extra={"limits": {"timeout_s": 0.5}})
+    summary = api.run(plan, settings=settings)
+    rows = _rows(settings.home, "SELECT error_kind, count(*) FROM RUNS GROUP BY 1")
+    assert summary.done == 3 and rows == [("task_timeout", 3)]
+
+
+def test_infra_errors_retried_and_counted(make_plan: Callable[..., Path], settings: Settings,
+                                         tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    plan = make_plan(n_tasks=4, agents=[py_agent("flaky_infra", marker_dir=str(markers),
+                                                 failures=2)],
+                     execution={"max_attempts": 5, "backoff_base_s": 0.01})
+    summary = api.run(plan, settings=settings)
+    assert summary.done == 4
+    rows = _rows(settings.home, "SELECT status, attempts, score FROM RUNS")
+    assert rows == [("completed", 3, 1.0)] * 4
+
+
+def test_exhausted_infra_errors_are_missing_data(make_plan: Callable[..., Path],
+                                                 settings: Settings, tmp_path: Path) -> None:
+    markers = tmp_path / "m"
+    markers.mkdir()
+    agents = [py_agent("flaky_infra", marker_dir=str(markers), failures=99), py_agent("noop")]
+    plan = make_plan(n_tasks=3, agents=agents,
+                     execution={"max_attempts": 3, "backoff_base_s": 0.0})
+    summary = api.run(plan, settings=settings)
+    rep = api.report(summary.eval_id, settings=settings)
+    assert rep["coverage"]["errored"] == 3
+    flaky = rep["agents"][0]
+    assert flaky["overall"]["n_tasks"] == 0  # missing data, not failures
+    assert flaky["errors"] == {"infra_error": 3}
+    assert _rows(settings.home, "SELECT DISTINCT attempts, score FROM RUNS WHERE "
+                 "status = 'errored'") == [(3, None)]
+
+
+def test_gpu_resource_bounds_concurrency(make_plan: Callable[..., Path],
+                                         settings: Settings) -> None:
+    from evalfleet.testing import agents as scripted
+
+    scripted.max_active = 0
+    plan = make_plan(n_tasks=6, agents=[py_agent("track_concurrency", sleep_s=0.05)],
+                     suite_extra={"resources": {"gpu": 1}}, resources={"gpu": 1},
+                     execution={"max_in_flight": 8})
+    api.run(plan, settings=settings)
+    assert scripted.max_active == 1
+    scripted.max_active = 0
+    plan2 = make_plan(n_tasks=6, agents=[py_agent("track_concurrency", sleep_s=0.05)],
+                      name="free", execution={"max_in_flight": 8})
+    api.run(plan2, settings=settings)
+    assert scripted.max_active > 1
+
+
+def test_stale_lease_reclaimed_and_late_result_dropped(make_plan: Callable[..., Path],
+                                                      settings: Settings) -> None:
+    plan = load_plan(make_plan(n_tasks=10, execution={"lease_seconds": 1.0,
+                                                      "heartbeat_seconds": 0.2}))
+    suite = api.validate_plan(plan)
+    store = Store(settings.home)
+    eval_id = api.create_eval(store, plan, suite)
+    ghost = store.journal.lease(eval_id, "ghost-worker", 4, lease_s=1.0)  # never renewed
+    ctx = RowContext(eval_id, plan.name, suite, plan.agents)
+    port = api._StorePort(store, ctx, driver_name())
+    dispatcher = Dispatcher(plan=plan, suite=suite, journal=port, provider=get_provider("local"),
+                            prices=load_price_table(), owner="live-worker")
+    t0 = time.monotonic()
+    outcome = asyncio.run(dispatcher.run())
+    assert outcome.status == "completed"
+    assert time.monotonic() - t0 >= 0.9  # waited for the ghost's leases to expire
+    assert store.journal.counts(eval_id)["done"] == 10
+    late = [RunResult(run_id=lr.run_id, task_id=lr.task_id, agent_index=0, repeat=0,
+                      status="completed", score=0.0, passed=False) for lr in ghost]
+    rep = store.commit(ctx, late)
+    assert (rep.committed, rep.duplicates) == (0, 4)
+    attempts = dict(_rows(settings.home, "SELECT task_id, attempts FROM RUNS"))
+    assert sorted(attempts.values()) == [1] * 6 + [2] * 4
+    store.close()
+
+
+def test_rate_limiter_never_exceeds_limit() -> None:
+    limiter = RateLimiter({"p": RateLimit(requests_per_minute=1200)})  # 20 per second
+    stamps: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire("p", 10)
+        stamps.append(time.monotonic())
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(50)))
+
+    asyncio.run(main())
+    stamps.sort()
+    for i, t in enumerate(stamps):
+        in_window = sum(1 for u in stamps[i:] if u - t < 1.0)
+        assert in_window <= 21
+    assert stamps[-1] - stamps[0] >= 49 / 20 - 0.1
+
+
+def test_rate_limiter_pause_honours_retry_after() -> None:
+    limiter = RateLimiter({})
+    limiter.pause("p", 0.3)
+
+    async def main() -> float:
+        t0 = time.monotonic()
+        await limiter.acquire("p", 1)
+        return time.monotonic() - t0
+
+    assert asyncio.run(main()) >= 0.29
+
+
+def test_pid_of_driver_recorded(make_plan: Callable[..., Path], settings: Settings) -> None:
+    summary = api.run(make_plan(n_tasks=1), settings=settings)
+    store = Store(settings.home)
+    row = store.journal.get_eval(summary.eval_id)
+    store.close()
+    assert row["driver"].endswith(f":{os.getpid()}")
