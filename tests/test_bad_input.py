@@ -11,8 +11,8 @@ from evalfleet.cli import main
 
 CORPUS = Path(__file__).parent / "corpus" / "bad_plans"
 
-# file -> (words the message must contain, the line it must name or None)
-EXPECTED: dict[str, tuple[tuple[str, ...], int | None]] = {
+# file -> (words the message must contain, "file:line" it must name, or a line of the plan)
+EXPECTED: dict[str, tuple[tuple[str, ...], int | str | None]] = {
     "01-yaml-syntax.yaml": (("invalid YAML",), 5),
     "02-not-a-mapping.yaml": (("must be a YAML mapping",), 1),
     "03-unknown-field.yaml": (("agnets", "unknown field"), 5),
@@ -32,14 +32,14 @@ EXPECTED: dict[str, tuple[tuple[str, ...], int | None]] = {
     "17-zero-in-flight.yaml": (("execution.max_in_flight", "greater than or equal to 1"), 6),
     "18-heartbeat-too-long.yaml": (("heartbeat_seconds must be shorter",), 5),
     "19-task-path-escape.yaml": (("t1.yaml", "files", "escapes"), None),
-    "20-duplicate-task-ids.yaml": (("dup_ids.jsonl", "duplicate task id 'a'"), 3),
-    "21-suite-bad-json.yaml": (("bad_json.jsonl", "invalid JSON"), 3),
-    "22-task-difficulty.yaml": (("bad_difficulty.jsonl", "difficulty", "less than or equal to 5"),
-                                2),
+    "20-duplicate-task-ids.yaml": (("duplicate task id 'a'",), "suites/dup_ids.jsonl:3"),
+    "21-suite-bad-json.yaml": (("invalid JSON",), "suites/bad_json.jsonl:3"),
+    "22-task-difficulty.yaml": (("difficulty", "less than or equal to 5"),
+                                "suites/bad_difficulty.jsonl:2"),
     "23-unknown-scorer.yaml": (("unknown scorer kind 'telepathy'",), None),
     "24-absolute-task-path.yaml": (("t1.yaml", "files", "escapes"), None),
     "25-openai-without-model.yaml": (("agents.0", "needs 'model'"), None),
-    "26-negative-rate.yaml": (("rate_limits.m.requests_per_minute", "greater than 0"), 5),
+    "26-negative-rate.yaml": (("rate_limits.m.requests_per_minute", "greater than 0"), 6),
     "27-resource-unavailable.yaml": (("needs 1 gpu but the plan provides 0",), None),
     "28-empty.yaml": (("must be a YAML mapping",), None),
     "29-bad-name.yaml": (("name", "should match pattern"), 1),
@@ -69,8 +69,10 @@ def test_bad_plan(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "Traceback" not in captured.err
     for w in words:
         assert w in message, (w, message)
-    if line is not None:
+    if isinstance(line, int):
         assert f"{name}:{line}:" in message, message
+    elif isinstance(line, str):
+        assert f"corpus/{line}:" in message, message
     assert captured.out == ""
     assert not (tmp_path / "h" / "results").exists()
 

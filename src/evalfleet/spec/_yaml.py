@@ -32,7 +32,7 @@ class LineMap:
 
 
 def _construct(node: yaml.Node, loc: Loc, lmap: LineMap, loader: yaml.SafeLoader) -> Any:
-    lmap.lines[loc] = node.start_mark.line + 1
+    lmap.lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -67,6 +67,9 @@ def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:
         return _construct(node, (), lmap, loader), lmap
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark is not None and exc.context_mark is not None \
+                and mark.line >= len(text.splitlines()):
+            mark = exc.context_mark  # "unexpected end": point at what was left open
         line = mark.line + 1 if mark is not None else None
         raise SpecError(f"invalid YAML: {exc.problem or exc.context}", source=source,
                         line=line) from None

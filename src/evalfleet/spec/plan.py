@@ -123,4 +123,4 @@ class Plan(BaseModel):
     def resolve(self, rel: str) -> Path:
         """A path from the plan, resolved against the plan's folder."""
         p = Path(rel)
-        return p if p.is_absolute() else Path(self.base_dir or ".") / p
+        return (p if p.is_absolute() else Path(self.base_dir or ".") / p).resolve()

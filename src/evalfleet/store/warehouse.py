@@ -13,8 +13,7 @@ def connect(home: Path, paths: list[str]) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     if paths:
         files = [str(home / p) for p in paths]
-        con.execute("CREATE VIEW runs AS SELECT * FROM read_parquet(?, union_by_name=true)",
-                    [files])
+        con.read_parquet(files, union_by_name=True).create_view("runs")
     else:
         con.execute("CREATE VIEW runs AS SELECT NULL::VARCHAR AS run_id WHERE false")
     return con

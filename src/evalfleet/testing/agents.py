@@ -60,10 +60,11 @@ def flaky_infra(task: dict[str, Any], marker_dir: str, failures: int = 1) -> str
     """Raises an InfraError the first ``failures`` times per task, then answers ``ok``."""
     from evalfleet.errors import InfraError
 
-    path = os.path.join(marker_dir, task["id"].replace("/", "_"))
-    n = int(open(path).read()) if os.path.exists(path) else 0
-    with open(path, "w") as fh:
-        fh.write(str(n + 1))
+    from pathlib import Path
+
+    path = Path(marker_dir) / task["id"].replace("/", "_")
+    n = int(path.read_text()) if path.exists() else 0
+    path.write_text(str(n + 1))
     if n < failures:
         raise InfraError("simulated infrastructure failure")
     return "ok"
