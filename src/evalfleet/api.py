@@ -184,12 +184,16 @@ def _install_signals(dispatcher: Dispatcher) -> list[signal.Signals]:
 
 
 def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
-            progress: ProgressHook | None = None, handle_signals: bool = True) -> EvalSummary:
-    """Run the eval's pending runs to completion (or budget stop / interrupt)."""
+            progress: ProgressHook | None = None, handle_signals: bool = True,
+            suite: Suite | None = None) -> EvalSummary:
+    """Run the eval's pending runs to completion (or budget stop / interrupt).
+
+    ``suite`` saves loading the suite again when the caller just loaded it.
+    """
     settings = settings or load_settings(store.home)
     row = store.journal.get_eval(eval_id)
     plan = Plan.model_validate(row["plan"])
-    suite = load_suite_ref(plan.suite, plan)
+    suite = suite or load_suite_ref(plan.suite, plan)
     if suite.suite_hash != row["suite_hash"]:
         raise SpecError(f"the suite changed since eval {eval_id} was created (hash "
                         f"{row['suite_hash']} then, {suite.suite_hash} now); start a new eval")
@@ -251,7 +255,7 @@ def run(plan_path: str | Path, *, settings: Settings | None = None,
     store = open_store(settings)
     try:
         eval_id = create_eval(store, plan, suite)
-        return execute(store, eval_id, settings=settings, progress=progress)
+        return execute(store, eval_id, settings=settings, progress=progress, suite=suite)
     finally:
         store.close()
 
