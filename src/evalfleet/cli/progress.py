@@ -41,20 +41,17 @@ class RichProgress:
         rate = st.done / elapsed if elapsed > 0 else 0.0
         left = st.planned - done
         eta = left / rate if rate > 0 else None
-        grid = Table.grid(padding=(0, 1))
-        grid.add_row(
-            Text(self.label or self._eval_id, style="bold"),
-            ProgressBar(total=total, completed=done, width=30),
-            Text(f"{done}/{st.planned}"),
-            Text(f"running {st.running}", style="cyan"),
-            Text(f"failed {st.failed}", style="red" if st.failed else "dim"),
-            Text(f"infra-err {st.errored}", style="yellow" if st.errored else "dim"),
-            Text(f"retries {st.retries}", style="dim"),
-            Text(f"{rate:.1f} runs/s"),
-            Text(f"ETA {_fmt_eta(eta)}"),
-            Text(f"${st.cost_usd:.4f}", style="green"),
-        )
-        return Group(grid, Text(f"sandbox: {self._sandbox}", style="dim"))
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(Text(self.label or "eval", style="bold"),
+                    ProgressBar(total=total, completed=done, width=24),
+                    Text(f"{done}/{st.planned} done"), Text(f"{rate:.1f} runs/s"),
+                    Text(f"ETA {_fmt_eta(eta)}"), Text(f"${st.cost_usd:.4f}", style="green"))
+        detail = Text.assemble(
+            (f"running {st.running}", "cyan"), "  ",
+            (f"failed {st.failed}", "red" if st.failed else "dim"), "  ",
+            (f"infra-errored {st.errored}", "yellow" if st.errored else "dim"), "  ",
+            (f"retries {st.retries}", "dim"), "  ", (f"sandbox {self._sandbox}", "dim"))
+        return Group(bar, detail)
 
     def start(self, eval_id: str, stats: Any, sandbox: str) -> None:
         self._stats = stats
@@ -71,3 +68,4 @@ class RichProgress:
         if self._live is not None:
             self._live.stop()
             self._live = None
+            self.console.print()

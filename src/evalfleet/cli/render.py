@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 
 def pct(mean: float | None, lo: float | None = None, hi: float | None = None) -> str:
-    """``71.3% ± 2.1`` (half-width of the interval in points), or ``-``."""
+    """``71.3% ± 2.1`` (half-width of the 95% interval in points), or ``-``.
+
+    When the interval leaves [0, 100] (few tasks, t critical values), it is shown clipped as
+    ``75.0% [0.0-100.0]`` instead of a meaningless half-width.
+    """
     if mean is None or mean != mean:
         return "-"
     if lo is None or hi is None or lo != lo or hi != hi:
         return f"{100 * mean:.1f}%"
+    if lo < 0 or hi > 1:
+        return f"{100 * mean:.1f}% [{100 * max(lo, 0.0):.1f}-{100 * min(hi, 1.0):.1f}]"
     return f"{100 * mean:.1f}% ± {100 * (hi - lo) / 2:.1f}"
 
 
@@ -66,28 +73,31 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
     if rep.get("simulated"):
         console.print("[yellow]model: SIMULATED (evalfleet.testing.simulator), not a real "
                       "model[/yellow]")
-    t = Table(title="mean score over tasks, 95% CI (task-clustered)")
-    for col in ("agent", "score", "95% CI", "tasks", "runs", "cost", "$/run", "$/success",
-                "p50", "p90", "p99", "errors"):
-        t.add_column(col, justify="right" if col not in ("agent", "errors") else "left")
+    t = Table(title="mean score over tasks ± 95% CI half-width (task-clustered)",
+              box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("agent", "score", "tasks", "runs", "cost", "$/success", "p50"):
+        t.add_column(col, justify="left" if col == "agent" else "right", no_wrap=True)
+    notes = []
     for a in rep["agents"]:
         o = a.get("overall")
         if not o:
-            t.add_row(f"{a['agent_name']}@{a['agent_version']}", "no results yet", *[""] * 10)
+            t.add_row(f"{a['agent_name']}@{a['agent_version']}", "no results yet", *[""] * 5)
             continue
         lat = a["latency"]
-        errs = ", ".join(f"{k} {v}" for k, v in a["errors"].items()) or "-"
-        ci = "-" if o["ci_low"] is None or o["ci_low"] != o["ci_low"] else \
-            f"[{100 * o['ci_low']:.1f}, {100 * o['ci_high']:.1f}]"
+        if a["errors"]:
+            notes.append(f"{a['agent_name']}@{a['agent_version']} errors: " + ", ".join(
+                f"{k} {v}" for k, v in a["errors"].items()))
         t.add_row(f"{a['agent_name']}@{a['agent_version']}",
-                  pct(o["mean"], o["ci_low"], o["ci_high"]), ci, str(o["n_tasks"]),
-                  str(o["n_runs"]), money(a["cost"]["total_usd"]),
-                  money(a["cost"]["mean_per_run"]), money(a["cost"]["per_success"]),
-                  secs(lat["p50"]), secs(lat["p90"]), secs(lat["p99"]), errs)
+                  pct(o["mean"], o["ci_low"], o["ci_high"]),
+                  str(o["n_tasks"]), str(o["n_runs"]),
+                  money(a["cost"]["total_usd"]), money(a["cost"]["per_success"]),
+                  secs(lat["p50"]))
     console.print(t)
+    for note in notes:
+        console.print(note)
     cats = sorted({c["category"] for a in rep["agents"] for c in a.get("by_category", [])})
     if cats:
-        ct = Table(title="by category")
+        ct = Table(title="by category", box=box.SIMPLE_HEAD)
         ct.add_column("category")
         for a in rep["agents"]:
             ct.add_column(f"{a['agent_name']}@{a['agent_version']}", justify="right")
