@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import signal
@@ -22,10 +23,13 @@ pytestmark = pytest.mark.slow
 
 
 def _wait_for_done(home: Path, minimum: int, proc: subprocess.Popen[bytes],
-                   timeout: float = 120) -> None:
+                   timeout: float = 120, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "driver ended before it could be killed"
+        if proc.poll() is not None:
+            detail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"driver ended (exit {proc.returncode}) before it could be "
+                                 f"killed: {detail}")
         db = home / "journal.db"
         if db.exists():
             j = Journal.open(home)
@@ -88,9 +92,11 @@ def test_sigkill_driver_then_resume_exactly_once(tmp_path: Path) -> None:
         "execution": {"max_in_flight": 8, "write_batch": 32},
     }))
     home = tmp_path / "home"
-    proc = subprocess.Popen(_cli("run", str(plan), "--home", str(home), "--quiet"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_done(home, random.randint(60, 300), proc)
+    err = tmp_path / "driver.err"
+    with err.open("wb") as fh:
+        proc = subprocess.Popen(_cli("run", str(plan), "--home", str(home), "--quiet"),
+                                stdout=subprocess.DEVNULL, stderr=fh)
+    _wait_for_done(home, random.randint(60, 300), proc, log=err)
     time.sleep(random.uniform(0, 0.2))
     proc.kill()
     proc.wait()
@@ -114,15 +120,17 @@ def test_sigkill_driver_then_resume_exactly_once(tmp_path: Path) -> None:
 
 def test_demo_process_group_sigkill_then_resume(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    proc = subprocess.Popen(_cli("demo", "--home", str(home), "--limit", "30", "--runs", "2",
-                                 "--quiet"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    err = tmp_path / "demo.err"
+    with err.open("wb") as fh:
+        proc = subprocess.Popen(_cli("demo", "--home", str(home), "--limit", "30", "--runs",
+                                     "2", "--quiet"),
+                                stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True)
     try:
-        _wait_for_done(home, random.randint(5, 60), proc)
+        _wait_for_done(home, random.randint(5, 60), proc, log=err)
         time.sleep(random.uniform(0, 0.3))
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     eval_id = _eval_id(home)
     assert len(_committed(home, eval_id)) < 120

@@ -37,8 +37,8 @@ class _Provider:
 class RateLimiter:
     """A token-bucket gate per provider key; implements :class:`evalfleet.agents.ModelGate`.
 
-    The request bucket starts with a burst of at most one second's worth of requests, so the
-    measured rate over any window longer than a second stays within the limit.
+    Requests are paced with no burst (bucket capacity one request), so over any window the
+    count stays within the limit plus one; tokens may burst up to one second's worth.
     """
 
     def __init__(self, limits: dict[str, RateLimit]) -> None:
@@ -47,7 +47,7 @@ class RateLimiter:
             req = tok = None
             if lim.requests_per_minute:
                 r = lim.requests_per_minute / 60.0
-                req = _Bucket(r, max(1.0, r), 1.0)
+                req = _Bucket(r, 1.0, 1.0)
             if lim.tokens_per_minute:
                 t = lim.tokens_per_minute / 60.0
                 tok = _Bucket(t, max(t, 1.0), max(t, 1.0))

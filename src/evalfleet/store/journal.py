@@ -68,10 +68,16 @@ class Journal:
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            metadata.create_all(self.engine)
-        except OperationalError as exc:
-            raise StoreError(f"cannot open the journal at {url}: {exc.orig}") from None
+        for attempt in range(5):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except OperationalError as exc:
+                # another process may be creating the same tables right now: look again
+                if "already exists" in str(exc.orig) and attempt < 4:
+                    time.sleep(0.05)
+                    continue
+                raise StoreError(f"cannot open the journal at {url}: {exc.orig}") from None
 
     @classmethod
     def open(cls, home: Path, url: str | None = None) -> Journal:
