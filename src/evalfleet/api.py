@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 from evalfleet._util import short_hash
 from evalfleet.agents.registry import create_agent
-from evalfleet.analysis.report import build_report
+from evalfleet.analysis.compare import Side
+from evalfleet.analysis.compare import compare as compare_sides
+from evalfleet.analysis.report import CLUSTER_KEYS, build_report
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import load_price_table
 from evalfleet.errors import SpecError, UnknownEvalError
@@ -31,8 +33,8 @@ from evalfleet.spec.task import Suite
 from evalfleet.store import RowContext, Store, driver_name
 from evalfleet.store.journal import LeasedRun
 
-__all__ = ["EvalSummary", "ProgressHook", "create_eval", "execute", "open_store", "report",
-           "resume", "run", "status", "validate_plan"]
+__all__ = ["EvalSummary", "ProgressHook", "compare", "create_eval", "execute", "open_store",
+           "report", "resume", "run", "status", "validate_plan"]
 
 
 class ProgressHook(Protocol):
@@ -341,8 +343,14 @@ def _iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds") if t else None
 
 
-def report(eval_id: str, *, settings: Settings | None = None) -> dict[str, Any]:
-    """The report of an eval (DESIGN.md section 7), complete or partial."""
+def report(eval_id: str, *, settings: Settings | None = None, cluster: str | None = None,
+           max_tasks: int | None = None) -> dict[str, Any]:
+    """The report of an eval (DESIGN.md section 7), complete or partial.
+
+    ``cluster`` (repository or category) clusters the overall SE by that key (CR1);
+    ``max_tasks`` keeps only the first (worst) tasks of each agent's per-task list.
+    """
+    _check_cluster(cluster)
     settings = settings or load_settings()
     store = open_store(settings)
     try:
@@ -351,7 +359,67 @@ def report(eval_id: str, *, settings: Settings | None = None) -> dict[str, Any]:
         plan = Plan.model_validate(row["plan"])
         st = _status_row(store, row)
         return build_report(home=store.home, paths=store.results_paths(eval_id),
-                            eval_row={**row, "status": st["status"]}, plan=plan)
+                            eval_row={**row, "status": st["status"],
+                                      "cancelled": st["cancelled"]},
+                            plan=plan, cluster=cluster, max_tasks=max_tasks)
+    finally:
+        store.close()
+
+
+def _check_cluster(cluster: str | None) -> None:
+    if cluster is not None and cluster not in CLUSTER_KEYS:
+        raise SpecError(f"cannot cluster by '{cluster}' (choose {', '.join(CLUSTER_KEYS)})",
+                        field="--cluster")
+
+
+def resolve_side(store: Store, ref: str) -> Side:
+    """``EVAL_ID``, ``EVAL_ID/AGENT@VERSION`` or ``AGENT@VERSION`` (its latest eval) as a Side."""
+    eval_part, _, agent_part = ref.partition("/")
+    if not agent_part and "@" in ref:
+        name, _, version = ref.partition("@")
+        for e in store.journal.list_evals():  # newest first
+            agents = Plan.model_validate(store.journal.get_eval(e["eval_id"])["plan"]).agents
+            for i, a in enumerate(agents):
+                if a.name == name and a.version == version:
+                    return _side(store, e["eval_id"], i, a.name, a.version)
+        raise UnknownEvalError(f"no eval has agent {ref}")
+    eval_id = resolve_eval_id(store, eval_part)
+    agents = Plan.model_validate(store.journal.get_eval(eval_id)["plan"]).agents
+    if not agent_part:
+        if len(agents) != 1:
+            raise SpecError(f"eval {eval_id} has {len(agents)} agents; name one as "
+                            f"{eval_id}/AGENT@VERSION (one of: "
+                            f"{', '.join(a.label for a in agents)})")
+        return _side(store, eval_id, 0, agents[0].name, agents[0].version)
+    for i, a in enumerate(agents):
+        if a.label == agent_part or (a.name == agent_part and len(agents) == 1):
+            return _side(store, eval_id, i, a.name, a.version)
+    raise SpecError(f"eval {eval_id} has no agent {agent_part} (it has: "
+                    f"{', '.join(a.label for a in agents)})")
+
+
+def _side(store: Store, eval_id: str, index: int, name: str, version: str) -> Side:
+    return Side(eval_id=eval_id, agent_name=name, agent_version=version,
+                paths=store.results_paths(eval_id),
+                planned_tasks=store.journal.planned_tasks(eval_id, index))
+
+
+def compare(refs: Sequence[str], *, settings: Settings | None = None, margin: float = 0.01,
+            alpha: float = 0.05, cluster: str | None = None) -> dict[str, Any]:
+    """Paired comparison of BASE (first) with NEW (the others) on their shared tasks."""
+    if len(refs) < 2:
+        raise SpecError("compare needs a BASE and at least one NEW")
+    if not 0 <= margin < 1:
+        raise SpecError(f"margin must be in [0, 1) as a fraction, got {margin}", field="--margin")
+    _check_cluster(cluster)
+    settings = settings or load_settings()
+    store = open_store(settings)
+    try:
+        sides = [resolve_side(store, r) for r in refs]
+        out = compare_sides(store.home, sides, margin=margin, alpha=alpha, cluster=cluster)
+        out["status"] = {s.eval_id: _status_row(store, store.journal.get_eval(s.eval_id))["status"]
+                         for s in sides}
+        return out
     finally:
         store.close()
 

@@ -97,16 +97,45 @@ def status(eval_id: Annotated[str | None, typer.Argument(help="Eval id; all when
 
 @app.command()
 def report(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique prefix).")],
-           home: HomeOpt = None, json_: JsonOpt = False) -> None:
+           home: HomeOpt = None, json_: JsonOpt = False,
+           cluster: Annotated[str | None, typer.Option(
+               "--cluster", help="Cluster the SE by repository or category (CR1).")] = None
+           ) -> None:
     """Scores with 95% intervals, categories, cost and latency of an eval (partial or not)."""
     from evalfleet import api
     from evalfleet.cli.render import render_report
 
-    rep = api.report(eval_id, settings=_settings(home))
+    rep = api.report(eval_id, settings=_settings(home), cluster=cluster)
     if json_:
         sys.stdout.write(api.dumps(rep) + "\n")
     else:
         render_report(out, rep)
+
+
+ClusterOpt = Annotated[str | None, typer.Option(
+    "--cluster", help="Cluster the SE by a coarser key: repository or category (CR1).")]
+
+
+@app.command()
+def compare(sides: Annotated[list[str], typer.Argument(
+                help="BASE then NEW (more NEWs allowed): EVAL_ID, EVAL_ID/AGENT@VERSION or "
+                     "AGENT@VERSION (its latest eval).")],
+            home: HomeOpt = None, json_: JsonOpt = False,
+            margin: Annotated[float, typer.Option(
+                help="Practical margin in points: smaller changes are never flagged.")] = 1.0,
+            alpha: Annotated[float, typer.Option(min=0.0001, max=0.5,
+                                                 help="Significance level.")] = 0.05,
+            cluster: ClusterOpt = None) -> None:
+    """Paired comparison on shared tasks: difference with CI and p, categories, regressions."""
+    from evalfleet import api
+    from evalfleet.cli.render import render_compare
+
+    cmp = api.compare(sides, settings=_settings(home), margin=margin / 100, alpha=alpha,
+                      cluster=cluster)
+    if json_:
+        sys.stdout.write(api.dumps(cmp) + "\n")
+    else:
+        render_compare(out, cmp)
 
 
 @app.command()

@@ -109,3 +109,85 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
                              if c else "-")
             ct.add_row(cat, *cells)
         console.print(ct)
+
+
+def _pp(x: float | None, signed: bool = True) -> str:
+    """A difference in percentage points."""
+    if x is None or x != x:
+        return "-"
+    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+
+
+def _p(p: float | None) -> str:
+    if p is None or p != p:
+        return "-"
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _p_eq(p: float | None) -> str:
+    text = _p(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
+def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
+    """One BASE vs NEW comparison."""
+    console.print(f"[bold]BASE[/bold] {cmp['base']}\n[bold]NEW[/bold]  {cmp['new']}")
+    un = cmp["unshared"]
+    console.print(f"paired on {cmp['n_shared_tasks']} shared tasks; only in BASE "
+                  f"{un['only_base']['count']} (not in NEW's plan "
+                  f"{un['only_base']['not_in_other_plan']}, not scored in NEW "
+                  f"{un['only_base']['not_scored_in_other']}), only in NEW "
+                  f"{un['only_new']['count']}")
+    d = cmp.get("diff")
+    if not d:
+        console.print("[yellow]no shared scored tasks: nothing to compare[/yellow]")
+        return
+    color = {"regression": "red", "improvement": "green"}.get(cmp["overall_verdict"], "white")
+    console.print(f"NEW - BASE = [bold]{_pp(d['estimate'])} pts[/bold] "
+                  f"(95% CI {_pp(d['ci_low'])} to {_pp(d['ci_high'])}, SE {_pp(d['se'], False)},"
+                  f" p {_p_eq(d['p_value'])}); {pct(d['mean_base'])} -> {pct(d['mean_new'])}; "
+                  f"[{color}]{cmp['overall_verdict']}[/{color}]")
+    console.print(f"[dim]method: {d['method']}; margin {100 * cmp['margin']:.1f} pts[/dim]")
+    mde = cmp.get("mde_note", {}).get("mde")
+    if mde is not None:
+        console.print(f"[dim]this comparison can detect about {100 * mde:.1f} pts "
+                      "(two-sided, power 0.8)[/dim]")
+    t = Table(title="by category (p adjusted over categories)", box=box.SIMPLE_HEAD,
+              pad_edge=False)
+    for col in ("category", "tasks", "BASE", "NEW", "diff pts", "95% CI", "p", "Holm", "BH"):
+        t.add_column(col, justify="left" if col == "category" else "right", no_wrap=True)
+    for c in cmp["by_category"]:
+        t.add_row(str(c["category"]), str(c["n_tasks"]), pct(c["mean_base"]),
+                  pct(c["mean_new"]), _pp(c["estimate"]),
+                  f"{_pp(c['ci_low'])}..{_pp(c['ci_high'])}", _p(c["p_value"]),
+                  _p(c["p_holm"]), _p(c["p_bh"]))
+    console.print(t)
+    for key, style in (("regressions", "red"), ("improvements", "green")):
+        items = cmp.get(key, [])
+        names = ", ".join(f"{i['category']} ({_pp(i['estimate'])})" for i in items) or "none"
+        console.print(f"[{style}]{key}:[/{style}] {names}")
+    flips = cmp.get("flips", [])
+    broke = [f["task_id"] for f in flips if f["direction"] == "broke"]
+    fixed = [f["task_id"] for f in flips if f["direction"] == "fixed"]
+    console.print(f"flipped tasks: {len(broke)} broke ({', '.join(broke[:8])}"
+                  f"{'...' if len(broke) > 8 else ''}), {len(fixed)} fixed")
+    cost, lat = cmp["cost"], cmp["latency"]
+    console.print(f"cost per run {money(cost['base_mean_per_run'])} -> "
+                  f"{money(cost['new_mean_per_run'])}; mean latency "
+                  f"{secs(lat['base_mean_s'])} -> {secs(lat['new_mean_s'])}")
+
+
+def render_compare(console: Console, cmp: dict[str, Any]) -> None:
+    """A comparison, or several against one base, then the Pareto view."""
+    for pair in cmp.get("comparisons", [cmp]):
+        render_compare_pair(console, pair)
+    points = cmp.get("pareto", [])
+    if len(points) >= 3:
+        t = Table(title="score against cost (Pareto)", box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("side", "score", "cost/run", "non-dominated", "convex frontier"):
+            t.add_column(col)
+        for p in points:
+            t.add_row(p["side"], pct(p["mean_score"]), money(p["mean_cost_per_run"]),
+                      "yes" if p["non_dominated"] else "", "yes" if p["on_convex_frontier"]
+                      else "")
+        console.print(t)

@@ -334,6 +334,12 @@ class Journal:
             a["cost_usd"] += float(cost)
         return {"agents": agents}
 
+    def planned_tasks(self, eval_id: str, agent_index: int) -> frozenset[str]:
+        """Task ids an eval planned for one of its agents."""
+        with self.engine.connect() as conn:
+            return frozenset(conn.execute(select(runs.c.task_id).distinct().where(and_(
+                runs.c.eval_id == eval_id, runs.c.agent_index == agent_index))).scalars())
+
     def iter_batches(self, eval_id: str) -> Iterator[dict[str, Any]]:
         """Committed batches of the eval, oldest first."""
         with self.engine.connect() as conn:
