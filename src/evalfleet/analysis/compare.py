@@ -143,21 +143,22 @@ def compare_pair(home: Path, base: Side, new: Side, *, margin: float = 0.01,
         by_cat.append({"category": cat, **_diff_dict(d)})
         reg_p.append(1.0 if np.isnan(r.p_value) else float(r.p_value))
         imp_p.append(1.0 if np.isnan(i.p_value) else float(i.p_value))
-    two_sided = [1.0 if c["p_value"] is None else c["p_value"] for c in by_cat]
+    two_sided = [1.0 if r["p_value"] is None else r["p_value"] for r in by_cat]
     holm = stats.adjust_pvalues(two_sided, "holm", alpha=alpha)
     bh = stats.adjust_pvalues(two_sided, "bh", alpha=alpha)
     reg_holm = stats.adjust_pvalues(reg_p, "holm", alpha=alpha)
     imp_holm = stats.adjust_pvalues(imp_p, "holm", alpha=alpha)
-    regressions, improvements = [], []
-    for j, c in enumerate(by_cat):
-        c["p_holm"] = holm.adjusted[j]
-        c["p_bh"] = bh.adjusted[j]
-        est = c["estimate"]
+    regressions: list[dict[str, Any]] = []
+    improvements: list[dict[str, Any]] = []
+    for j, row in enumerate(by_cat):
+        row["p_holm"] = holm.adjusted[j]
+        row["p_bh"] = bh.adjusted[j]
+        est = row["estimate"]
         if est is not None and reg_holm.reject[j] and est < -margin:
-            regressions.append({"category": c["category"], "estimate": est,
+            regressions.append({"category": row["category"], "estimate": est,
                                 "p_one_sided_holm": reg_holm.adjusted[j]})
         if est is not None and imp_holm.reject[j] and est > margin:
-            improvements.append({"category": c["category"], "estimate": est,
+            improvements.append({"category": row["category"], "estimate": est,
                                  "p_one_sided_holm": imp_holm.adjusted[j]})
     if overall_reg.flagged:
         regressions.insert(0, {"category": "(overall)", "estimate": diff_out["estimate"],
@@ -205,7 +206,7 @@ def compare(home: Path, sides: list[Side], *, margin: float = 0.01, alpha: float
              for n in news]
     out: dict[str, Any] = dict(pairs[0]) if len(pairs) == 1 else {"base": base.label,
                                                                    "comparisons": pairs}
-    points = []
+    points: list[dict[str, Any]] = []
     for s in sides:
         t = data[s.label]
         if t["task_id"].size:
@@ -213,8 +214,8 @@ def compare(home: Path, sides: list[Side], *, margin: float = 0.01, alpha: float
                            "mean_cost_per_run": float(t["cost"].mean()),
                            "n_tasks": int(t["task_id"].size)})
     if len(points) >= 2:
-        front = stats.pareto_frontier([p["mean_cost_per_run"] for p in points],
-                                      [p["mean_score"] for p in points])
+        front = stats.pareto_frontier([float(p["mean_cost_per_run"]) for p in points],
+                                      [float(p["mean_score"]) for p in points])
         for i, p in enumerate(points):
             p["non_dominated"] = i in front.non_dominated
             p["on_convex_frontier"] = i in front.convex
