@@ -58,9 +58,9 @@ def boom(task: dict[str, Any]) -> str:
 
 def flaky_infra(task: dict[str, Any], marker_dir: str, failures: int = 1) -> str:
     """Raises an InfraError the first ``failures`` times per task, then answers ``ok``."""
-    from evalfleet.errors import InfraError
-
     from pathlib import Path
+
+    from evalfleet.errors import InfraError
 
     path = Path(marker_dir) / task["id"].replace("/", "_")
     n = int(path.read_text()) if path.exists() else 0
