@@ -81,7 +81,7 @@ def test_cli_json_outputs(make_plan: Callable[..., Path], home: Path) -> None:
     agent = rep["agents"][0]
     assert set(agent["overall"]) >= {"mean", "se", "ci_low", "ci_high", "n_tasks", "n_runs"}
     assert set(agent["cost"]) >= {"total_usd", "mean_per_run", "per_success"}
-    assert set(agent["latency"]) == {"p50", "p90", "p99"}
+    assert set(agent["latency"]) >= {"p50", "p90", "p99"}
     q = runner.invoke(app, ["query", "SELECT count(*) AS n FROM runs", "--home", str(home),
                             "--json"])
     assert json.loads(q.stdout) == [{"n": 4}]

@@ -12,13 +12,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from evalfleet._util import short_hash
 from evalfleet.agents.registry import create_agent
-from evalfleet.analysis.compare import Side
-from evalfleet.analysis.compare import compare as compare_sides
-from evalfleet.analysis.report import CLUSTER_KEYS, build_report
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import load_price_table
 from evalfleet.errors import SpecError, UnknownEvalError
@@ -32,6 +29,14 @@ from evalfleet.spec.result import RunResult
 from evalfleet.spec.task import Suite
 from evalfleet.store import RowContext, Store, driver_name
 from evalfleet.store.journal import LeasedRun
+
+if TYPE_CHECKING:
+    from evalfleet.analysis.compare import Side
+
+# Analysis (scipy, statsmodels, duckdb) is imported where it is used, so that running an eval
+# does not pay its import time and memory (about 100 MB) in the driver.
+CLUSTER_KEYS = ("repository", "category")
+"""Coarser keys a report or comparison may cluster the SE by."""
 
 __all__ = ["EvalSummary", "ProgressHook", "compare", "create_eval", "execute", "open_store",
            "report", "resume", "run", "status", "validate_plan"]
@@ -358,6 +363,8 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
         row = store.journal.get_eval(eval_id)
         plan = Plan.model_validate(row["plan"])
         st = _status_row(store, row)
+        from evalfleet.analysis.report import build_report
+
         return build_report(home=store.home, paths=store.results_paths(eval_id),
                             eval_row={**row, "status": st["status"],
                                       "cancelled": st["cancelled"]},
@@ -399,6 +406,8 @@ def resolve_side(store: Store, ref: str) -> Side:
 
 
 def _side(store: Store, eval_id: str, index: int, name: str, version: str) -> Side:
+    from evalfleet.analysis.compare import Side
+
     return Side(eval_id=eval_id, agent_name=name, agent_version=version,
                 paths=store.results_paths(eval_id),
                 planned_tasks=store.journal.planned_tasks(eval_id, index))
@@ -415,6 +424,8 @@ def compare(refs: Sequence[str], *, settings: Settings | None = None, margin: fl
     settings = settings or load_settings()
     store = open_store(settings)
     try:
+        from evalfleet.analysis.compare import compare as compare_sides
+
         sides = [resolve_side(store, r) for r in refs]
         out = compare_sides(store.home, sides, margin=margin, alpha=alpha, cluster=cluster)
         out["status"] = {s.eval_id: _status_row(store, store.journal.get_eval(s.eval_id))["status"]

@@ -9,9 +9,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from evalfleet.agents.base import Agent
-from evalfleet.agents.command import CommandAgent, CommandAgentArgs
-from evalfleet.agents.openai_agent import OpenAIAgent, OpenAIAgentArgs
-from evalfleet.agents.python_agent import PythonAgent, PythonAgentArgs
 from evalfleet.errors import SpecError
 from evalfleet.spec._validate import validate
 from evalfleet.spec.agent import AgentSpec
@@ -19,15 +16,25 @@ from evalfleet.spec.agent import AgentSpec
 AgentFactory = Callable[[AgentSpec], Agent]
 
 
+# Adapters are imported when first used: the openai client alone costs ~40 MB and 0.3 s,
+# which a plan of python agents should not pay.
+
+
 def _python(spec: AgentSpec) -> Agent:
+    from evalfleet.agents.python_agent import PythonAgent, PythonAgentArgs
+
     return PythonAgent(_args(PythonAgentArgs, spec))
 
 
 def _command(spec: AgentSpec) -> Agent:
+    from evalfleet.agents.command import CommandAgent, CommandAgentArgs
+
     return CommandAgent(_args(CommandAgentArgs, spec))
 
 
 def _openai(spec: AgentSpec) -> Agent:
+    from evalfleet.agents.openai_agent import OpenAIAgent, OpenAIAgentArgs
+
     return OpenAIAgent(_args(OpenAIAgentArgs, spec), spec.model)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from statsmodels.stats.proportion import proportion_confint
 
 from evalfleet import stats
 from evalfleet.spec.plan import Plan
@@ -19,8 +20,6 @@ from evalfleet.store.warehouse import connect
 
 SCORED = "status IN ('completed', 'failed')"
 """Rows that count in scores: completed runs and agent failures (timeouts, agent errors)."""
-CLUSTER_KEYS = ("repository", "category")
-"""Coarser keys the overall SE may be clustered by (CR1, t(G-1))."""
 _MAX_K = 10
 
 
@@ -76,18 +75,20 @@ def _pass_k(t: dict[str, npt.NDArray[Any]]) -> list[dict[str, Any]]:
 
 
 def _task_rows(t: dict[str, npt.NDArray[Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for i, tid in enumerate(t["task_id"].tolist()):
-        n, c = int(t["n"][i]), int(t["c"][i])
-        row: dict[str, Any] = {"task_id": tid, "category": t["category"][i],
-                               "difficulty": int(t["difficulty"][i]), "n_runs": n,
-                               "mean": float(t["mean"][i]), "passed": c}
-        if bool(t["binary"][i]):
-            w = stats.wilson_interval(c, n)
-            row.update(ci_low=w.ci_low, ci_high=w.ci_high)
-        else:
-            row.update(ci_low=None, ci_high=None)
-        rows.append(row)
+    if t["task_id"].size == 0:
+        return []
+    # Wilson intervals for every task at once (statsmodels is vectorised; one scipy call per
+    # task would take seconds on 50,000 tasks). Equal to stats.wilson_interval per task.
+    lo, hi = proportion_confint(t["c"], t["n"], alpha=0.05, method="wilson")
+    binary = t["binary"].astype(bool)
+    lo = np.where(binary, lo, np.nan)
+    hi = np.where(binary, hi, np.nan)
+    rows = [{"task_id": tid, "category": cat, "difficulty": int(d), "n_runs": int(n),
+             "mean": float(m), "passed": int(c), "ci_low": _f(a), "ci_high": _f(b)}
+            for tid, cat, d, n, m, c, a, b in zip(
+                t["task_id"].tolist(), t["category"].tolist(), t["difficulty"].tolist(),
+                t["n"].tolist(), t["mean"].tolist(), t["c"].tolist(), lo.tolist(), hi.tolist(),
+                strict=True)]
     # worst first, then the most uncertain (widest interval)
     rows.sort(key=lambda r: (r["mean"], -((r["ci_high"] or 0) - (r["ci_low"] or 0)),
                              r["task_id"]))

@@ -46,6 +46,10 @@ def _check_paths(files: dict[str, str]) -> dict[str, str]:
     return files
 
 
+_SHARED_LIMITS: dict[Limits, Limits] = {}
+_SHARED_SCORERS: dict[str, ScorerSpec] = {}
+
+
 class Task(BaseModel):
     """One problem of a suite. ``task_hash`` covers everything that affects the outcome."""
 
@@ -66,12 +70,24 @@ class Task(BaseModel):
     setup: tuple[str, ...] = Field((), description="Shell commands run before the agent.")
     target: str | list[str] | None = Field(None, description="Expected answer for text scorers.")
     scorer: ScorerSpec = Field(description="How the run is graded.")
-    limits: Limits = Field(default_factory=Limits, description="Resource limits.")
+    limits: Limits = Field(default_factory=Limits, validate_default=True,
+                           description="Resource limits.")
     resources: dict[str, int] = Field(default_factory=dict,
                                       description="Scarce resources held, e.g. gpu: 1.")
     network: bool = Field(False, description="Whether sandbox code may use the network.")
 
     _check_files = field_validator("files", "hidden_files")(_check_paths)
+
+    @field_validator("limits")
+    @classmethod
+    def _share_limits(cls, v: Limits) -> Limits:
+        # tasks of a suite nearly always share their limits: keep one object, not one per task
+        return _SHARED_LIMITS.setdefault(v, v)
+
+    @field_validator("scorer")
+    @classmethod
+    def _share_scorer(cls, v: ScorerSpec) -> ScorerSpec:
+        return _SHARED_SCORERS.setdefault(v.model_dump_json(), v)
 
     @field_validator("resources")
     @classmethod
