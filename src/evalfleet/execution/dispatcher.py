@@ -228,12 +228,12 @@ class Dispatcher:
                 if not in_flight:
                     if stopping:
                         break
+                    self._flush()  # our buffered results still count as leased until then
                     pending, leased, earliest = self.journal.lease_state()
                     if pending == 0 and leased == 0:
                         break
                     # runs leased by another worker: wait for them or for their leases to expire
                     wait = 1.0 if earliest is None else min(max(earliest - time.time(), 0.05), 1.0)
-                    self._flush()
                     await asyncio.sleep(wait)
                     continue
                 done, _ = await asyncio.wait(list(in_flight), timeout=self.flush_interval_s,
