@@ -254,10 +254,18 @@ def _spent(store: Store, eval_id: str) -> float:
 
 
 def run(plan_path: str | Path, *, settings: Settings | None = None,
-        progress: ProgressHook | None = None) -> EvalSummary:
-    """Load, validate and run a plan as a new eval."""
+        progress: ProgressHook | None = None, workers: int | None = None) -> EvalSummary:
+    """Load, validate and run a plan as a new eval.
+
+    ``workers`` overrides the plan's ``execution.max_in_flight``.
+    """
     settings = settings or load_settings()
     plan = load_plan(plan_path)
+    if workers is not None:
+        if not 1 <= workers <= 10_000:
+            raise SpecError(f"--workers must be between 1 and 10000, got {workers}")
+        plan = plan.model_copy(update={"execution": plan.execution.model_copy(
+            update={"max_in_flight": workers})})
     suite = validate_plan(plan, str(plan_path))
     store = open_store(settings)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -52,15 +53,26 @@ def _finish(summary: EvalSummary, *, show_report: bool = True) -> None:
         raise typer.Exit(1)
 
 
+class Backend(StrEnum):
+    """Execution backends available in this release."""
+
+    local = "local"
+
+
 @app.command()
 def run(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")], home: HomeOpt = None,
+        backend: Annotated[Backend, typer.Option(help="Execution backend.")] = Backend.local,
+        workers: Annotated[int | None, typer.Option(
+            min=1, max=10_000, help="Runs in flight (overrides execution.max_in_flight).")]
+        = None,
         quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False
         ) -> None:
     """Run a plan as a new eval."""
     from evalfleet import api
     from evalfleet.cli.progress import RichProgress
 
-    summary = api.run(plan, settings=_settings(home),
+    del backend  # one backend so far; the option is the contract of DESIGN.md section 7
+    summary = api.run(plan, settings=_settings(home), workers=workers,
                       progress=None if quiet else RichProgress(err))
     _finish(summary)
 
