@@ -1,0 +1,295 @@
+"""Where sandboxes live on the host, which uid they run as, and how they are torn down.
+
+Running as root, each sandbox gets a uid of its own, drawn from a range no account uses, so:
+RLIMIT_NPROC counts exactly that sandbox's processes; the sandbox cannot read root's files
+(``/etc/shadow``), another sandbox's directory (mode 0700, other owner) or another sandbox's
+processes; and ``kill(-1)`` as that uid reaches every process it left behind. A shared uid such as
+65534 would give none of the last three. The uid is claimed by creating the directory ``u<uid>``.
+
+Layout of one sandbox (``root`` is owned by the driver, so sandboxed code cannot swap its
+children for symlinks; the children belong to the sandbox uid, mode 0700)::
+
+    <base>/u<uid>/work   the working directory (``host_dir``)
+    <base>/u<uid>/home   HOME
+    <base>/u<uid>/tmp    TMPDIR
+    <base>/u<uid>/lock   flock()ed by the driver while the sandbox lives
+
+Closing a sandbox kills what still runs as its uid, even processes that left their session, and
+deletes what it left at the top of /tmp, /var/tmp and /dev/shm. A driver that crashes leaves its
+sandboxes behind; the next provider to start on the same base directory finds their locks free
+and cleans them up the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import signal
+import stat
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalfleet.errors import InfraError
+from evalfleet.sandbox import _mountns
+from evalfleet.sandbox._cgroup import PidsCgroup, PidsCgroupRoot
+from evalfleet.sandbox._files import remove_tree
+from evalfleet.sandbox._mountns import InterpreterExposure, UnreachableInterpreterError
+from evalfleet.sandbox._process import ChildSetup, kill_uid
+from evalfleet.sandbox.base import SandboxLimits
+
+_LOCK = "lock"
+STALE_UNLOCKED_S = 600.0
+"""A sandbox directory without a lock file is left alone this long (it may be being created)."""
+DEFAULT_UID_RANGE = (1_900_000_000, 1_000_000)
+"""(first uid, count) for sandboxes when running as root: above the ranges systemd and
+/etc/subuid hand out, below 2**31."""
+
+
+def default_base_dir() -> Path:
+    """``$TMPDIR/evalfleet-sandboxes``."""
+    return Path(tempfile.gettempdir()) / "evalfleet-sandboxes"
+
+
+def count_user_tasks(uid: int) -> int:
+    """Processes and threads ``uid`` holds now (what RLIMIT_NPROC counts)."""
+    n = 0
+    with os.scandir("/proc") as it:
+        for entry in it:
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    n += len(os.listdir(f"/proc/{entry.name}/task"))
+    return n
+
+
+def live_pids(uid: int) -> list[int]:
+    """Processes owned by ``uid`` that are not zombies."""
+    found = []
+    with os.scandir("/proc") as it:
+        for entry in it:
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError):
+                if entry.stat().st_uid == uid:
+                    stat_line = Path(f"/proc/{entry.name}/stat").read_bytes()
+                    if stat_line[stat_line.rindex(b")") + 2:][:1] != b"Z":
+                        found.append(int(entry.name))
+    return found
+
+
+@dataclass(slots=True)
+class Allocation:
+    """One sandbox's directories, uid and cgroup on the host."""
+
+    root: Path
+    work: Path
+    home: Path
+    tmp: Path
+    uid: int | None
+    """The sandbox's own uid, or None when the driver is not root and runs code as itself."""
+    cgroup: PidsCgroup | None
+    lock_fd: int
+    """Holds the flock that marks the sandbox as alive."""
+    setup: ChildSetup
+    process_limit_mechanism: str
+    """``pids-cgroup``, ``rlimit-nproc`` (per-sandbox uid) or ``rlimit-nproc-shared-uid``
+    (the driver's own uid, so the count includes its other processes), joined by ``+``."""
+
+
+class Host:
+    """Facts found once per provider: base dir, uid switching, interpreter exposure, cgroups."""
+
+    def __init__(self, base_dir: str | os.PathLike[str] | None = None, *,
+                 uid_range: tuple[int, int] = DEFAULT_UID_RANGE, use_cgroups: bool = False) -> None:
+        self.base_dir = Path(base_dir) if base_dir is not None else default_base_dir()
+        self.uid_range = uid_range
+        self.use_cgroups = use_cgroups
+        self.switch_uid = os.geteuid() == 0
+        self.exposure: InterpreterExposure | None = None
+        self.cgroups: PidsCgroupRoot | None = None
+        self._prepared = False
+
+    def prepare(self) -> None:
+        """Create and check the base directory and probe the host; idempotent.
+
+        Raises:
+            InfraError: the base directory is unsafe or the interpreter cannot be exposed.
+        """
+        if self._prepared:
+            return
+        base = self.base_dir
+        try:
+            base.mkdir(mode=0o711 if self.switch_uid else 0o700, parents=True, exist_ok=True)
+            st = os.lstat(base)
+        except OSError as exc:
+            raise InfraError(f"cannot create the sandbox base directory {base}: {exc}") from exc
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise InfraError(f"unsafe sandbox base directory {base}: it must be a directory "
+                             f"owned by uid {os.geteuid()} and writable by no one else")
+        if self.switch_uid:
+            if stat.S_IMODE(st.st_mode) != 0o711:
+                os.chmod(base, 0o711)
+            blocked = _mountns.first_untraversable(str(base.resolve()))
+            if blocked is not None:
+                raise InfraError(f"the sandbox base directory {base} is unreachable for "
+                                 f"sandbox uids ({blocked} is not searchable by others); "
+                                 f"choose another base_dir")
+            try:
+                self.exposure = _mountns.interpreter_exposure()
+            except (UnreachableInterpreterError, OSError) as exc:
+                raise InfraError(str(exc)) from exc
+        if self.use_cgroups:
+            self.cgroups = PidsCgroupRoot.detect()
+        self._prepared = True
+        self.sweep_stale()
+
+    def process_limit_mechanism(self) -> str:
+        """The mechanisms that bound a new sandbox's processes (see :class:`Allocation`)."""
+        self.prepare()
+        return "+".join(_mechanisms(self.cgroups is not None, self.switch_uid))
+
+    def allocate(self, limits: SandboxLimits, *, extra_procs: int = 0) -> Allocation:
+        """Directories, uid and cgroup for a new sandbox whose wrapper needs ``extra_procs``."""
+        self.prepare()
+        uid, root = self._claim_root()
+        try:
+            lock_fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                              | os.O_CLOEXEC, 0o600)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            dirs = [root / "work", root / "home", root / "tmp"]
+            for d in dirs:
+                d.mkdir(mode=0o700)
+                if uid is not None:
+                    os.chown(d, uid, uid)
+            max_procs = limits.max_processes + extra_procs
+            nproc = max_procs if uid is not None else count_user_tasks(os.getuid()) + max_procs
+            cgroup = self.cgroups.create(root.name, max_procs) if self.cgroups else None
+        except BaseException:
+            remove_tree(root)
+            raise
+        setup = ChildSetup(limits=limits, nproc=nproc, uid=uid,
+                           cgroup_procs_fd=cgroup.procs_fd if cgroup else None,
+                           exposure=self.exposure if uid is not None else None)
+        return Allocation(root=root, work=dirs[0], home=dirs[1], tmp=dirs[2], uid=uid,
+                          cgroup=cgroup, lock_fd=lock_fd, setup=setup,
+                          process_limit_mechanism="+".join(_mechanisms(cgroup is not None,
+                                                                       uid is not None)))
+
+    def _claim_root(self) -> tuple[int | None, Path]:
+        if not self.switch_uid:
+            root = Path(tempfile.mkdtemp(prefix="s", dir=self.base_dir))
+            return None, root
+        first, count = self.uid_range
+        for _ in range(100):
+            uid = first + secrets.randbelow(count)
+            root = self.base_dir / f"u{uid}"
+            try:
+                root.mkdir(mode=0o711)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise InfraError(f"cannot create a sandbox under {self.base_dir}: {exc}") from exc
+            return uid, root
+        raise InfraError(f"no free sandbox uid in {first}..{first + count - 1}")
+
+    def release(self, alloc: Allocation, groups: set[int]) -> None:
+        """Kill everything the sandbox still runs, then delete its cgroup and directory."""
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        try:
+            _kill_and_remove(alloc.root, alloc.uid, alloc.cgroup)
+        finally:
+            os.close(alloc.lock_fd)  # if removal failed, a later sweep retries it
+
+    def sweep_stale(self) -> int:
+        """Remove sandboxes whose driver died (their lock is free); the number removed."""
+        with os.scandir(self.base_dir) as it:
+            entries = [e for e in it if e.name[:1] in ("u", "s")
+                       and e.is_dir(follow_symlinks=False)]
+        removed = 0
+        for entry in entries:
+            root = Path(entry.path)
+            try:
+                with _lock_if_stale(root):
+                    _kill_and_remove(root, self._uid_of(entry.name), self._cgroup_of(entry.name))
+                    removed += 1
+            except (OSError, InfraError):  # alive (lock held), young, or not ours to remove
+                continue
+        return removed
+
+    def _uid_of(self, name: str) -> int | None:
+        return int(name[1:]) if self.switch_uid and name[0] == "u" and name[1:].isdigit() \
+            else None
+
+    def _cgroup_of(self, name: str) -> PidsCgroup | None:
+        if self.cgroups is None or not (self.cgroups.path / name).is_dir():
+            return None
+        return PidsCgroup(self.cgroups.path / name, -1)
+
+
+@contextlib.contextmanager
+def _lock_if_stale(root: Path) -> Iterator[None]:
+    """Hold the lock of a dead sandbox; raise OSError if it lives or may be being created."""
+    try:
+        fd = os.open(root / _LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if time.time() - os.lstat(root).st_mtime < STALE_UNLOCKED_S:
+            raise
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while the driver lives
+        yield
+    finally:
+        os.close(fd)
+
+
+SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
+"""World-writable host directories where local sandboxes can leave files; cleaned on close."""
+
+
+def _kill_and_remove(root: Path, uid: int | None, cgroup: PidsCgroup | None) -> None:
+    emptied = cgroup.kill_all() if cgroup else False
+    if uid is not None:
+        if not emptied:
+            for _ in range(10):  # a scan is ~0.2 ms; spawning the killer ~3 ms, so scan first
+                if not live_pids(uid):
+                    break
+                kill_uid(uid)
+        _remove_spill(uid)
+    if cgroup:
+        cgroup.remove()
+    remove_tree(root)
+
+
+def _owner(entry: os.DirEntry[str]) -> int | None:
+    try:
+        return entry.stat(follow_symlinks=False).st_uid
+    except OSError:
+        return None
+
+
+def _remove_spill(uid: int) -> None:
+    """Delete what ``uid`` left at the top of the shared scratch directories."""
+    for scratch in SHARED_SCRATCH:
+        with contextlib.suppress(OSError), os.scandir(scratch) as it:
+            mine = [Path(e.path) for e in it if _owner(e) == uid]
+        for p in mine:
+            with contextlib.suppress(OSError, InfraError):
+                if p.is_dir() and not p.is_symlink():
+                    remove_tree(p)
+                else:
+                    p.unlink()
+
+
+def _mechanisms(cgroup: bool, own_uid: bool) -> list[str]:
+    out = ["pids-cgroup"] if cgroup else []
+    out.append("rlimit-nproc" if own_uid else "rlimit-nproc-shared-uid")
+    return out

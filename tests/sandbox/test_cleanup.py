@@ -1,0 +1,82 @@
+"""Sandboxes left behind by a driver that crashed are removed by the next one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider, SandboxLimits
+from evalfleet.sandbox._common import DirSandboxProvider
+from evalfleet.sandbox._host import live_pids
+
+from .conftest import IS_ROOT
+
+CRASHING_DRIVER = """
+import asyncio, os, sys
+from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider, SandboxLimits
+
+async def main():
+    kind = BwrapSandboxProvider if sys.argv[2] == "bwrap" else LocalSandboxProvider
+    sb = await kind(sys.argv[1]).create(SandboxLimits())
+    # A process that escapes the command's process group, still running when the driver dies.
+    res = await sb.exec(["sh", "-c", "setsid sleep 300 >/dev/null 2>&1 </dev/null &"])
+    assert res.ok, res
+    print(sb.host_dir.parent, sb.uid, flush=True)
+    os._exit(0)  # no close(): a crash
+
+asyncio.run(main())
+"""
+
+
+def test_a_crashed_drivers_sandboxes_are_swept(provider: DirSandboxProvider,
+                                               base_dir: Path) -> None:
+    base = base_dir / f"crash-{provider.name}"
+    base.mkdir()
+    out = subprocess.run([sys.executable, "-c", CRASHING_DRIVER, str(base), provider.name],
+                         capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    root, uid = Path(out[0]), (None if out[1] == "None" else int(out[1]))
+    assert root.is_dir()
+    kind = BwrapSandboxProvider if provider.name == "bwrap" else LocalSandboxProvider
+
+    async def main() -> None:
+        # Starting a provider on the base directory sweeps it.
+        async with await kind(base).create(SandboxLimits()) as live:
+            if uid is not None:
+                assert live_pids(uid) == []
+            # A sandbox whose driver is alive (this one) is left alone.
+            assert kind(base).available()
+            assert live.host_dir.is_dir()
+
+    asyncio.run(main())
+    assert not root.exists()
+
+
+SPILL = """
+import os, sys
+for d in ("/tmp", "/var/tmp", "/dev/shm"):
+    p = os.path.join(d, sys.argv[1])
+    os.makedirs(os.path.join(p, "sub"))
+    open(os.path.join(p, "sub", "f"), "w").write("x")
+    os.chmod(os.path.join(p, "sub"), 0o500)
+"""
+
+
+def test_local_close_removes_what_the_code_left_in_shared_scratch(
+        providers: dict[str, DirSandboxProvider]) -> None:
+    if not IS_ROOT:
+        pytest.skip("without a uid of its own, a local sandbox's files cannot be told apart")
+    name = f"evalfleet-spill-{os.getpid()}"
+
+    async def main() -> None:
+        async with await providers["local"].create(SandboxLimits()) as sb:
+            res = await sb.exec(["python3", "-c", SPILL, name])
+            assert res.ok, res
+
+    asyncio.run(main())
+    for d in ("/tmp", "/var/tmp", "/dev/shm"):
+        assert not os.path.exists(os.path.join(d, name))

@@ -1,0 +1,225 @@
+"""What sandboxed code must not see: other files, other sandboxes, secrets, the network."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evalfleet.sandbox import SandboxLimits
+from evalfleet.sandbox._common import DirSandboxProvider
+
+SECRET = "s3cr3t-planted-outside"
+
+
+@pytest.fixture
+def planted() -> Iterator[Path]:
+    """A root-only file (mode 0600) in a world-traversable directory under /tmp."""
+    d = Path(tempfile.mkdtemp(prefix="evalfleet-planted-"))
+    d.chmod(0o755)
+    f = d / "secret.txt"
+    f.write_text(SECRET)
+    f.chmod(0o600)
+    yield f
+    f.unlink()
+    d.rmdir()
+
+
+def _cat(path: str | Path) -> list[str]:
+    return ["python3", "-c", "import sys; print(open(sys.argv[1]).read())", str(path)]
+
+
+def test_cannot_read_root_only_file_outside(isolated: DirSandboxProvider, planted: Path) -> None:
+    async def main() -> None:
+        async with await isolated.create(SandboxLimits()) as sb:
+            res = await sb.exec(_cat(planted))
+            assert res.exit_code not in (0, None)
+            assert SECRET not in res.stdout
+            assert ("PermissionError" in res.stderr) or ("FileNotFoundError" in res.stderr)
+
+    asyncio.run(main())
+
+
+def test_cannot_read_another_sandboxes_dir(isolated: DirSandboxProvider) -> None:
+    async def main() -> None:
+        async with await isolated.create(SandboxLimits()) as a, \
+                await isolated.create(SandboxLimits()) as b:
+            await a.write_files({"mine.txt": SECRET})
+            # The owner can read it: the file exists and the command works.
+            assert (await a.exec(_cat("mine.txt"))).stdout.strip() == SECRET
+            res = await b.exec(_cat(a.host_dir / "mine.txt"))
+            assert not res.ok and SECRET not in res.stdout
+            listing = await b.exec(["ls", str(a.host_dir)])
+            assert not listing.ok and "mine.txt" not in listing.stdout
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(not Path("/etc/shadow").exists(), reason="no /etc/shadow on this host")
+def test_cannot_read_etc_shadow(provider: DirSandboxProvider) -> None:
+    async def main() -> None:
+        async with await provider.create(SandboxLimits()) as sb:
+            res = await sb.exec(["cat", "/etc/shadow"])
+            assert res.exit_code == 1, res
+            assert "Permission denied" in res.stderr
+            assert "root:" not in res.stdout
+
+    asyncio.run(main())
+
+
+def test_api_key_in_the_drivers_environment_is_invisible(
+        provider: DirSandboxProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+
+    async def main() -> None:
+        async with await provider.create(SandboxLimits()) as sb:
+            res = await sb.exec(["env"], env={"GIVEN": "by-caller"})
+            assert res.ok
+            assert "sk-secret" not in res.stdout and "OPENAI_API_KEY" not in res.stdout
+            assert "GIVEN=by-caller" in res.stdout
+            names = {line.split("=", 1)[0] for line in res.stdout.splitlines()}
+            assert {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONDONTWRITEBYTECODE",
+                    "PYTHONUNBUFFERED"} <= names
+
+    asyncio.run(main())
+
+
+def test_drivers_environment_is_unreadable_through_proc(
+        isolated: DirSandboxProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+
+    async def main() -> None:
+        async with await isolated.create(SandboxLimits()) as sb:
+            res = await sb.exec(["cat", f"/proc/{os.getpid()}/environ"])
+            assert not res.ok
+            assert "sk-secret" not in res.stdout
+
+    asyncio.run(main())
+
+
+def test_python3_is_this_interpreter(provider: DirSandboxProvider) -> None:
+    async def main() -> None:
+        async with await provider.create(SandboxLimits()) as sb:
+            res = await sb.exec(["python3", "-c", "import sys; print(sys.prefix)"])
+            assert res.ok, res
+            assert res.stdout.strip() == sys.prefix
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that answers every connection with ``hello``."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"hello")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join()
+    srv.close()
+
+
+CONNECT = """
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
+print(s.recv(5).decode())
+"""
+
+
+@pytest.mark.sandbox
+def test_bwrap_has_no_network(bwrap: DirSandboxProvider, tcp_server: int) -> None:
+    async def main() -> None:
+        async with await bwrap.create(SandboxLimits()) as sb:
+            res = await sb.exec(["python3", "-c", CONNECT, str(tcp_server)], timeout_s=10)
+            assert res.exit_code == 1, res
+            assert "hello" not in res.stdout
+            assert "ConnectionRefusedError" in res.stderr or "OSError" in res.stderr
+        # Control: with the network allowed the same command reaches the server.
+        async with await bwrap.create(SandboxLimits(network=True)) as sb:
+            res = await sb.exec(["python3", "-c", CONNECT, str(tcp_server)], timeout_s=10)
+            assert res.ok and res.stdout.strip() == "hello", res
+
+    asyncio.run(main())
+
+
+LIST_DIRS = """
+import json, os
+out = {}
+for d in ("/home", "/tmp", "/run", "/root"):
+    out[d] = sorted(os.listdir(d)) if os.path.isdir(d) else None
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.sandbox
+def test_bwrap_cannot_write_outside_its_dirs(bwrap: DirSandboxProvider) -> None:
+    marker = f"evalfleet-escape-{os.getpid()}"
+    targets = [f"/tmp/{marker}", f"/var/tmp/{marker}", f"/sandbox/{marker}",
+               f"/home/sandbox/{marker}"]
+    outside = ["/usr/x", "/etc/x", "/x", "/home/x", "/root/x", "/proc/x", "/dev/x"]
+    script = ("import sys\nfor p in sys.argv[1:]:\n    try:\n        open(p, 'w').write('x')\n"
+              "        print('wrote', p)\n    except OSError as e:\n        print('fail', p)\n")
+
+    async def main() -> None:
+        async with await bwrap.create(SandboxLimits()) as sb:
+            res = await sb.exec(["python3", "-c", script, *targets, *outside])
+            assert res.ok, res
+            for p in targets:  # private, writable
+                assert f"wrote {p}" in res.stdout
+            for p in outside:
+                assert f"fail {p}" in res.stdout
+            assert (sb.host_dir / marker).exists()
+            # The host's home directories, /run and other runs' files are not there at all.
+            ls = await sb.exec(["python3", "-c", LIST_DIRS])
+            assert ls.ok, ls
+            seen = json.loads(ls.stdout)
+            assert seen["/home"] == ["sandbox"]
+            assert seen["/tmp"] == [marker]
+            assert seen["/run"] is None
+            prefix = sys.prefix
+            expected_root = [prefix.split("/")[2]] if prefix.startswith("/root/") else []
+            assert seen["/root"] in (None, expected_root)
+            assert str(bwrap.base_dir) not in ls.stdout
+
+    asyncio.run(main())
+    # The writes to /tmp and /var/tmp went to the sandbox's own tmp, not the host's.
+    assert not Path(f"/tmp/{marker}").exists()
+    assert not Path(f"/var/tmp/{marker}").exists()
+
+
+@pytest.mark.sandbox
+def test_bwrap_shared_memory_is_bounded(bwrap: DirSandboxProvider) -> None:
+    fill = ("import sys\nfor i in range(int(sys.argv[1])):\n"
+            "    with open(f'/dev/shm/fill{i}', 'wb') as f:\n        f.write(b'x' * 32 * 2**20)\n"
+            "print('ok')")  # files of 32 MB, under the 64 MB file-size limit
+
+    async def main() -> None:
+        async with await bwrap.create(SandboxLimits(memory_mb=64)) as sb:
+            small = await sb.exec(["python3", "-c", fill, "1"])
+            assert small.ok and small.stdout == "ok\n", small
+            big = await sb.exec(["python3", "-c", fill, "4"])
+            assert not big.ok and "No space left" in big.stderr, big
+
+    asyncio.run(main())
