@@ -313,15 +313,16 @@ def _single(eval_id: str, key: AgentKey, task_runs: TaskRuns, binary: bool, rho:
             source=f"estimated from {eval_id} ({label}, {vc.n_tasks} tasks x "
                    f"{vc.k_mean:g} runs)",
             method=f"{vc.method}; sigma_new^2 = sigma_base^2 (assumed)",
-            notes=(version_note,), **common)
+            notes=(version_note, *_clipped_note(vc.clipped)), **common)
     if sigma2_base is not None and sigma2_new is not None:
-        var_x = max(0.0, vc.var_task_means - sigma2_base * _inverse_k(task_runs, ids))
+        var_x = vc.var_task_means - sigma2_base * _inverse_k(task_runs, ids)
         return PowerInputs(
-            omega2=2.0 * (1.0 - rho) * var_x, sigma2_base=sigma2_base, sigma2_new=sigma2_new,
+            omega2=2.0 * (1.0 - rho) * max(0.0, var_x), sigma2_base=sigma2_base,
+            sigma2_new=sigma2_new,
             source=f"Var(x) estimated from {eval_id} ({label}), sigma^2 assumed",
             method="Var(x) = Var_i(x_i) - sigma^2 mean_i(1/K_i), clipped at 0, over "
                    f"{vc.n_tasks} tasks with the assumed sigma^2",
-            notes=(version_note,), **common)
+            notes=(version_note, *_clipped_note(var_x < 0)), **common)
     p = float(np.mean([np.mean(task_runs[t]) for t in ids]))
     if binary:
         total, how = p * (1.0 - p), f"binary runs: Var(s) = p (1 - p) with p = {p:.4f}"
@@ -353,16 +354,17 @@ def _paired(eval_id: str, base_key: AgentKey, base_runs: TaskRuns, new_key: Agen
              f"{pvc.k_a_mean:g}/{pvc.k_b_mean:g} runs)")
     if sigma2_base is None and not math.isnan(pvc.omega2):
         return PowerInputs(omega2=pvc.omega2, sigma2_base=pvc.sigma2_a, sigma2_new=pvc.sigma2_b,
-                           source=f"estimated from {where}", method=pvc.method, **common)
+                           source=f"estimated from {where}", method=pvc.method,
+                           notes=_clipped_note(pvc.clipped), **common)
     if sigma2_base is not None and sigma2_new is not None:
-        omega2 = max(0.0, pvc.var_differences - sigma2_base * _inverse_k(base_runs, ids)
-                     - sigma2_new * _inverse_k(new_runs, ids))
+        omega2 = (pvc.var_differences - sigma2_base * _inverse_k(base_runs, ids)
+                  - sigma2_new * _inverse_k(new_runs, ids))
         return PowerInputs(
-            omega2=omega2, sigma2_base=sigma2_base, sigma2_new=sigma2_new,
+            omega2=max(0.0, omega2), sigma2_base=sigma2_base, sigma2_new=sigma2_new,
             source=f"omega^2 estimated from {where}, sigma^2 assumed",
             method="omega^2 = Var_i(d_i) - sigma_base^2 mean_i(1/K_base,i) - sigma_new^2 "
                    f"mean_i(1/K_new,i), clipped at 0, over {pvc.n_tasks} paired tasks",
-            **common)
+            notes=_clipped_note(omega2 < 0), **common)
     return PowerInputs(
         omega2=pvc.var_differences, sigma2_base=None, sigma2_new=None,
         source=f"estimated from {where}",
@@ -375,3 +377,11 @@ def _not_separable_note() -> str:
             "the between-task variance; the K = 1 row uses the observed per-task variance and "
             "rows for K > 1 are upper bounds (more runs can only help). To project K > 1, pass "
             "an assumed --sigma2 or estimate from an eval with 2+ runs per task")
+
+
+def _clipped_note(clipped: bool) -> tuple[str, ...]:
+    if not clipped:
+        return ()
+    return ("the between-task variance estimate was negative and clipped to 0 (run noise "
+            "dominates over this many tasks), so rows for K > 1 may be optimistic; consider "
+            "assumed values from a larger eval",)

@@ -10,26 +10,52 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from evalfleet.errors import EvalfleetError
+from evalfleet.cli.plan_cmds import plan_app
+from evalfleet.errors import EvalfleetError, SpecError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from evalfleet.api import EvalSummary
     from evalfleet.settings import Settings
 
 app = typer.Typer(name="evalfleet", no_args_is_help=True, add_completion=False,
                   help="Run AI-agent evaluations durably and report them with honest error bars.")
+app.add_typer(plan_app, name="plan")
 out = Console()
 err = Console(stderr=True)
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Evalfleet home (default "
                                                "$EVALFLEET_HOME, else ./.evalfleet).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+MarkdownOpt = Annotated[Path | None, typer.Option(
+    "--markdown", metavar="FILE", help="Write it as Markdown to FILE ('-': stdout).")]
+HtmlOpt = Annotated[Path | None, typer.Option(
+    "--html", metavar="FILE", help="Write it as a standalone HTML page to FILE ('-': stdout).")]
 
 
 def _settings(home: Path | None) -> Settings:
     from evalfleet.settings import load_settings
 
     return load_settings(home)
+
+
+def _export(data: dict[str, Any], json_: bool,
+            targets: list[tuple[Path | None, Callable[[dict[str, Any]], str]]]) -> bool:
+    """Write --markdown / --html files; True when one went to stdout (then nothing else may)."""
+    to_stdout = [path for path, _ in targets if path is not None and str(path) == "-"]
+    if len(to_stdout) + json_ > 1:
+        raise SpecError("only one of --json, --markdown - and --html - can use stdout")
+    for path, render in targets:
+        if path is None:
+            continue
+        text = render(data)
+        if str(path) == "-":
+            sys.stdout.write(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+            err.print(f"wrote {path}")
+    return bool(to_stdout)
 
 
 def _finish(summary: EvalSummary, *, show_report: bool = True) -> None:
@@ -111,13 +137,16 @@ def status(eval_id: Annotated[str | None, typer.Argument(help="Eval id; all when
 def report(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique prefix).")],
            home: HomeOpt = None, json_: JsonOpt = False,
            cluster: Annotated[str | None, typer.Option(
-               "--cluster", help="Cluster the SE by repository or category (CR1).")] = None
-           ) -> None:
+               "--cluster", help="Cluster the SE by repository or category (CR1).")] = None,
+           markdown_out: MarkdownOpt = None, html_out: HtmlOpt = None) -> None:
     """Scores with 95% intervals, categories, cost and latency of an eval (partial or not)."""
     from evalfleet import api
+    from evalfleet.analysis.export import report_html, report_markdown
     from evalfleet.cli.render import render_report
 
     rep = api.report(eval_id, settings=_settings(home), cluster=cluster)
+    if _export(rep, json_, [(markdown_out, report_markdown), (html_out, report_html)]):
+        return
     if json_:
         sys.stdout.write(api.dumps(rep) + "\n")
     else:
@@ -137,13 +166,17 @@ def compare(sides: Annotated[list[str], typer.Argument(
                 help="Practical margin in points: smaller changes are never flagged.")] = 1.0,
             alpha: Annotated[float, typer.Option(min=0.0001, max=0.5,
                                                  help="Significance level.")] = 0.05,
-            cluster: ClusterOpt = None) -> None:
+            cluster: ClusterOpt = None, markdown_out: MarkdownOpt = None,
+            html_out: HtmlOpt = None) -> None:
     """Paired comparison on shared tasks: difference with CI and p, categories, regressions."""
     from evalfleet import api
+    from evalfleet.analysis.export import compare_html, compare_markdown
     from evalfleet.cli.render import render_compare
 
     cmp = api.compare(sides, settings=_settings(home), margin=margin / 100, alpha=alpha,
                       cluster=cluster)
+    if _export(cmp, json_, [(markdown_out, compare_markdown), (html_out, compare_html)]):
+        return
     if json_:
         sys.stdout.write(api.dumps(cmp) + "\n")
     else:
@@ -218,7 +251,10 @@ def query(sql: Annotated[str, typer.Argument(help="SQL over the view 'runs'.")],
 def main() -> None:
     """Entry point: runs the app and turns evalfleet errors into one line and an exit code."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        # without standalone mode click returns a typer.Exit's code instead of exiting
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except EvalfleetError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -1,0 +1,175 @@
+"""``evalfleet plan ...``: planning commands (power). Heavy modules are imported lazily."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from evalfleet.errors import EvalfleetError, SpecError
+
+if TYPE_CHECKING:
+    from evalfleet.analysis.power import PowerInputs
+
+plan_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                       help="Plan evals: tasks and runs per task needed, minimum detectable "
+                            "effects.")
+
+
+@plan_app.callback()
+def _plan() -> None:
+    """Plan evals: tasks and runs per task needed, minimum detectable effects."""
+
+
+@plan_app.command()
+def power(
+    from_eval: Annotated[str | None, typer.Option(
+        "--from", help="Estimate the variances from this eval (id or unique prefix).")] = None,
+    base: Annotated[str | None, typer.Option(
+        "--base", help="With --from: the base agent AGENT@VERSION (optional if the eval has "
+                       "one agent).")] = None,
+    new: Annotated[str | None, typer.Option(
+        "--new", help="With --from: pair --base with this agent AGENT@VERSION of the eval. "
+                      "Without it, --base is planned against a future version of itself.")
+    ] = None,
+    rho: Annotated[float, typer.Option(
+        "--rho", help="Without --new: assumed correlation of the per-task success of the "
+                      "agent and its next version (1 = same-version re-run).")] = 0.5,
+    omega2: Annotated[float | None, typer.Option(
+        "--omega2", help="Assumed between-task variance of the true per-task difference.")
+    ] = None,
+    sigma2: Annotated[float | None, typer.Option(
+        "--sigma2", help="Assumed within-task run variance (both versions unless "
+                         "--sigma2-new). With --from it replaces the estimate.")] = None,
+    sigma2_new: Annotated[float | None, typer.Option(
+        "--sigma2-new", help="Assumed within-task run variance of the new version.")] = None,
+    delta: Annotated[float, typer.Option(
+        "--delta", help="Difference to detect, as a fraction (0.02 = 2 points).")] = 0.02,
+    tasks: Annotated[int | None, typer.Option(
+        "--tasks", help="Tasks in the plan, for the minimum detectable effect (default with "
+                        "--from: the eval's task count).")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level.")] = 0.05,
+    one_sided: Annotated[bool, typer.Option(
+        "--one-sided", help="One-sided test (regressions only).")] = False,
+    power_: Annotated[float, typer.Option("--power", help="Target power.")] = 0.8,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Evalfleet home (default $EVALFLEET_HOME, else ./.evalfleet).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Tasks needed to detect a difference, and the MDE of a plan, for K = 1, 3, 5, 10 runs.
+
+    The variances come from an earlier eval (--from) or are assumed (--omega2 and --sigma2);
+    STATISTICS.md section 1.5 (Miller 2024, Eq. 9 and 10).
+    """
+    try:
+        result = _plan_power(from_eval=from_eval, base=base, new=new, rho=rho, omega2=omega2,
+                             sigma2=sigma2, sigma2_new=sigma2_new, delta=delta, tasks=tasks,
+                             alpha=alpha, two_sided=not one_sided, power=power_, home=home)
+    except EvalfleetError as exc:
+        # the same one-line message and exit code as evalfleet.cli.main.main, so the sub-app
+        # behaves the same on its own (tests) and registered; SystemExit, not typer.Exit,
+        # whose code click drops under standalone_mode=False
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    if json_:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        render_power(Console(), result)
+
+
+def _plan_power(*, from_eval: str | None, base: str | None, new: str | None, rho: float,
+                omega2: float | None, sigma2: float | None, sigma2_new: float | None,
+                delta: float, tasks: int | None, alpha: float, two_sided: bool, power: float,
+                home: Path | None) -> dict[str, Any]:
+    from evalfleet.analysis.power import assumed_inputs, plan_power
+
+    if sigma2_new is not None and sigma2 is None:
+        raise SpecError("--sigma2-new needs --sigma2 (the base version's run variance)",
+                        field="--sigma2-new")
+    source = "--tasks" if tasks is not None else None
+    if from_eval is None:
+        if omega2 is None or sigma2 is None:
+            raise SpecError("give --from EVAL_ID to estimate the variances from an eval, or "
+                            "assumed values --omega2 X --sigma2 Y", field="--from")
+        if base or new:
+            raise SpecError("--base and --new name agents of an eval: use them with --from",
+                            field="--base")
+        inputs = assumed_inputs(omega2, sigma2, sigma2_new)
+    else:
+        if omega2 is not None:
+            raise SpecError("--omega2 is estimated from the eval with --from; drop one of them "
+                            "(assumed sigma^2 values may be combined with --from)",
+                            field="--omega2")
+        inputs, planned = _estimate(from_eval, base=base, new=new, rho=rho, sigma2=sigma2,
+                                    sigma2_new=sigma2_new, home=home)
+        if tasks is None and planned:
+            tasks, source = planned, f"tasks planned in {inputs.eval_id}"
+    return plan_power(inputs, delta=delta, alpha=alpha, power=power, two_sided=two_sided,
+                      n_tasks=tasks, n_tasks_source=source)
+
+
+def _estimate(eval_ref: str, *, base: str | None, new: str | None, rho: float,
+              sigma2: float | None, sigma2_new: float | None, home: Path | None
+              ) -> tuple[PowerInputs, int]:
+    """The estimated inputs and the eval's planned task count."""
+    from evalfleet import api
+    from evalfleet.analysis.power import estimate_inputs
+    from evalfleet.settings import load_settings
+
+    settings = load_settings(home)
+    store = api.open_store(settings)
+    try:
+        eval_id = api.resolve_eval_id(store, eval_ref)
+        paths = store.results_paths(eval_id)
+        planned = len(store.journal.planned_tasks(eval_id, 0))
+    finally:
+        store.close()
+    inputs = estimate_inputs(settings.home, paths, eval_id, base=base, new=new, rho=rho,
+                             sigma2_base=sigma2, sigma2_new=sigma2_new)
+    return inputs, planned
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def render_power(console: Console, result: dict[str, Any]) -> None:
+    """The plan table over K, the inputs and where they came from, and the caveats."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    inp = result["inputs"]
+    sided = "two-sided" if result["two_sided"] else "one-sided"
+    n_tasks = result["n_tasks"]
+    t = Table(title=f"detect {100 * result['delta']:.1f} pts ({sided} alpha "
+                    f"{result['alpha']:g}, power {result['power']:g})",
+              box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("runs/task K", justify="right")
+    t.add_column("tasks needed", justify="right")
+    t.add_column("variance", justify="right")
+    if n_tasks is not None:
+        t.add_column(f"MDE pts ({n_tasks:,} tasks)", justify="right")
+    for row in result["rows"]:
+        bound = "≤ " if row["upper_bound"] else ""
+        cells = [str(row["k"]), f"{bound}{row['tasks_needed']:,}", f"{row['variance']:.4f}"]
+        if n_tasks is not None:
+            cells.append(f"{bound}{100 * row['mde']:.1f}")
+        t.add_row(*cells)
+    console.print(t)
+    sigma = (f"sigma^2 base {_num(inp['sigma2_base'])}, new {_num(inp['sigma2_new'])}"
+             if inp["separable"] else "sigma^2 not separable (one run per task)")
+    console.print(f"inputs: omega^2 {_num(inp['omega2'])}, {sigma}; {escape(inp['source'])}",
+                  highlight=False)
+    if n_tasks is not None and result["n_tasks_source"]:
+        console.print(f"MDE for {n_tasks:,} tasks ({escape(result['n_tasks_source'])})",
+                      highlight=False)
+    console.print(f"[dim]method: {escape(inp['method'])}; "
+                  f"{escape(result['method']['tasks_needed'])}[/dim]",
+                  highlight=False)
+    for note in result["notes"]:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
