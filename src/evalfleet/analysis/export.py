@@ -9,11 +9,22 @@ HTML, backslash escapes for Markdown. The HTML has inline CSS only and no script
 from __future__ import annotations
 
 import html
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from evalfleet.analysis.format import (
+    count,
+    interval,
+    missing,
+    money,
+    money_delta,
+    pct,
+    pts,
+    pval,
+    secs,
+)
 
 __all__ = ["compare_html", "compare_markdown", "report_html", "report_markdown"]
 
@@ -60,77 +71,6 @@ class _Doc:
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[str]], *,
               text: Sequence[int] = (0,), caption: str = "") -> None:
         self.blocks.append(_Table(headers, list(rows), text, caption))
-
-
-def _missing(x: float | None) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
-# Formatting follows the terminal (cli/render.py).
-def pct(mean: float | None, lo: float | None = None, hi: float | None = None) -> str:
-    """``71.3% ± 2.1`` (half-width of the 95% interval in points), or ``-``.
-
-    An interval leaving [0, 100] is shown clipped, ``75.0% [0.0-100.0]``.
-    """
-    if mean is None or _missing(mean):
-        return "-"
-    if lo is None or hi is None or _missing(lo) or _missing(hi):
-        return f"{100 * mean:.1f}%"
-    if lo < 0 or hi > 1:
-        return f"{100 * mean:.1f}% [{100 * max(lo, 0.0):.1f}-{100 * min(hi, 1.0):.1f}]"
-    return f"{100 * mean:.1f}% ± {100 * (hi - lo) / 2:.1f}"
-
-
-def interval(lo: float | None, hi: float | None) -> str:
-    """A 95% interval of a rate in percent, clipped to [0, 100]."""
-    if lo is None or hi is None or _missing(lo) or _missing(hi):
-        return "-"
-    return f"{100 * max(lo, 0.0):.1f}-{100 * min(hi, 1.0):.1f}%"
-
-
-def pts(x: float | None, signed: bool = True) -> str:
-    """A difference in percentage points."""
-    if x is None or _missing(x):
-        return "-"
-    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
-
-
-def pval(p: float | None) -> str:
-    """A p-value, ``<0.0001`` when tiny."""
-    if p is None or _missing(p):
-        return "-"
-    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
-def money(x: float | None) -> str:
-    """Dollars: cents from $1, else 4 decimals, or 3 significant digits below a cent."""
-    if x is None or _missing(x):
-        return "-"
-    sign, v = ("-" if x < 0 else ""), abs(x)
-    if v >= 1 or v == 0:
-        return f"{sign}${v:,.2f}"
-    if v >= 0.01:
-        return f"{sign}${v:.4f}"
-    return f"{sign}${v:.{2 - math.floor(math.log10(v))}f}"
-
-
-def money_delta(x: float | None) -> str:
-    """A signed dollar difference."""
-    if x is None or _missing(x):
-        return "-"
-    return ("+" if x >= 0 else "") + money(x)
-
-
-def secs(x: float | None, signed: bool = False) -> str:
-    """Seconds, short."""
-    if x is None or _missing(x):
-        return "-"
-    return f"{x:+.2f}s" if signed else f"{x:.2f}s"
-
-
-def count(x: float | None) -> str:
-    """A whole number with thousands separators."""
-    return "-" if x is None or _missing(x) else f"{x:,.0f}"
 
 
 def _agent(a: dict[str, Any]) -> str:
@@ -222,7 +162,7 @@ def _agent_section(doc: _Doc, a: dict[str, Any]) -> None:
         ("cost per run", money(cost["mean_per_run"]), ""),
         ("cost per success", money(cost["per_success"]),
          f"{money(ps.get('ci_low'))} to {money(ps.get('ci_high'))}"
-         if not _missing(ps.get("ci_low")) else "-"),
+         if not missing(ps.get("ci_low")) else "-"),
         *[(f"latency {q}", secs(lat.get(q)),
            f"{secs(qi.get(q, {}).get('ci_low'))} to {secs(qi.get(q, {}).get('ci_high'))}"
            if q in qi else "-") for q in ("p50", "p90", "p99")],
@@ -279,14 +219,14 @@ def _pair(doc: _Doc, cmp: dict[str, Any], level: int) -> None:
           {"regression": "bad", "improvement": "good"}.get(verdict, ""))
     corr = d.get("correlation")
     doc.p(f"Method: {d['method']}; per-task correlation "
-          f"{'-' if _missing(corr) else f'{corr:.2f}'}; practical margin "
+          f"{'-' if missing(corr) else f'{corr:.2f}'}; practical margin "
           f"{100 * cmp['margin']:.1f} pts, alpha {cmp['alpha']:g}.", "note")
     mc = d.get("mcnemar")
     if mc:
         doc.p(f"McNemar: {mc['b_new_only']} tasks pass only in NEW, {mc['c_base_only']} only in "
               f"BASE; mid-p {pval(mc['p_midp'])}, exact p {pval(mc['p_exact'])}.", "note")
     mde = (cmp.get("mde_note") or {}).get("mde")
-    if mde is not None and not _missing(mde):
+    if mde is not None and not missing(mde):
         doc.p(f"This comparison can detect about {100 * mde:.1f} pts (two-sided, power "
               f"{cmp['mde_note']['power']:g}): a 'no significant change' verdict does not rule "
               "out smaller changes.", "note")

@@ -8,32 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-
-def pct(mean: float | None, lo: float | None = None, hi: float | None = None) -> str:
-    """``71.3% ± 2.1`` (half-width of the 95% interval in points), or ``-``.
-
-    When the interval leaves [0, 100] (few tasks, t critical values), it is shown clipped as
-    ``75.0% [0.0-100.0]`` instead of a meaningless half-width.
-    """
-    if mean is None or mean != mean:
-        return "-"
-    if lo is None or hi is None or lo != lo or hi != hi:
-        return f"{100 * mean:.1f}%"
-    if lo < 0 or hi > 1:
-        return f"{100 * mean:.1f}% [{100 * max(lo, 0.0):.1f}-{100 * min(hi, 1.0):.1f}]"
-    return f"{100 * mean:.1f}% ± {100 * (hi - lo) / 2:.1f}"
-
-
-def money(x: float | None) -> str:
-    """Dollars with sensible precision."""
-    if x is None or x != x:
-        return "-"
-    return f"${x:,.4f}" if abs(x) < 1 else f"${x:,.2f}"
-
-
-def secs(x: float | None) -> str:
-    """Seconds, short."""
-    return "-" if x is None or x != x else f"{x:.2f}s"
+from evalfleet.analysis.format import money, pct, pts, pval, secs
 
 
 def render_status(console: Console, data: dict[str, Any]) -> None:
@@ -111,21 +86,8 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
         console.print(ct)
 
 
-def _pp(x: float | None, signed: bool = True) -> str:
-    """A difference in percentage points."""
-    if x is None or x != x:
-        return "-"
-    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
-
-
-def _p(p: float | None) -> str:
-    if p is None or p != p:
-        return "-"
-    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
 def _p_eq(p: float | None) -> str:
-    text = _p(p)
+    text = pval(p)
     return text if text.startswith("<") else f"= {text}"
 
 
@@ -143,8 +105,8 @@ def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
         console.print("[yellow]no shared scored tasks: nothing to compare[/yellow]")
         return
     color = {"regression": "red", "improvement": "green"}.get(cmp["overall_verdict"], "white")
-    console.print(f"NEW - BASE = [bold]{_pp(d['estimate'])} pts[/bold] "
-                  f"(95% CI {_pp(d['ci_low'])} to {_pp(d['ci_high'])}, SE {_pp(d['se'], False)},"
+    console.print(f"NEW - BASE = [bold]{pts(d['estimate'])} pts[/bold] "
+                  f"(95% CI {pts(d['ci_low'])} to {pts(d['ci_high'])}, SE {pts(d['se'], False)},"
                   f" p {_p_eq(d['p_value'])}); {pct(d['mean_base'])} -> {pct(d['mean_new'])}; "
                   f"[{color}]{cmp['overall_verdict']}[/{color}]")
     console.print(f"[dim]method: {d['method']}; margin {100 * cmp['margin']:.1f} pts[/dim]")
@@ -158,13 +120,13 @@ def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
         t.add_column(col, justify="left" if col == "category" else "right", no_wrap=True)
     for c in cmp["by_category"]:
         t.add_row(str(c["category"]), str(c["n_tasks"]), pct(c["mean_base"]),
-                  pct(c["mean_new"]), _pp(c["estimate"]),
-                  f"{_pp(c['ci_low'])}..{_pp(c['ci_high'])}", _p(c["p_value"]),
-                  _p(c["p_holm"]), _p(c["p_bh"]))
+                  pct(c["mean_new"]), pts(c["estimate"]),
+                  f"{pts(c['ci_low'])}..{pts(c['ci_high'])}", pval(c["p_value"]),
+                  pval(c["p_holm"]), pval(c["p_bh"]))
     console.print(t)
     for key, style in (("regressions", "red"), ("improvements", "green")):
         items = cmp.get(key, [])
-        names = ", ".join(f"{i['category']} ({_pp(i['estimate'])})" for i in items) or "none"
+        names = ", ".join(f"{i['category']} ({pts(i['estimate'])})" for i in items) or "none"
         console.print(f"[{style}]{key}:[/{style}] {names}")
     flips = cmp.get("flips", [])
     broke = [f["task_id"] for f in flips if f["direction"] == "broke"]
