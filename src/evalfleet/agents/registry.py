@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel
 
+from evalfleet._util.plugins import find_kind, plugin_kinds
 from evalfleet.agents.base import Agent
 from evalfleet.errors import SpecError
 from evalfleet.spec._validate import validate
@@ -47,10 +47,7 @@ def _args(model: type[BaseModel], spec: AgentSpec) -> Any:
 
 def agent_kinds() -> dict[str, AgentFactory]:
     """Built-in adapters plus installed plugins (entry-point group ``evalfleet.agents``)."""
-    kinds = dict(BUILTIN)
-    for ep in entry_points(group="evalfleet.agents"):
-        kinds.setdefault(ep.name, ep.load())
-    return kinds
+    return plugin_kinds(BUILTIN, "evalfleet.agents")
 
 
 def create_agent(spec: AgentSpec) -> Agent:
@@ -59,9 +56,8 @@ def create_agent(spec: AgentSpec) -> Agent:
     Raises:
         SpecError: unknown kind or invalid arguments.
     """
-    kinds = BUILTIN if spec.kind in BUILTIN else agent_kinds()
-    factory = kinds.get(spec.kind)
+    factory, known = find_kind(BUILTIN, "evalfleet.agents", spec.kind)
     if factory is None:
-        raise SpecError(f"unknown agent kind '{spec.kind}' (known: {', '.join(sorted(kinds))})",
+        raise SpecError(f"unknown agent kind '{spec.kind}' (known: {', '.join(known)})",
                         field="kind")
     return factory(spec)

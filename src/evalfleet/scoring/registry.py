@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel
 
+from evalfleet._util.plugins import find_kind, plugin_kinds
 from evalfleet.errors import SpecError
 from evalfleet.scoring.base import Scorer
 from evalfleet.scoring.python_scorer import PythonScorer, PythonScorerArgs
@@ -38,17 +38,13 @@ BUILTIN: dict[str, ScorerFactory] = {
 
 def scorer_kinds() -> dict[str, ScorerFactory]:
     """Built-in scorers plus plugins (entry-point group ``evalfleet.scorers``)."""
-    kinds = dict(BUILTIN)
-    for ep in entry_points(group="evalfleet.scorers"):
-        kinds.setdefault(ep.name, ep.load())
-    return kinds
+    return plugin_kinds(BUILTIN, "evalfleet.scorers")
 
 
 def create_scorer(spec: ScorerSpec) -> Scorer:
     """Build the scorer a spec describes; unknown kinds and bad arguments are SpecErrors."""
-    kinds = BUILTIN if spec.kind in BUILTIN else scorer_kinds()
-    factory = kinds.get(spec.kind)
+    factory, known = find_kind(BUILTIN, "evalfleet.scorers", spec.kind)
     if factory is None:
-        raise SpecError(f"unknown scorer kind '{spec.kind}' (known: {', '.join(sorted(kinds))})",
+        raise SpecError(f"unknown scorer kind '{spec.kind}' (known: {', '.join(known)})",
                         field="scorer.kind")
     return factory(spec)
