@@ -75,6 +75,17 @@ def test_async_hang_times_out(make_plan: Callable[..., Path], settings: Settings
     assert summary.done == 3 and rows == [("task_timeout", 3)]
 
 
+def test_sync_hang_times_out_and_does_not_block_exit(make_plan: Callable[..., Path],
+                                                     settings: Settings) -> None:
+    plan = make_plan(n_tasks=2, agents=[py_agent("hang")],
+                     suite_extra={"limits": {"timeout_s": 0.5}})
+    t0 = time.monotonic()
+    summary = api.run(plan, settings=settings)
+    assert time.monotonic() - t0 < 20
+    rows = _rows(settings.home, "SELECT error_kind, count(*) FROM RUNS GROUP BY 1")
+    assert summary.done == 2 and rows == [("task_timeout", 2)]
+
+
 def test_infra_errors_retried_and_counted(make_plan: Callable[..., Path], settings: Settings,
                                          tmp_path: Path) -> None:
     markers = tmp_path / "markers"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,36 @@ def _to_output(value: Any) -> AgentOutput:
                      "{'answer': str}")
 
 
+async def _in_daemon_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` in a daemon thread and await its result.
+
+    A Python thread cannot be killed: when a sync agent hangs past its task's time limit the run
+    is recorded as a timeout and the thread is abandoned. A daemon thread (unlike the default
+    executor's) does not keep the driver from exiting at the end of the eval.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def target() -> None:
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # delivered to the awaiting coroutine
+            loop.call_soon_threadsafe(deliver, False, exc)
+        else:
+            loop.call_soon_threadsafe(deliver, True, result)
+
+    threading.Thread(target=target, name="evalfleet-agent", daemon=True).start()
+    return await future
+
+
 class PythonAgent:
     """Calls ``fn(task: dict, **kwargs)``; the result is the answer."""
 
@@ -66,7 +97,7 @@ class PythonAgent:
             if self.is_async:
                 value = await self.fn(payload, **self.kwargs)
             elif self.threaded:
-                value = await asyncio.to_thread(self.fn, payload, **self.kwargs)
+                value = await _in_daemon_thread(self.fn, payload, **self.kwargs)
             else:
                 value = self.fn(payload, **self.kwargs)
         except (AgentError, SpecError):
