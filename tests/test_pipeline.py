@@ -85,3 +85,16 @@ def test_cli_json_outputs(make_plan: Callable[..., Path], home: Path) -> None:
     q = runner.invoke(app, ["query", "SELECT count(*) AS n FROM runs", "--home", str(home),
                             "--json"])
     assert json.loads(q.stdout) == [{"n": 4}]
+
+
+def test_unpriced_model_is_reported_as_unpriced(make_plan: Callable[..., Path],
+                                                settings: Settings) -> None:
+    agents = [{"name": "local-llm", "version": "1", "kind": "python", "model": "my-vllm-model",
+               "args": {"callable": "evalfleet.testing.agents:noop"}},
+              {"name": "sim", "version": "1", "kind": "python", "model": "sim-small",
+               "args": {"callable": "evalfleet.testing.agents:noop"}}]
+    summary = api.run(make_plan(n_tasks=2, agents=agents), settings=settings)
+    rep = api.report(summary.eval_id, settings=settings)
+    assert [a["priced"] for a in rep["agents"]] == [False, True]
+    res = CliRunner().invoke(app, ["report", summary.eval_id, "--home", str(settings.home)])
+    assert "unpriced" in res.stdout and "no price in the table" in " ".join(res.stdout.split())

@@ -373,10 +373,16 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
         st = _status_row(store, row)
         from evalfleet.analysis.report import build_report
 
-        return build_report(home=store.home, paths=store.results_paths(eval_id),
-                            eval_row={**row, "status": st["status"],
-                                      "cancelled": st["cancelled"]},
-                            plan=plan, cluster=cluster, max_tasks=max_tasks)
+        rep = build_report(home=store.home, paths=store.results_paths(eval_id),
+                           eval_row={**row, "status": st["status"],
+                                     "cancelled": st["cancelled"]},
+                           plan=plan, cluster=cluster, max_tasks=max_tasks)
+        prices = load_price_table(settings.prices)
+        for agent_rep, spec in zip(rep["agents"], plan.agents, strict=True):
+            # an unpriced model's $0 is not a measurement: say so rather than show it as cost
+            agent_rep["priced"] = prices.knows(spec.model)
+            agent_rep["model"] = spec.model
+        return rep
     finally:
         store.close()
 

@@ -65,9 +65,15 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
         t.add_row(f"{a['agent_name']}@{a['agent_version']}",
                   pct(o["mean"], o["ci_low"], o["ci_high"]),
                   str(o["n_tasks"]), str(o["n_runs"]),
-                  money(a["cost"]["total_usd"]), money(a["cost"]["per_success"]),
+                  money(a["cost"]["total_usd"]) if a.get("priced", True) else "unpriced",
+                  money(a["cost"]["per_success"]) if a.get("priced", True) else "-",
                   secs(lat["p50"]))
     console.print(t)
+    for a in rep["agents"]:
+        if a.get("overall") and not a.get("priced", True):
+            notes.append(f"{a['agent_name']}@{a['agent_version']}: model {a.get('model')!r} has "
+                         "no price in the table, so its cost is unknown (add it with "
+                         "EVALFLEET_PRICES)")
     for note in notes:
         console.print(note)
     cats = sorted({c["category"] for a in rep["agents"] for c in a.get("by_category", [])})

@@ -12,7 +12,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,12 +50,6 @@ class DispatchStats:
     cost_usd: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
-    @property
-    def rate(self) -> float:
-        """Runs committed per second since start."""
-        elapsed = time.monotonic() - self.started
-        return self.done / elapsed if elapsed > 0 else 0.0
-
 
 @dataclass(slots=True)
 class DispatchOutcome:
@@ -72,7 +66,6 @@ class Dispatcher:
                  provider: SandboxProvider, prices: PriceTable, owner: str,
                  variables: dict[str, str] | None = None, budget: Budget | None = None,
                  stats: DispatchStats | None = None, flush_interval_s: float = 0.5,
-                 on_commit: Callable[[Sequence[RunResult]], None] | None = None,
                  rng: random.Random | None = None) -> None:
         self.plan = plan
         self.suite = suite
@@ -85,7 +78,6 @@ class Dispatcher:
         self.budget = budget or Budget(plan.budget_usd)
         self.stats = stats or DispatchStats()
         self.flush_interval_s = flush_interval_s
-        self.on_commit = on_commit
         self.rng = rng or random.Random()
         self.gate: ModelGate = RateLimiter(plan.rate_limits) if plan.rate_limits else NoGate()
         self.resources = ResourcePool(plan.resources)
@@ -172,8 +164,6 @@ class Dispatcher:
         committed, dups = self.journal.commit(batch)
         self.stats.duplicates += dups
         self.stats.done += committed
-        if self.on_commit is not None:
-            self.on_commit(batch)
 
     def _account(self, r: RunResult) -> None:
         self.budget.add(r.cost_usd)

@@ -107,9 +107,7 @@ class Task(BaseModel):
         """The task's repository, from metadata, or an empty string."""
         return str(self.metadata.get("repository", ""))
 
-    def needs_sandbox(self) -> bool:
-        """True when the scorer or the setup runs commands."""
-        return bool(self.setup) or self.scorer.kind == "tests" or bool(self.files)
+
 
 
 class Suite(BaseModel):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, or_, select, text
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, or_, select
 from sqlalchemy.exc import OperationalError
 
 from evalfleet.errors import StoreError, UnknownEvalError
@@ -357,19 +357,6 @@ class Journal:
                 if tp:
                     out.add(tp)
             return out
-
-    def batch_of(self, run_id: str) -> dict[str, Any] | None:
-        """The batch holding a committed run."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(batches).join(runs, runs.c.batch_id == batches.c.batch_id)
-                               .where(runs.c.run_id == run_id)).mappings().first()
-            return dict(row) if row else None
-
-    def vacuum(self) -> None:
-        """Checkpoint the WAL (SQLite)."""
-        if self.url.startswith("sqlite"):
-            with self.engine.connect() as conn:
-                conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
 def _alive(driver: str) -> bool:
