@@ -103,6 +103,10 @@ def test_sigkill_driver_then_resume_exactly_once(tmp_path: Path) -> None:
     eval_id = _eval_id(home)
     before = _committed(home, eval_id)
     assert 0 < len(before) < n
+    from evalfleet import api
+    from evalfleet.settings import Settings
+
+    assert api.status(eval_id, settings=Settings(home=home))["status"] == "interrupted"
 
     res = subprocess.run(_cli("resume", eval_id, "--home", str(home), "--quiet"),
                          capture_output=True, text=True, timeout=300)

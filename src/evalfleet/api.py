@@ -28,7 +28,7 @@ from evalfleet.spec.plan import Plan
 from evalfleet.spec.result import RunResult
 from evalfleet.spec.task import Suite
 from evalfleet.store import RowContext, Store, driver_name
-from evalfleet.store.journal import LeasedRun
+from evalfleet.store.journal import LeasedRun, driver_alive
 
 if TYPE_CHECKING:
     from evalfleet.analysis.compare import Side
@@ -338,9 +338,8 @@ def status(eval_id: str | None = None, *, settings: Settings | None = None) -> d
 def _status_row(store: Store, e: dict[str, Any]) -> dict[str, Any]:
     prog = store.journal.progress(e["eval_id"])["agents"].values()
     status_value = e["status"]
-    if status_value == "running" and e.get("driver_heartbeat") and \
-            time.time() - e["driver_heartbeat"] > 300:
-        status_value = "interrupted"
+    if status_value == "running" and not driver_alive(e.get("driver"), e.get("driver_heartbeat")):
+        status_value = "interrupted"  # the driver died without saying so (crash, SIGKILL)
     return {
         "eval_id": e["eval_id"], "plan_name": e["plan_name"], "status": status_value,
         "planned": e["planned"], "done": sum(a["done"] for a in prog),

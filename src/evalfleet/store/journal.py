@@ -359,6 +359,14 @@ class Journal:
             return out
 
 
+def driver_alive(driver: str | None, heartbeat: float | None,
+                 stale_after_s: float = 300.0) -> bool:
+    """Whether an eval's driver still runs: its process exists (same host) and it beat lately."""
+    if not driver or not heartbeat:
+        return False
+    return _alive(driver) and time.time() - heartbeat < stale_after_s
+
+
 def _alive(driver: str) -> bool:
     host, _, pid = driver.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
