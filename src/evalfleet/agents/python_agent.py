@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import threading
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from evalfleet._util.imports import import_callable
 from evalfleet.agents.base import AgentContext, AgentOutput
 from evalfleet.errors import AgentError, SpecError
 
@@ -24,20 +24,6 @@ class PythonAgentArgs(BaseModel):
                           description="'package.module:function' taking the task dict.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments.")
     threaded: bool = Field(True, description="Run a sync callable in a worker thread.")
-
-
-def import_callable(path: str) -> Callable[..., Any]:
-    """Import ``module:attr``; a bad path is a SpecError."""
-    module_name, _, attr = path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise SpecError(f"cannot import '{path}': {exc}", field="args.callable") from None
-    if not callable(obj):
-        raise SpecError(f"'{path}' is not callable", field="args.callable")
-    return obj  # type: ignore[no-any-return]
 
 
 def _to_output(value: Any) -> AgentOutput:
@@ -86,7 +72,10 @@ class PythonAgent:
     """Calls ``fn(task: dict, **kwargs)``; the result is the answer."""
 
     def __init__(self, args: PythonAgentArgs) -> None:
-        self.fn = import_callable(args.callable)
+        try:
+            self.fn = import_callable(args.callable)
+        except ValueError as exc:
+            raise SpecError(str(exc), field="args.callable") from None
         self.kwargs = args.kwargs
         self.threaded = args.threaded
         self.is_async = inspect.iscoroutinefunction(self.fn)

@@ -43,11 +43,11 @@ def _f(x: float) -> float | None:
 
 
 def _load(home: Path, side: Side) -> dict[str, npt.NDArray[Any]]:
+    if not side.paths:
+        return {k: np.array([]) for k in ("task_id", "category", "repository", "n", "mean",
+                                           "c", "binary", "cost", "latency")}
     con = connect(home, side.paths)
     try:
-        if not side.paths:
-            return {k: np.array([]) for k in ("task_id", "category", "repository", "n", "mean",
-                                               "c", "binary", "cost", "latency")}
         tbl = con.execute(f"""
             SELECT task_id, any_value(category) AS category,
                    coalesce(any_value(repository), '') AS repository,

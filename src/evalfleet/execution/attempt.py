@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from evalfleet.agents.base import Agent, AgentContext, ModelGate, Usage
 from evalfleet.cost.prices import PriceTable
@@ -29,8 +28,6 @@ class AttemptOutcome:
     sandbox: str
     started_at: float
     duration_s: float
-    answer: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def sandbox_limits(task: Task) -> SandboxLimits:
@@ -74,7 +71,6 @@ async def run_attempt(*, task: Task, spec: AgentSpec, agent: Agent, scorer: Scor
                        trajectory=traj, prices=prices, gate=gate, variables=variables)
     score: Score | None = None
     error: RunError | None = None
-    answer: str | None = None
     try:
         try:
             out = await asyncio.wait_for(agent.run(ctx), timeout=task.limits.timeout_s)
@@ -83,7 +79,8 @@ async def run_attempt(*, task: Task, spec: AgentSpec, agent: Agent, scorer: Scor
                 raise InfraError("a timeout inside the agent's infrastructure") from None
             raise TaskTimeoutError(f"task time limit of {task.limits.timeout_s:g}s reached") \
                 from None
-        answer = out.answer
+        if out.extra:
+            traj.add("agent_output", data=out.extra)
         score = await scorer.score(ScoreContext(task=task, answer=out.answer, sandbox=lazy,
                                                 trajectory=traj))
     except RunError as exc:
@@ -105,4 +102,4 @@ async def run_attempt(*, task: Task, spec: AgentSpec, agent: Agent, scorer: Scor
         traj.add("error", error_kind=error.error_kind, message=str(error))
     return AttemptOutcome(score=score, error=error, usage=ctx.usage, trajectory=traj,
                           sandbox=provider_name, started_at=started,
-                          duration_s=time.time() - started, answer=answer)
+                          duration_s=time.time() - started)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from evalfleet._util.imports import import_callable
 from evalfleet.errors import RunError, SpecError
 from evalfleet.scoring.base import Score, ScoreContext
 
@@ -25,15 +24,10 @@ class PythonScorer:
     """Calls ``fn(answer, task)``; it returns a bool, a float in [0, 1] or a dict with ``value``."""
 
     def __init__(self, args: PythonScorerArgs) -> None:
-        module_name, _, attr = args.callable.partition(":")
         try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
-            raise SpecError(f"cannot import '{args.callable}': {exc}",
-                            field="scorer.args.callable") from None
-        self.fn = obj
+            self.fn = import_callable(args.callable)
+        except ValueError as exc:
+            raise SpecError(str(exc), field="scorer.args.callable") from None
 
     async def score(self, ctx: ScoreContext) -> Score:
         task = ctx.task.model_dump(mode="json", exclude={"hidden_files", "files"})

@@ -295,14 +295,13 @@ class Journal:
             return int(res.rowcount)
 
     def counts(self, eval_id: str) -> dict[str, int]:
-        """Run counts by status and by outcome (``done:completed`` ...), plus cost."""
+        """Run counts by status and by outcome (``outcome:completed`` ...)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(runs.c.status, runs.c.outcome, func.count(),
-                                       func.coalesce(func.sum(runs.c.cost_usd), 0.0))
+            rows = conn.execute(select(runs.c.status, runs.c.outcome, func.count())
                                 .where(runs.c.eval_id == eval_id)
                                 .group_by(runs.c.status, runs.c.outcome)).all()
         out: dict[str, int] = {}
-        for status, outcome, n, _cost in rows:
+        for status, outcome, n in rows:
             out[status] = out.get(status, 0) + n
             if outcome:
                 out[f"outcome:{outcome}"] = out.get(f"outcome:{outcome}", 0) + n
