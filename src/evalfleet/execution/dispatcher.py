@@ -76,6 +76,7 @@ class Dispatcher:
         self.variables = variables or {}
         self.settings = plan.execution
         self.budget = budget or Budget(plan.budget_usd)
+        self._spent_at_start = self.budget.spent_usd
         self.stats = stats or DispatchStats()
         self.flush_interval_s = flush_interval_s
         self.rng = rng or random.Random()
@@ -187,8 +188,10 @@ class Dispatcher:
             return False
         if self.budget.exhausted:
             return True
+        # mean cost of the runs this dispatcher finished (a resumed eval's earlier spending
+        # is in the budget but not in this count)
         n = self.stats.done + len(self._buffer)
-        mean = self.budget.spent_usd / n if n else 0.0
+        mean = (self.budget.spent_usd - self._spent_at_start) / n if n else 0.0
         return self.budget.would_exceed(in_flight, mean)
 
     async def run(self) -> DispatchOutcome:
