@@ -12,6 +12,8 @@ EvalfleetError
     ├── TaskTimeoutError      the task's own time limit            (terminal, counts as fail)
     ├── InfraError            sandbox, model 429/5xx, connection   (transient, retried)
     │   └── RateLimitedError  the provider said 429 (Retry-After)
+    ├── ScorerError           the task's scorer broke, not the agent (terminal, not counted)
+    ├── ConfigError           credentials, unknown model, 401/403  (stops the eval, exit 2)
     └── CancelledRunError     budget exhausted or operator stop    (terminal, not counted)
 ```
 
@@ -23,7 +25,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-ErrorKind = Literal["agent_error", "task_timeout", "infra_error", "cancelled"]
+ErrorKind = Literal["agent_error", "task_timeout", "infra_error", "scorer_error", "config_error",
+                    "cancelled"]
 
 
 class EvalfleetError(Exception):
@@ -117,6 +120,21 @@ class RateLimitedError(InfraError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ScorerError(RunError):
+    """The task's scorer raised, timed out or returned no valid number through no act of the
+    agent; the run is missing data, excluded from the agent's score and reported."""
+
+    error_kind: ClassVar[ErrorKind] = "scorer_error"
+
+
+class ConfigError(RunError):
+    """The eval is misconfigured (missing credentials, unknown model, 401/403 from a provider):
+    no run can succeed, so the eval stops with exit code 2 instead of scoring the agent 0."""
+
+    error_kind: ClassVar[ErrorKind] = "config_error"
+    exit_code: ClassVar[int] = 2
 
 
 class CancelledRunError(RunError):

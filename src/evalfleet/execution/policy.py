@@ -23,9 +23,12 @@ ERROR_POLICY: dict[str, ErrorPolicy] = {
     "agent_error": ErrorPolicy(retried=False, counts_in_pass_rate=True, status="failed"),
     "task_timeout": ErrorPolicy(retried=False, counts_in_pass_rate=True, status="failed"),
     "infra_error": ErrorPolicy(retried=True, counts_in_pass_rate=False, status="errored"),
+    "scorer_error": ErrorPolicy(retried=False, counts_in_pass_rate=False, status="errored"),
+    "config_error": ErrorPolicy(retried=False, counts_in_pass_rate=False, status="errored"),
     "cancelled": ErrorPolicy(retried=False, counts_in_pass_rate=False, status="cancelled"),
 }
-"""DESIGN.md section 3: agent failures are results; infrastructure failures are missing data."""
+"""Agent failures are results; infrastructure and scorer failures are missing data; a
+configuration error stops the eval. The dispatcher takes every retry decision from here."""
 
 
 def backoff_delay(attempt: int, base_s: float, max_s: float, rand: float) -> float:

@@ -109,6 +109,18 @@ class DirSandbox:
     def _interpret(self, raw: RawResult) -> ExecResult:
         return to_exec_result(raw, signal_from_status=self._signal_from_status)
 
+    async def kill_all(self) -> None:
+        """Kill every process of the sandbox and wait for them; see :class:`Sandbox`."""
+        self._check_open()
+        await asyncio.to_thread(self._host.kill_processes, self._alloc, set(self._groups))
+
+    async def snapshot(self, *, max_files: int = 10_000,
+                       max_bytes: int = 256 * 1024 * 1024) -> dict[str, bytes]:
+        """The working directory's regular files; see :class:`Sandbox`."""
+        self._check_open()
+        return await asyncio.to_thread(_files.snapshot_tree, self.host_dir, owner=self.uid,
+                                       max_files=max_files, max_bytes=max_bytes)
+
     async def close(self) -> None:
         """Kill every process the sandbox still has and delete its directory; idempotent."""
         if self._closed:

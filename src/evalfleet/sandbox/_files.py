@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evalfleet._util.paths import PathEscapeError, check_relative
-from evalfleet.errors import InfraError, SpecError
+from evalfleet.errors import AgentError, InfraError, SpecError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -145,6 +145,74 @@ def read_file(root: Path, rel: str, max_bytes: int, owner: int | None = None) ->
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+_SKIPPED_DIRS = frozenset({"__pycache__"})
+
+
+def snapshot_tree(root: Path, *, owner: int | None, max_files: int,
+                  max_bytes: int) -> dict[str, bytes]:
+    """Regular files under ``root`` by relative POSIX path; see ``Sandbox.snapshot``.
+
+    Walks with descriptors and ``O_NOFOLLOW``: a symlink is never followed, a hard link to a
+    file of another owner is skipped. Meant for a tree no process writes to any more.
+
+    Raises:
+        AgentError: more than ``max_files`` files or ``max_bytes`` bytes.
+    """
+    out: dict[str, bytes] = {}
+    total = 0
+
+    def walk(dir_fd: int, prefix: str) -> None:
+        nonlocal total
+        with os.scandir(dir_fd) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            rel = prefix + entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if owner is not None and st.st_uid != owner:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if entry.name in _SKIPPED_DIRS:
+                    continue
+                try:
+                    sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                try:
+                    walk(sub, rel + "/")
+                finally:
+                    os.close(sub)
+            elif stat.S_ISREG(st.st_mode):
+                if len(out) >= max_files or total + st.st_size > max_bytes:
+                    raise AgentError(f"the agent left more than {max_files} files or "
+                                     f"{max_bytes // (1024 * 1024)} MB in its working directory")
+                try:
+                    fd = os.open(entry.name, _READ_FLAGS, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                try:
+                    chunks: list[bytes] = []
+                    while chunk := os.read(fd, 1 << 20):
+                        chunks.append(chunk)
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise AgentError(f"the agent left more than "
+                                             f"{max_bytes // (1024 * 1024)} MB in its working "
+                                             f"directory")
+                finally:
+                    os.close(fd)
+                out[rel] = b"".join(chunks)
+
+    top = os.open(root, _DIR_FLAGS)
+    try:
+        walk(top, "")
+    finally:
+        os.close(top)
+    return out
 
 
 def _force_writable(path: str) -> None:

@@ -208,6 +208,18 @@ class Host:
         finally:
             os.close(alloc.lock_fd)  # if removal failed, a later sweep retries it
 
+    def kill_processes(self, alloc: Allocation, groups: set[int]) -> None:
+        """Kill every process of the sandbox and wait until none is left; files stay.
+
+        Raises:
+            InfraError: processes of the sandbox survived.
+        """
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        if not _kill_members(alloc.uid, alloc.cgroup):
+            raise InfraError("processes of the sandbox survived SIGKILL")
+
     def sweep_stale(self) -> int:
         """Remove sandboxes whose driver died (their lock is free); the number removed."""
         with os.scandir(self.base_dir) as it:
@@ -255,14 +267,22 @@ SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 """World-writable host directories where local sandboxes can leave files; cleaned on close."""
 
 
-def _kill_and_remove(root: Path, uid: int | None, cgroup: PidsCgroup | None) -> None:
+def _kill_members(uid: int | None, cgroup: PidsCgroup | None) -> bool:
+    """SIGKILL everything in the cgroup and everything running as ``uid``; True when none is
+    left (or, with neither a cgroup nor a uid, when there is nothing to check)."""
     emptied = cgroup.kill_all() if cgroup else False
+    if uid is None or emptied:
+        return emptied or cgroup is None
+    for _ in range(10):  # a scan is ~0.2 ms; spawning the killer ~3 ms, so scan first
+        if not live_pids(uid):
+            return True
+        kill_uid(uid)
+    return not live_pids(uid)
+
+
+def _kill_and_remove(root: Path, uid: int | None, cgroup: PidsCgroup | None) -> None:
+    _kill_members(uid, cgroup)
     if uid is not None:
-        if not emptied:
-            for _ in range(10):  # a scan is ~0.2 ms; spawning the killer ~3 ms, so scan first
-                if not live_pids(uid):
-                    break
-                kill_uid(uid)
         _remove_spill(uid)
     if cgroup:
         cgroup.remove()

@@ -80,6 +80,27 @@ class Sandbox(Protocol):
         """
         ...
 
+    async def kill_all(self) -> None:
+        """Kill every process the sandbox holds (all of its uid or cgroup, whatever session or
+        process group they moved to) and return only when none is left; files stay.
+
+        Raises:
+            InfraError: processes survived the kill.
+        """
+        ...
+
+    async def snapshot(self, *, max_files: int = 10_000,
+                       max_bytes: int = 256 * 1024 * 1024) -> dict[str, bytes]:
+        """Every regular file under the working directory, by relative path.
+
+        Symlinks, devices, FIFOs, sockets, ``__pycache__`` directories and files not owned by
+        the sandbox are left out. Call after :meth:`kill_all`, so nothing changes meanwhile.
+
+        Raises:
+            AgentError: the directory holds more than ``max_files`` files or ``max_bytes``.
+        """
+        ...
+
     async def close(self) -> None:
         """Kill anything still running and delete the directory."""
         ...
