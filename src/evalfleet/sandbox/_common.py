@@ -49,11 +49,13 @@ class DirSandbox:
     """
 
     def __init__(self, *, provider: str, host: Host, alloc: Allocation, limits: SandboxLimits,
-                 workdir: str, home: str, tmpdir: str, prefix: Sequence[str] = (),
+                 workdir: str, home: str, tmpdir: str, outdir: str,
+                 prefix: Sequence[str] = (),
                  signal_from_status: bool = False) -> None:
         self.provider = provider
         self.workdir = workdir
         self.host_dir = alloc.work
+        self.outdir = outdir
         self.limits = limits
         self.uid = alloc.uid
         self.process_limit_mechanism = alloc.process_limit_mechanism
@@ -79,6 +81,12 @@ class DirSandbox:
         """At most ``max_bytes`` of a regular file; FileNotFoundError if it does not exist."""
         self._check_open()
         return await asyncio.to_thread(_files.read_file, self.host_dir, path, max_bytes,
+                                       self.uid)
+
+    async def read_output(self, name: str, max_bytes: int = 16_000_000) -> bytes:
+        """A file of the outbox; see :class:`Sandbox`."""
+        self._check_open()
+        return await asyncio.to_thread(_files.read_file, self._alloc.out, name, max_bytes,
                                        self.uid)
 
     async def exec(self, argv: Sequence[str], *, stdin: bytes | None = None,

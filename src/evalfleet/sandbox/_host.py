@@ -12,6 +12,8 @@ children for symlinks; the children belong to the sandbox uid, mode 0700)::
     <base>/u<uid>/work   the working directory (``host_dir``)
     <base>/u<uid>/home   HOME
     <base>/u<uid>/tmp    TMPDIR
+    <base>/u<uid>/out    the outbox: where a scorer's test runner writes its report, outside
+                         the working directory (``Sandbox.outdir`` inside, ``read_output``)
     <base>/u<uid>/lock   flock()ed by the driver while the sandbox lives
 
 Closing a sandbox kills what still runs as its uid, even processes that left their session, and
@@ -91,6 +93,8 @@ class Allocation:
     work: Path
     home: Path
     tmp: Path
+    out: Path
+    """The outbox (see the module docstring)."""
     uid: int | None
     """The sandbox's own uid, or None when the driver is not root and runs code as itself."""
     cgroup: PidsCgroup | None
@@ -162,7 +166,7 @@ class Host:
             lock_fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                               | os.O_CLOEXEC, 0o600)
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            dirs = [root / "work", root / "home", root / "tmp"]
+            dirs = [root / "work", root / "home", root / "tmp", root / "out"]
             for d in dirs:
                 d.mkdir(mode=0o700)
                 if uid is not None:
@@ -176,7 +180,7 @@ class Host:
         setup = ChildSetup(limits=limits, nproc=nproc, uid=uid,
                            cgroup_procs_fd=cgroup.procs_fd if cgroup else None,
                            exposure=self.exposure if uid is not None else None)
-        return Allocation(root=root, work=dirs[0], home=dirs[1], tmp=dirs[2], uid=uid,
+        return Allocation(root=root, work=dirs[0], home=dirs[1], tmp=dirs[2], out=dirs[3], uid=uid,
                           cgroup=cgroup, lock_fd=lock_fd, setup=setup,
                           process_limit_mechanism="+".join(_mechanisms(cgroup is not None,
                                                                        uid is not None)))

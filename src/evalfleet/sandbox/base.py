@@ -62,6 +62,9 @@ class Sandbox(Protocol):
     provider: str
     workdir: str
     host_dir: Path
+    outdir: str
+    """A directory outside ``workdir``, as commands see it, from which :meth:`read_output`
+    reads: a test runner writes its report there, where the agent's files cannot be."""
 
     async def write_files(self, files: Mapping[str, str | bytes]) -> None:
         """Write files under the sandbox dir. Paths are relative; any escape raises InfraError
@@ -70,6 +73,15 @@ class Sandbox(Protocol):
 
     async def read_file(self, path: str, max_bytes: int = 1_000_000) -> bytes:
         """Read a file from the sandbox dir (at most ``max_bytes``); escapes are refused."""
+        ...
+
+    async def read_output(self, name: str, max_bytes: int = 16_000_000) -> bytes:
+        """At most ``max_bytes`` of the regular file ``name`` in ``outdir``.
+
+        Raises:
+            FileNotFoundError: there is no such file.
+            InfraError: it is a symlink or not a regular file of the sandbox.
+        """
         ...
 
     async def exec(self, argv: Sequence[str], *, stdin: bytes | None = None,

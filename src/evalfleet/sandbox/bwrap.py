@@ -8,6 +8,7 @@ installation) plus this sandbox's own directories::
     /sandbox        read-write, the working directory (host: <base>/u<uid>/work)
     /home/sandbox   read-write, HOME
     /tmp, /var/tmp  read-write, TMPDIR (host: <base>/u<uid>/tmp)
+    /evalfleet-out  read-write, the outbox for a test runner's report (host: <base>/u<uid>/out)
     /dev/shm        read-write tmpfs of at most ``memory_mb``, gone when the command ends
 
 Nothing else of the host (other sandboxes, /root, /home, /run, /var) exists inside. As root,
@@ -34,6 +35,7 @@ __all__ = ["WORKDIR", "BwrapSandbox", "BwrapSandboxProvider"]
 
 WORKDIR = "/sandbox"
 HOME = "/home/sandbox"
+OUTDIR = "/evalfleet-out"
 _SYSTEM_DIRS = ("/usr", "/etc")
 _ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
@@ -105,7 +107,9 @@ class BwrapSandboxProvider(DirSandboxProvider):
                   "--remount-ro", "/dev",
                   "--bind", str(alloc.work), WORKDIR, "--bind", str(alloc.home), HOME,
                   "--bind", str(alloc.tmp), "/tmp", "--bind", str(alloc.tmp), "/var/tmp",
+                  "--bind", str(alloc.out), OUTDIR,
                   "--chdir", WORKDIR, "--remount-ro", "/", "--"]
         return BwrapSandbox(provider=self.name, host=self._host, alloc=alloc, limits=limits,
-                            workdir=WORKDIR, home=HOME, tmpdir="/tmp", prefix=prefix,
+                            workdir=WORKDIR, home=HOME, tmpdir="/tmp", outdir=OUTDIR,
+                            prefix=prefix,
                             signal_from_status=True)

@@ -35,4 +35,5 @@ class LocalSandboxProvider(DirSandboxProvider):
 
     def _wrap(self, alloc: Allocation, limits: SandboxLimits) -> DirSandbox:
         return LocalSandbox(provider=self.name, host=self._host, alloc=alloc, limits=limits,
-                            workdir=str(alloc.work), home=str(alloc.home), tmpdir=str(alloc.tmp))
+                            workdir=str(alloc.work), home=str(alloc.home), tmpdir=str(alloc.tmp),
+                            outdir=str(alloc.out))

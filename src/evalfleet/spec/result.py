@@ -50,6 +50,9 @@ class RunResult:
     """Which worker ran the final attempt."""
     sandbox: str = ""
     """Which sandbox provider ran it (local, bwrap) or empty when none was needed."""
+    isolation: str = ""
+    """What was enforced for the run and what was not, e.g.
+    ``memory:cgroup,disk:tmpfs,network:none`` or ``agent:in-driver`` for a python agent."""
     started_at: float = 0.0
     """Unix time the final attempt started."""
     finished_at: float = 0.0
