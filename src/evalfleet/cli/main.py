@@ -19,11 +19,31 @@ if TYPE_CHECKING:
     from evalfleet.api import EvalSummary
     from evalfleet.settings import Settings
 
-app = typer.Typer(name="evalfleet", no_args_is_help=True, add_completion=False,
+app = typer.Typer(name="evalfleet", add_completion=False, invoke_without_command=True,
                   help="Run AI-agent evaluations durably and report them with honest error bars.")
 app.add_typer(plan_app, name="plan")
 out = Console()
 err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        sys.stdout.write(f"evalfleet {version('evalfleet')}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(ctx: typer.Context, version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version,
+        help="Print the version and exit.")] = False) -> None:
+    """Run AI-agent evaluations durably and report them with honest error bars."""
+    del version  # handled by its eager callback
+    if ctx.invoked_subcommand is None:
+        # `evalfleet` alone is how people ask what it can do: help on stdout, exit 0
+        sys.stdout.write(ctx.get_help())
+        raise typer.Exit()
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Evalfleet home (default "
                                                "$EVALFLEET_HOME, else ./.evalfleet).")]
@@ -62,9 +82,12 @@ def _finish(summary: EvalSummary, *, show_report: bool = True) -> None:
     from evalfleet import api
     from evalfleet.cli.render import render_report
 
+    scored = 0
     if show_report and summary.done:
         settings = _settings(summary.home)
-        render_report(out, api.report(summary.eval_id, settings=settings))
+        rep = api.report(summary.eval_id, settings=settings)
+        scored = int(rep["coverage"].get("scored", 0))
+        render_report(out, rep)
     err.print(f"eval {summary.eval_id}: {summary.status}, {summary.done}/{summary.planned} runs "
               f"committed, ${summary.cost_usd:.4f}, {summary.duration_s:.1f}s, "
               f"sandbox {summary.sandbox or '-'}")
@@ -76,6 +99,10 @@ def _finish(summary: EvalSummary, *, show_report: bool = True) -> None:
         raise typer.Exit(3)
     if summary.status == "interrupted":
         err.print(f"interrupted; continue with: evalfleet resume {summary.eval_id}")
+        raise typer.Exit(1)
+    if show_report and not scored:
+        err.print("[red]no run was scored (every run errored or was cancelled): the eval "
+                  "measured nothing[/red]")
         raise typer.Exit(1)
 
 
@@ -97,7 +124,7 @@ def run(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")], home: Hom
     from evalfleet import api
     from evalfleet.cli.progress import RichProgress
 
-    del backend  # one backend so far; the option is the contract of DESIGN.md section 7
+    del backend  # one backend so far; the option is there so scripts need not change
     summary = api.run(plan, settings=_settings(home), workers=workers,
                       progress=None if quiet else RichProgress(err))
     _finish(summary)
@@ -151,6 +178,8 @@ def report(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique pre
         sys.stdout.write(api.dumps(rep) + "\n")
     else:
         render_report(out, rep)
+    if not rep["coverage"].get("scored", 0):
+        raise typer.Exit(1)  # an eval with no scored run measured nothing
 
 
 ClusterOpt = Annotated[str | None, typer.Option(
@@ -248,15 +277,40 @@ def query(sql: Annotated[str, typer.Argument(help="SQL over the view 'runs'.")],
     out.print(t)
 
 
-def main() -> None:
-    """Entry point: runs the app and turns evalfleet errors into one line and an exit code."""
+def _usage_error(exc: typer.TyperException) -> int:
+    """Print a usage error as one line plus where help is; return its exit code."""
+    from rich.markup import escape
+
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # a command group without its subcommand (`evalfleet plan`): building the error
+        # rendered the group's help already (rich prints it); like `evalfleet` alone, exit 0
+        sys.stdout.write(exc.format_message())
+        return 0
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "evalfleet"
+    err.print(f"[red]error:[/red] {escape(exc.format_message())}", highlight=False,
+              soft_wrap=True)
+    err.print(f"Try '{escape(command)} --help' for help.", highlight=False, soft_wrap=True)
+    return int(exc.exit_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the app and turns every expected error into one line and an exit code.
+
+    Exit codes: 0 done; 1 unexpected error or interrupted; 2 bad input (a usage mistake, a bad
+    plan); 3 stopped by the budget; 130 Ctrl-C before an eval started.
+    """
+    from rich.markup import escape
+
     try:
-        rc = app(standalone_mode=False)
-        # without standalone mode click returns a typer.Exit's code instead of exiting
+        # standalone_mode=False: errors come back here, so every one is printed the same way.
+        # prog_name: under `python -m evalfleet` the detected name would be "python -m ..."
+        rc = app(args=argv, prog_name="evalfleet", standalone_mode=False)
+        # without standalone mode a typer.Exit's code is returned instead of raised
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except EvalfleetError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -266,10 +320,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:
+        # usage mistakes (unknown command or option, missing or invalid argument): typer
+        # raises them as TyperException subclasses (its own click) with exit code 2
+        sys.exit(_usage_error(exc))

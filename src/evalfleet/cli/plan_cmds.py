@@ -63,7 +63,7 @@ def power(
     """Tasks needed to detect a difference, and the MDE of a plan, for K = 1, 3, 5, 10 runs.
 
     The variances come from an earlier eval (--from) or are assumed (--omega2 and --sigma2);
-    STATISTICS.md section 1.5 (Miller 2024, Eq. 9 and 10).
+    the formulas (Miller 2024, Eq. 9 and 10) are in docs/analysis.md.
     """
     try:
         result = _plan_power(from_eval=from_eval, base=base, new=new, rho=rho, omega2=omega2,
