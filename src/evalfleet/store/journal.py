@@ -2,6 +2,9 @@
 
 Exactly-once: a run becomes ``done`` in the same transaction that records the results batch
 holding its row, and only if it was not ``done`` already; the first result wins.
+
+Two ways to open it: :meth:`Journal.open` for the driver (creates the file and tables) and
+:meth:`Journal.open_readonly` for readers (never creates, writes or write-locks anything).
 """
 
 from __future__ import annotations
@@ -9,14 +12,27 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
+import stat
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, or_, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    inspect,
+    or_,
+    select,
+)
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from evalfleet.errors import StoreError, UnknownEvalError
 from evalfleet.store.schema import batches, evals, metadata, runs
@@ -60,12 +76,50 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # no journal_mode here: setting it is a write, and the file is WAL already
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA query_only=1")
+    cur.close()
+
+
+def _postgres_read_only(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    cur.close()
+    dbapi_conn.commit()
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600, or take group and other bits off an existing one.
+
+    SQLite gives its -wal and -shm files the mode of the database file, so this also keeps
+    those private; sandboxed code under another uid must not read other evals' data.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        st = path.stat()
+        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+            path.chmod(stat.S_IMODE(st.st_mode) & 0o700)
+    else:
+        os.close(fd)
+
+
+class NoJournalError(UnknownEvalError):
+    """A reader found no journal: nothing has run in that home yet."""
+
+
 class Journal:
     """Durable run bookkeeping over SQLAlchemy Core."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, engine: Engine | None = None, readonly: bool = False) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, future=True)
+        self.readonly = readonly
+        self.engine: Engine = engine or create_engine(url, future=True)
+        if readonly:
+            return  # tables are never created by a reader
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         for attempt in range(5):
@@ -81,8 +135,56 @@ class Journal:
 
     @classmethod
     def open(cls, home: Path, url: str | None = None) -> Journal:
-        """The journal at ``url``, by default SQLite ``journal.db`` in ``home``."""
-        return cls(url or f"sqlite:///{home / 'journal.db'}")
+        """The journal at ``url``, by default SQLite ``journal.db`` in ``home`` (created 0600)."""
+        if url is None:
+            path = home / "journal.db"
+            _private_file(path)
+            for side in ("journal.db-wal", "journal.db-shm"):
+                if (home / side).exists():
+                    _private_file(home / side)
+            url = f"sqlite:///{path}"
+        return cls(url)
+
+    @classmethod
+    def open_readonly(cls, home: Path, url: str | None = None) -> Journal:
+        """The journal opened for reading only: nothing is created, written or write-locked.
+
+        SQLite is opened with ``mode=ro`` (SQLite itself may add the WAL index file ``-shm``
+        next to the journal, which every WAL reader needs; it holds no data). A PostgreSQL
+        session is made read-only.
+
+        Raises:
+            NoJournalError: the home or its journal does not exist, or holds no tables.
+        """
+        if url is None:
+            path = (home / "journal.db").absolute()
+            if not path.is_file():
+                where = "does not exist" if not home.exists() else "has no journal.db"
+                raise NoJournalError(f"no evals in {home} (the home {where}; nothing has run "
+                                     "there yet)")
+            uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+
+            def connect() -> sqlite3.Connection:
+                return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+            engine = create_engine("sqlite://", creator=connect, future=True)
+            event.listen(engine, "connect", _sqlite_reader_pragmas)
+            journal = cls(f"sqlite:///{path}", engine=engine, readonly=True)
+        else:
+            engine = create_engine(url, future=True)
+            if engine.dialect.name == "postgresql":
+                event.listen(engine, "connect", _postgres_read_only)
+            journal = cls(url, engine=engine, readonly=True)
+        try:
+            has_tables = inspect(journal.engine).has_table("evals")
+        except SQLAlchemyError as exc:
+            journal.close()
+            raise StoreError(f"cannot read the journal of {home}: "
+                             f"{getattr(exc, 'orig', exc)}") from None
+        if not has_tables:
+            journal.close()
+            raise NoJournalError(f"no evals in {home} (its journal has no evals table)")
+        return journal
 
     def close(self) -> None:
         """Release connections."""
@@ -120,10 +222,14 @@ class Journal:
         return out
 
     def find_evals(self, prefix: str) -> list[str]:
-        """Eval ids starting with ``prefix``."""
+        """Eval ids starting with ``prefix``, compared literally and case-sensitively."""
+        if not prefix:
+            return []
+        # not LIKE: ``_`` and ``%`` are wildcards there, and SQLite's LIKE ignores case
+        head = func.substr(evals.c.eval_id, 1, len(prefix))
         with self.engine.connect() as conn:
-            return list(conn.execute(select(evals.c.eval_id)
-                                     .where(evals.c.eval_id.like(prefix + "%"))).scalars())
+            return sorted(conn.execute(select(evals.c.eval_id)
+                                       .where(head == prefix)).scalars())
 
     def list_evals(self) -> list[dict[str, Any]]:
         """Every eval, newest first, without the plan."""
@@ -147,20 +253,58 @@ class Journal:
             conn.execute(evals.update().where(evals.c.eval_id == eval_id).values(**values))
 
     def claim_driver(self, eval_id: str, driver: str, stale_after_s: float) -> None:
-        """Make ``driver`` the eval's driver; refuse if another driver's heartbeat is fresh."""
-        now = time.time()
-        with self.engine.begin() as conn:
-            row = conn.execute(select(evals.c.driver, evals.c.driver_heartbeat)
-                               .where(evals.c.eval_id == eval_id)).first()
+        """Make ``driver`` the eval's driver; refuse if another live driver holds it.
+
+        The claim is one conditional UPDATE (compare-and-set), so of several drivers claiming
+        at once exactly one wins. Another driver's claim is taken over only when its heartbeat
+        is older than ``stale_after_s`` or, on this host, its process is gone.
+
+        Raises:
+            UnknownEvalError: no such eval.
+            StoreError: another driver holds the eval.
+        """
+        for _ in range(10):
+            now = time.time()
+            taken = {"driver": driver, "driver_heartbeat": now, "started_at": now,
+                     "status": "running"}
+            free = or_(evals.c.driver.is_(None), evals.c.driver == driver,
+                       evals.c.driver_heartbeat.is_(None),
+                       evals.c.driver_heartbeat < now - stale_after_s)
+            with self.engine.begin() as conn:
+                res = conn.execute(evals.update().where(and_(evals.c.eval_id == eval_id, free))
+                                   .values(**taken))
+                if res.rowcount == 1:
+                    return
+                row = conn.execute(select(evals.c.driver, evals.c.driver_heartbeat)
+                                   .where(evals.c.eval_id == eval_id)).first()
             if row is None:
                 raise UnknownEvalError(f"no eval '{eval_id}' in this home")
             other, beat = row
-            if other and other != driver and beat and now - beat < stale_after_s \
-                    and _alive(other):
+            if _alive(other):
+                age = f"{now - beat:.0f}s ago" if beat is not None else "never"
                 raise StoreError(f"eval {eval_id} is being run by {other} (heartbeat "
-                                 f"{now - beat:.0f}s ago); stop it first")
-            conn.execute(evals.update().where(evals.c.eval_id == eval_id).values(
-                driver=driver, driver_heartbeat=now, started_at=now, status="running"))
+                                 f"{age}); stop it first")
+            # its process is gone: take it over, but only if nobody else did meanwhile
+            same = and_(evals.c.eval_id == eval_id, evals.c.driver == other,
+                        evals.c.driver_heartbeat == beat)
+            with self.engine.begin() as conn:
+                if conn.execute(evals.update().where(same).values(**taken)).rowcount == 1:
+                    return
+        raise StoreError(f"eval {eval_id}: could not claim it (other drivers keep taking it)")
+
+    def release_driver(self, eval_id: str, driver: str) -> None:
+        """Give up ``driver``'s claim on the eval (it finished or stopped cleanly)."""
+        with self.engine.begin() as conn:
+            conn.execute(evals.update().where(and_(evals.c.eval_id == eval_id,
+                                                   evals.c.driver == driver))
+                         .values(driver=None))
+
+    def holds(self, eval_id: str, driver: str) -> bool:
+        """Whether ``driver`` holds the eval's claim now."""
+        with self.engine.connect() as conn:
+            held = conn.execute(select(evals.c.driver)
+                                .where(evals.c.eval_id == eval_id)).scalar_one_or_none()
+        return held == driver
 
     def heartbeat_driver(self, eval_id: str, driver: str) -> None:
         """Record that the driver is alive."""
@@ -346,12 +490,20 @@ class Journal:
                                     .order_by(batches.c.committed_at)).mappings():
                 yield dict(row)
 
-    def referenced_paths(self) -> set[str]:
-        """Every results or trajectory file a committed batch references."""
+    def has_batch(self, batch_id: str) -> bool:
+        """Whether the batch is committed."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(batches.c.batch_id)
+                                .where(batches.c.batch_id == batch_id)).first() is not None
+
+    def referenced_paths(self, eval_id: str | None = None) -> set[str]:
+        """Every results or trajectory file a committed batch (of ``eval_id``) references."""
+        stmt = select(batches.c.results_path, batches.c.trajectories_path)
+        if eval_id is not None:
+            stmt = stmt.where(batches.c.eval_id == eval_id)
         with self.engine.connect() as conn:
             out: set[str] = set()
-            for rp, tp in conn.execute(select(batches.c.results_path,
-                                              batches.c.trajectories_path)):
+            for rp, tp in conn.execute(stmt):
                 out.add(rp)
                 if tp:
                     out.add(tp)
@@ -366,7 +518,9 @@ def driver_alive(driver: str | None, heartbeat: float | None,
     return _alive(driver) and time.time() - heartbeat < stale_after_s
 
 
-def _alive(driver: str) -> bool:
+def _alive(driver: str | None) -> bool:
+    if not driver:
+        return False
     host, _, pid = driver.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine: trust the heartbeat

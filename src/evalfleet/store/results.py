@@ -1,14 +1,18 @@
 """Results rows (Parquet, zstd) and trajectory blobs (zstd JSON lines), one file pair per batch.
 
-Files are written under a temporary name and renamed, then the journal commit records them;
-files that no commit references are removed when the store opens (a crash between the two).
+Files are written under a temporary name and renamed, then the journal commit records them.
+A crash between the two leaves files no commit references; only the driver that holds an eval
+removes them (:func:`remove_orphans`), and only once they are older than a grace period.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from evalfleet.errors import StoreError
 from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.result import RunResult
 from evalfleet.spec.task import Suite
@@ -82,13 +87,48 @@ class WrittenBatch:
     trajectories_path: str | None
 
 
+ORPHAN_GRACE_S = 300.0
+"""An unreferenced file younger than this is never removed: it may be a batch being committed."""
+
+TMP_GRACE_S = 3600.0
+"""A ``.tmp`` file is a write in progress; only one this old is taken as a crashed writer's."""
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,199}$")
+
+
 def _ts(t: float) -> datetime | None:
     return datetime.fromtimestamp(t, UTC) if t else None
 
 
+def _eval_dirs(home: Path, eval_id: str) -> tuple[Path, Path]:
+    """The eval's own results and trajectories directories (nothing else's)."""
+    if not _SAFE_ID.match(eval_id) or ".." in eval_id:
+        raise StoreError(f"eval id {eval_id!r} cannot name a directory")
+    return home / "results" / f"eval_id={eval_id}", home / "trajectories" / eval_id
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents with mode 0700; existing ones keep their mode.
+
+    Sandboxed code may run under another uid on the same machine: it must not list or read
+    other evals' results and trajectories.
+    """
+    missing: list[Path] = []
+    cur = path
+    while not cur.exists():
+        missing.append(cur)
+        if cur.parent == cur:
+            break
+        cur = cur.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            d.mkdir(mode=0o700)
+
+
 def _fsync_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -105,6 +145,7 @@ class ResultsWriter:
     def write(self, ctx: RowContext, results: Sequence[RunResult]) -> WrittenBatch:
         """Write a batch's files (not yet committed)."""
         batch_id = uuid.uuid4().hex[:20]
+        results_dir, traj_dir = _eval_dirs(self.home, ctx.eval_id)
         rel_results = f"results/eval_id={ctx.eval_id}/{batch_id}.parquet"
         rel_traj = f"trajectories/{ctx.eval_id}/{batch_id}.jsonl.zst"
         by_id = ctx.suite.by_id
@@ -132,14 +173,13 @@ class ResultsWriter:
             for name, value in zip(cols, values, strict=True):
                 cols[name].append(value)
         table = pa.table(cols, schema=RESULTS_SCHEMA)
-        out_dir = self.home / "results" / f"eval_id={ctx.eval_id}"
-        out_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(results_dir)
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf, compression="zstd")
         _fsync_write(self.home / rel_results, buf.getvalue().to_pybytes())
         traj_path: str | None = None
         if has_traj:
-            (self.home / "trajectories" / ctx.eval_id).mkdir(parents=True, exist_ok=True)
+            private_dir(traj_dir)
             _fsync_write(self.home / rel_traj, self._zstd.compress(traj.getvalue()))
             traj_path = rel_traj
         return WrittenBatch(batch_id, rel_results, traj_path)
@@ -151,19 +191,36 @@ class ResultsWriter:
                 (self.home / rel).unlink(missing_ok=True)
 
 
-def remove_orphans(home: Path, referenced: set[str]) -> list[str]:
-    """Delete results and trajectory files no committed batch references; return their paths."""
+def remove_orphans(home: Path, eval_id: str, referenced: set[str], *,
+                   grace_s: float = ORPHAN_GRACE_S, tmp_grace_s: float = TMP_GRACE_S,
+                   now: float | None = None) -> list[str]:
+    """Delete one eval's batch files that no committed batch references; return their paths.
+
+    Only the caller that holds the eval's driver claim may call this. It looks only in that
+    eval's own directories, and never removes a file modified less than ``grace_s`` ago (a
+    batch between its write and its commit) nor a ``.tmp`` file younger than ``tmp_grace_s``
+    (a write in progress).
+    """
+    now = time.time() if now is None else now
     removed: list[str] = []
-    for sub, pattern in (("results", "*.parquet*"), ("trajectories", "*.jsonl.zst*")):
-        base = home / sub
-        if not base.exists():
+    for base in _eval_dirs(home, eval_id):
+        if not base.is_dir():
             continue
-        for f in base.rglob(pattern):
+        for f in base.iterdir():
             rel = f.relative_to(home).as_posix()
-            if rel not in referenced:
-                f.unlink(missing_ok=True)
-                removed.append(rel)
-    return removed
+            if rel in referenced or not f.is_file() or f.is_symlink():
+                continue
+            if not (f.name.endswith((".parquet", ".jsonl.zst", ".tmp"))):
+                continue  # not a file this writer makes: not ours to judge
+            try:
+                age = now - f.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if age < (tmp_grace_s if f.name.endswith(".tmp") else grace_s):
+                continue
+            f.unlink(missing_ok=True)
+            removed.append(rel)
+    return sorted(removed)
 
 
 def read_trajectory(home: Path, uri: str) -> dict[str, Any] | None:

@@ -1,14 +1,27 @@
-"""The store facade: journal + results writer, with the exactly-once commit protocol."""
+"""The store facade: journal + results writer, with the exactly-once commit protocol.
+
+Who writes what: only the driver that holds an eval (its claim in the journal) writes that
+eval's rows and files and removes its orphans. Readers open the store with
+:meth:`Store.open_readonly`, which creates, writes, sweeps and write-locks nothing.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalfleet.errors import StoreError
 from evalfleet.spec.result import RunResult
 from evalfleet.store.journal import CommitRow, Journal
-from evalfleet.store.results import ResultsWriter, RowContext, remove_orphans
+from evalfleet.store.results import (
+    ORPHAN_GRACE_S,
+    ResultsWriter,
+    RowContext,
+    private_dir,
+    remove_orphans,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,21 +33,44 @@ class CommitReport:
 
 
 class Store:
-    """Everything under one ``EVALFLEET_HOME``. Only the driver writes."""
+    """Everything under one ``EVALFLEET_HOME``. Only the driver writes.
 
-    def __init__(self, home: Path, journal_url: str | None = None) -> None:
+    ``Store(home)`` opens it for writing: the home is created with mode 0700 and the SQLite
+    journal 0600 if they do not exist. Opening never sweeps anything; the driver removes its
+    own eval's orphans with :meth:`remove_orphans` once it holds the eval.
+    """
+
+    def __init__(self, home: Path, journal_url: str | None = None, *,
+                 readonly: bool = False) -> None:
         self.home = home
-        home.mkdir(parents=True, exist_ok=True)
-        self.journal = Journal.open(home, journal_url)
+        self.readonly = readonly
+        if readonly:
+            self.journal = Journal.open_readonly(home, journal_url)
+        else:
+            private_dir(home)
+            self.journal = Journal.open(home, journal_url)
         self.writer = ResultsWriter(home)
-        self.orphans_removed = remove_orphans(home, self.journal.referenced_paths())
+
+    @classmethod
+    def open_readonly(cls, home: Path, journal_url: str | None = None) -> Store:
+        """The store for a reader (status, report, query, compare).
+
+        Raises:
+            UnknownEvalError: the home or its journal does not exist ("no evals in HOME").
+        """
+        return cls(home, journal_url, readonly=True)
 
     def close(self) -> None:
         """Release the journal's connections."""
         self.journal.close()
 
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise StoreError("this store was opened read-only")
+
     def commit(self, ctx: RowContext, results: Sequence[RunResult]) -> CommitReport:
         """Commit results exactly once: drop already-committed runs, write files, record them."""
+        self._check_writable()
         if not results:
             return CommitReport(0, 0)
         seen: set[str] = set()
@@ -57,10 +93,38 @@ class Store:
                 eval_id=ctx.eval_id, batch_id=batch.batch_id, results_path=batch.results_path,
                 trajectories_path=batch.trajectories_path, rows=rows, duplicates=duplicates)
         except BaseException:
-            self.writer.remove(batch)
+            # Remove the files unless the commit happened after all (an error on the way
+            # back): deleting a committed batch would lose rows for good, while a leftover
+            # orphan is only removed later by this eval's driver.
+            committed = True
+            with contextlib.suppress(Exception):
+                committed = self.journal.has_batch(batch.batch_id)
+            if not committed:
+                self.writer.remove(batch)
             raise
         return CommitReport(n, duplicates)
+
+    def remove_orphans(self, eval_id: str, driver: str, *,
+                       grace_s: float = ORPHAN_GRACE_S) -> list[str]:
+        """Remove the eval's files that no committed batch references (after a crash).
+
+        Only the eval's driver may do this, under its claim: files of other evals, files
+        younger than ``grace_s`` and writes in progress are left alone.
+
+        Raises:
+            StoreError: ``driver`` does not hold the eval, or the store is read-only.
+        """
+        self._check_writable()
+        if not self.journal.holds(eval_id, driver):
+            raise StoreError(f"{driver} does not hold eval {eval_id}; only its driver may "
+                             "remove its files")
+        return remove_orphans(self.home, eval_id, self.journal.referenced_paths(eval_id),
+                              grace_s=grace_s)
 
     def results_paths(self, eval_id: str) -> list[str]:
         """Committed Parquet files of an eval."""
         return [b["results_path"] for b in self.journal.iter_batches(eval_id)]
+
+    def all_results_paths(self) -> list[str]:
+        """Committed Parquet files of every eval in the home."""
+        return sorted(p for p in self.journal.referenced_paths() if p.endswith(".parquet"))

@@ -1,4 +1,9 @@
-"""DuckDB over the committed Parquet files."""
+"""DuckDB over the committed Parquet files, confined to them.
+
+Every connection is in memory and, once the ``runs`` view exists, can read only the committed
+files behind it: external access (any other file, COPY, ATTACH, extensions) is switched off and
+the configuration locked, so SQL run on it cannot write anything or read anything else.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,84 @@ from typing import Any
 
 import duckdb
 
+from evalfleet.errors import SpecError
+from evalfleet.store.results import RESULTS_SCHEMA
+
+_READ_ONLY_STATEMENTS = frozenset({"SELECT"})
+"""Statement types a user's query may be: SELECT, including WITH ... SELECT, VALUES, FROM ...,
+DESCRIBE, SUMMARIZE and SHOW, which DuckDB parses as SELECT."""
+
 
 def connect(home: Path, paths: list[str]) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with a view ``runs`` over the given results files."""
+    """A confined DuckDB connection with a view ``runs`` over the given results files."""
     con = duckdb.connect(":memory:")
-    if paths:
-        files = [str(home / p) for p in paths]
-        con.read_parquet(files, union_by_name=True).create_view("runs")
-    else:
-        con.execute("CREATE VIEW runs AS SELECT NULL::VARCHAR AS run_id WHERE false")
+    try:
+        # a query must not see the caller's Python variables as tables, nor spill to disk
+        con.execute("SET python_enable_replacements = false")
+        con.execute("SET temp_directory = ''")
+        files = [str((home / p).absolute()) for p in paths]
+        if files:
+            allowed = _allow(con, files)
+            rel = con.read_parquet(files, union_by_name=True)
+            if allowed:
+                rel.create_view("runs")
+            else:  # a DuckDB without allowed_paths: keep the rows in memory instead
+                rel.create("runs")
+        else:
+            con.from_arrow(RESULTS_SCHEMA.empty_table()).create("runs")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
+def _allow(con: duckdb.DuckDBPyConnection, files: list[str]) -> bool:
+    """Let the connection read exactly ``files`` once external access is off."""
+    try:
+        con.execute("SET allowed_paths = $files", {"files": files})
+    except duckdb.CatalogException:
+        return False
+    return True
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse anything but one SELECT statement.
+
+    Raises:
+        SpecError: several statements, or one that is not a SELECT (COPY, ATTACH, SET,
+            PRAGMA, INSTALL, CREATE, INSERT ...), or SQL that does not parse.
+    """
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise SpecError(f"query failed: {_first_line(exc)}") from None
+    if len(statements) != 1:
+        raise SpecError(f"query refused: give one SELECT statement, not {len(statements)}")
+    kind = statements[0].type.name
+    if kind not in _READ_ONLY_STATEMENTS:
+        raise SpecError(f"query refused: only SELECT over the eval data is allowed, not {kind}")
+
+
 def query(home: Path, paths: list[str], sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run SQL over the ``runs`` view; returns column names and rows."""
+    """Run one SELECT over the ``runs`` view; returns column names and rows.
+
+    Raises:
+        SpecError: the SQL is not a single SELECT, or DuckDB refused or failed it (one line).
+    """
+    check_read_only(sql)
     con = connect(home, paths)
     try:
         cur = con.execute(sql)
         names = [d[0] for d in cur.description or []]
         return names, cur.fetchall()
+    except duckdb.Error as exc:
+        raise SpecError(f"query failed: {_first_line(exc)}") from None
     finally:
         con.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
