@@ -219,10 +219,10 @@ def test_pids_cgroup_alone_bounds_processes(base_dir: Path) -> None:
     if "pids-cgroup" not in provider.process_limit_mechanism:
         pytest.skip("pids cgroups (v1) are not writable here")
 
-    async def main() -> Path:
+    async def main() -> list[Path]:
         sb = await provider.create(SandboxLimits(max_processes=20))
         assert isinstance(sb, DirSandbox)
-        cgroup = sb._alloc.cgroup
+        cgroup = sb._alloc.cgroups
         assert cgroup is not None
         # Lift the rlimit so only the cgroup is left to stop the bomb.
         hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
@@ -233,9 +233,10 @@ def test_pids_cgroup_alone_bounds_processes(base_dir: Path) -> None:
             assert 0 < int(res.stdout) < 20, res
         finally:
             await sb.close()
-        return cgroup.path
+        return cgroup.dirs
 
-    assert not asyncio.run(main()).exists()
+    dirs = asyncio.run(main())
+    assert dirs and not any(d.exists() for d in dirs)
 
 
 def test_cancelled_exec_kills_its_processes(provider: DirSandboxProvider) -> None:

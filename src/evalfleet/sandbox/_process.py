@@ -1,8 +1,9 @@
 """Running one command under limits: shared by every provider.
 
-The child is set up between fork and exec (``preexec_fn``): join the sandbox's pids cgroup,
-expose the interpreter (see ``_mountns``), set rlimits, drop to the sandbox uid, ask to die with
-the parent. It leads a new session, so a timeout kills its whole process group with SIGKILL, and
+The child is set up between fork and exec (``preexec_fn``): join the sandbox's cgroups, enter
+its namespaces (see ``_mountns``: interpreter exposed, private files hidden, IPC and network of
+its own), set rlimits, drop to the sandbox uid, forbid gaining privileges, ask to die with the
+parent. It leads a new session, so a timeout kills its whole process group with SIGKILL, and
 so does its exit: a command leaves nothing running behind it.
 Output is read concurrently from both pipes; bytes past the limit are read and dropped so the
 child never blocks on a full pipe.
@@ -23,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from evalfleet.errors import InfraError
-from evalfleet.sandbox._mountns import InterpreterExposure, set_parent_death_signal
+from evalfleet.sandbox._mountns import ChildNamespaces, set_no_new_privs, set_parent_death_signal
 from evalfleet.sandbox.base import ExecResult, SandboxLimits
 
 OUTPUT_GRACE_S = 0.5
@@ -43,10 +44,13 @@ class ChildSetup:
     """RLIMIT_NPROC: processes the sandbox uid may hold."""
     uid: int | None = None
     """Switch to this uid and gid (with no supplementary groups) when set."""
-    cgroup_procs_fd: int | None = None
-    """Open ``cgroup.procs`` of the sandbox's pids cgroup, joined when set."""
-    exposure: InterpreterExposure | None = None
-    """Mounts that keep the interpreter reachable after the uid switch."""
+    cgroup_procs_fds: tuple[int, ...] = ()
+    """Open ``cgroup.procs`` of each of the sandbox's cgroups, all joined."""
+    namespaces: ChildNamespaces | None = None
+    """Namespaces entered (as root) before the uid switch."""
+    no_new_privs: bool = True
+    """Set PR_SET_NO_NEW_PRIVS, so a setuid program cannot raise the command's privileges.
+    Off only where the wrapper itself is a setuid program (a setuid bwrap)."""
 
     def preexec(self) -> Callable[[], None]:
         """The function run in the child between fork and exec."""
@@ -57,19 +61,23 @@ class ChildSetup:
                  _clamped(resource.RLIMIT_FSIZE, lim.file_size_mb * _MB),
                  _clamped(resource.RLIMIT_NPROC, self.nproc))
         address_space = _clamped(resource.RLIMIT_AS, lim.memory_mb * _MB)[1]
-        uid, cgroup_fd, exposure = self.uid, self.cgroup_procs_fd, self.exposure
+        uid, cgroup_fds, namespaces = self.uid, self.cgroup_procs_fds, self.namespaces
+        no_new_privs = self.no_new_privs
 
         def setup() -> None:  # runs in the child: no imports, no locks, little allocation
-            if cgroup_fd is not None:
-                os.write(cgroup_fd, str(os.getpid()).encode())
-            if exposure is not None:
-                exposure.apply()
+            pid = str(os.getpid()).encode()
+            for fd in cgroup_fds:  # first, so everything below is charged to the sandbox
+                os.write(fd, pid)
+            if namespaces is not None:
+                namespaces.apply()
             for res, value in early:
                 resource.setrlimit(res, value)
             if uid is not None:
                 os.setgroups([])
                 os.setresgid(uid, uid, uid)
                 os.setresuid(uid, uid, uid)
+            if no_new_privs:
+                set_no_new_privs()
             set_parent_death_signal(signal.SIGKILL)  # after setuid, which clears it
             # Last: the forked copy of the driver may already exceed the address-space limit.
             resource.setrlimit(resource.RLIMIT_AS, address_space)

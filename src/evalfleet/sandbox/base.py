@@ -10,20 +10,30 @@ from typing import Protocol, runtime_checkable
 
 @dataclass(frozen=True, slots=True)
 class SandboxLimits:
-    """Limits applied to every process started in a sandbox."""
+    """Limits of one sandbox: totals over all its processes where the host can enforce them.
+
+    ``memory_mb``, ``max_processes`` and ``disk_mb`` hold for the whole sandbox (every process
+    of every command, together) where cgroups and tmpfs mounts are available; where they are not,
+    the provider's ``warnings`` and each sandbox's ``isolation`` say what holds instead.
+    """
 
     cpu_s: int = 60
     """CPU seconds per process (RLIMIT_CPU)."""
     memory_mb: int = 1024
-    """Address space per process (RLIMIT_AS)."""
+    """Memory of all the sandbox's processes together, including files in its tmpfs directories
+    (memory cgroup); also the address space of each process (RLIMIT_AS)."""
     file_size_mb: int = 64
     """Largest file a process may write (RLIMIT_FSIZE)."""
     max_processes: int = 64
-    """Processes the sandbox may hold at once."""
+    """Processes and threads the sandbox may hold at once, all commands together."""
+    disk_mb: int = 1024
+    """Total size of the files in the working directory, home, tmp and outbox (a tmpfs, so
+    they also count toward ``memory_mb`` when written by sandboxed code)."""
     max_output_bytes: int = 1_000_000
     """Stdout and stderr kept per command; the rest is dropped and ``truncated`` set."""
     network: bool = False
-    """Whether commands may open network connections (bwrap only enforces ``False``)."""
+    """Whether commands may open network connections; ``False`` is enforced where the
+    provider's ``isolates_network`` is True."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,11 @@ class Sandbox(Protocol):
     outdir: str
     """A directory outside ``workdir``, as commands see it, from which :meth:`read_output`
     reads: a test runner writes its report there, where the agent's files cannot be."""
+    isolation: str
+    """What this sandbox enforces, as comma-separated ``aspect:mechanism`` pairs, e.g.
+    ``memory:cgroup-v1,pids:cgroup-v1,disk:tmpfs,network:none,ipc:namespace,fs:private,
+    privileges:no-new-privs``; a degraded aspect names what holds instead
+    (``memory:rlimit-per-process``, ``network:not-isolated``). Copied into each run row."""
 
     async def write_files(self, files: Mapping[str, str | bytes]) -> None:
         """Write files under the sandbox dir. Paths are relative; any escape raises InfraError
@@ -122,6 +137,18 @@ class SandboxProvider(Protocol):
     """Creates sandboxes of one kind."""
 
     name: str
+
+    @property
+    def warnings(self) -> list[str]:
+        """What this provider cannot enforce on this host (one sentence each), for the CLI to
+        print once at start; empty when every limit holds."""
+        ...
+
+    @property
+    def isolates_network(self) -> bool:
+        """Whether a sandbox created with ``network=False`` really has no network here; plan
+        validation refuses such tasks up front where it does not, unless the plan allows it."""
+        ...
 
     def available(self) -> bool:
         """Whether this provider works on this machine (checked once, cached)."""

@@ -11,6 +11,9 @@ installation) plus this sandbox's own directories::
     /evalfleet-out  read-write, the outbox for a test runner's report (host: <base>/u<uid>/out)
     /dev/shm        read-write tmpfs of at most ``memory_mb``, gone when the command ends
 
+The interpreter's installation is bound after the sandbox's own directories, so one that lives
+under /tmp stays visible. Inside every bound directory, the interpreter's site-packages, the
+evalfleet package and the provider's ``hidden_paths`` are covered by an empty read-only tmpfs.
 Nothing else of the host (other sandboxes, /root, /home, /run, /var) exists inside. As root,
 bwrap is started only after the child dropped to the sandbox's uid: bubblewrap started by root
 leaves root-owned files such as /etc/shadow readable even with capabilities dropped. bwrap exits
@@ -20,14 +23,13 @@ with 128+N when the command dies of signal N; that is reported as ``signal=N``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import shutil
+import stat
 from collections.abc import Sequence
 
 from evalfleet.sandbox._common import DirSandbox, DirSandboxProvider
 from evalfleet.sandbox._host import DEFAULT_UID_RANGE, Allocation
-from evalfleet.sandbox._mountns import interpreter_dirs
 from evalfleet.sandbox._process import RawResult
 from evalfleet.sandbox.base import ExecResult, SandboxLimits
 
@@ -40,8 +42,11 @@ _SYSTEM_DIRS = ("/usr", "/etc")
 _ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
-@functools.cache
-def _system_args() -> tuple[str, ...]:
+def _under(path: str, parents: Sequence[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in parents)
+
+
+def _system_args() -> list[str]:
     args: list[str] = []
     for d in _SYSTEM_DIRS:
         if os.path.isdir(d):
@@ -51,10 +56,7 @@ def _system_args() -> tuple[str, ...]:
             args += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             args += ["--ro-bind", d, d]
-    for d in interpreter_dirs():
-        if not any(d == s or d.startswith(s + "/") for s in _SYSTEM_DIRS):
-            args += ["--ro-bind", d, d]
-    return tuple(args)
+    return args
 
 
 class BwrapSandbox(DirSandbox):
@@ -75,11 +77,8 @@ class BwrapSandboxProvider(DirSandboxProvider):
         base_dir: Parent of the sandbox directories (default ``$TMPDIR/evalfleet-sandboxes``).
         bwrap: The bubblewrap executable (default: ``bwrap`` on PATH).
         ro_binds: More host directories to show read-only at the same path (e.g. ``/opt``).
-        uid_range: ``(first, count)`` of the uids given to sandboxes when running as root.
-        use_cgroups: Also put each sandbox in a pids cgroup of its own where the host lets us.
-            Off by default: moving each command into a cgroup v1 costs 5-25 ms (the kernel
-            waits for an RCU grace period), and as root the per-sandbox uid already makes
-            RLIMIT_NPROC an exact per-sandbox bound.
+        uid_range, use_cgroups, python, hidden_paths, site_packages: as for
+            :class:`~evalfleet.sandbox._common.DirSandboxProvider`.
     """
 
     name = "bwrap"
@@ -88,19 +87,58 @@ class BwrapSandboxProvider(DirSandboxProvider):
     def __init__(self, base_dir: str | os.PathLike[str] | None = None, *,
                  bwrap: str | None = None, ro_binds: Sequence[str] = (),
                  uid_range: tuple[int, int] = DEFAULT_UID_RANGE,
-                 use_cgroups: bool = False) -> None:
-        super().__init__(base_dir, uid_range=uid_range, use_cgroups=use_cgroups)
+                 use_cgroups: bool = True, python: str | None = None,
+                 hidden_paths: Sequence[str | os.PathLike[str]] = (),
+                 site_packages: bool = False) -> None:
+        super().__init__(base_dir, uid_range=uid_range, use_cgroups=use_cgroups, python=python,
+                         hidden_paths=hidden_paths, site_packages=site_packages)
         self.bwrap = bwrap or shutil.which("bwrap")
-        self._extra: tuple[str, ...] = tuple(
-            arg for d in ro_binds for arg in ("--ro-bind", os.path.abspath(d), os.path.abspath(d)))
+        self._ro_binds = tuple(os.path.abspath(d) for d in ro_binds)
+        self._setuid = False
+        self._args: tuple[list[str], list[str]] | None = None
+
+    @property
+    def isolates_network(self) -> bool:
+        """Always: each command gets a network namespace of its own unless ``limits.network``."""
+        return True
 
     def _precheck(self) -> str:
-        return "" if self.bwrap else "bwrap (bubblewrap) is not installed"
+        if not self.bwrap:
+            return "bwrap (bubblewrap) is not installed"
+        try:
+            # A setuid bwrap must be let gain its privileges (it sets no_new_privs itself).
+            self._setuid = bool(os.stat(self.bwrap).st_mode & stat.S_ISUID)
+        except OSError as exc:
+            return f"bwrap (bubblewrap) cannot be used: {exc}"
+        return ""
+
+    def _mount_args(self) -> tuple[list[str], list[str]]:
+        """(system binds, interpreter binds and hides), built once the host is prepared."""
+        if self._args is None:
+            interp = self._host.interpreter
+            assert interp is not None
+            system = _system_args()
+            bound = [*_SYSTEM_DIRS, *_ROOT_LINKS, *self._ro_binds]
+            late: list[str] = []
+            for d in interp.prefixes:
+                if not _under(d, _SYSTEM_DIRS):
+                    late += ["--ro-bind", d, d]
+                    bound.append(d)
+            for d in self._ro_binds:
+                system += ["--ro-bind", d, d]
+            for d in self._host.hidden_dirs():
+                if _under(d, bound) and os.path.isdir(d):
+                    late += ["--perms", "0555", "--tmpfs", d, "--remount-ro", d]
+            self._args = (system, late)
+        return self._args
 
     def _wrap(self, alloc: Allocation, limits: SandboxLimits) -> DirSandbox:
         assert self.bwrap is not None
+        if self._setuid:
+            alloc.setup = dataclasses.replace(alloc.setup, no_new_privs=False)
+        system, late = self._mount_args()
         prefix = [self.bwrap, "--unshare-all", *(["--share-net"] if limits.network else []),
-                  "--die-with-parent", "--new-session", *_system_args(), *self._extra,
+                  "--die-with-parent", "--new-session", *system,
                   "--proc", "/proc", "--dev", "/dev",
                   # POSIX shared memory is RAM: bounded like the memory limit; /dev is read-only.
                   "--size", str(limits.memory_mb * 1024 * 1024), "--tmpfs", "/dev/shm",
@@ -108,8 +146,11 @@ class BwrapSandboxProvider(DirSandboxProvider):
                   "--bind", str(alloc.work), WORKDIR, "--bind", str(alloc.home), HOME,
                   "--bind", str(alloc.tmp), "/tmp", "--bind", str(alloc.tmp), "/var/tmp",
                   "--bind", str(alloc.out), OUTDIR,
+                  # After /tmp: an interpreter (a venv) under /tmp must not be hidden by it.
+                  *late,
                   "--chdir", WORKDIR, "--remount-ro", "/", "--"]
+        isolation = ["network:open" if limits.network else "network:none", "ipc:namespace",
+                     "fs:private", "privileges:no-new-privs"]
         return BwrapSandbox(provider=self.name, host=self._host, alloc=alloc, limits=limits,
                             workdir=WORKDIR, home=HOME, tmpdir="/tmp", outdir=OUTDIR,
-                            prefix=prefix,
-                            signal_from_status=True)
+                            prefix=prefix, isolation=isolation, signal_from_status=True)

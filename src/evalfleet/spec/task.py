@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import posixpath
+import re
 from functools import cached_property
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evalfleet._util import short_hash
 from evalfleet._util.paths import PathEscapeError, check_relative
@@ -29,9 +32,14 @@ class Limits(BaseModel):
 
     timeout_s: float = Field(120.0, gt=0, le=86_400, description="Wall-clock limit of the run.")
     cpu_s: int = Field(60, gt=0, le=86_400, description="CPU seconds per sandbox process.")
-    memory_mb: int = Field(1024, ge=16, le=262_144, description="Address-space limit per process.")
+    memory_mb: int = Field(1024, ge=16, le=262_144,
+                           description="Memory of all the run's processes together, its files "
+                                       "in the sandbox included (also per process).")
     file_size_mb: int = Field(64, ge=1, le=65_536, description="Largest file a process may write.")
-    max_processes: int = Field(64, ge=1, le=4096, description="Processes the sandbox may run.")
+    max_processes: int = Field(64, ge=1, le=4096,
+                               description="Processes and threads the run may hold at once.")
+    disk_mb: int = Field(1024, ge=1, le=1_048_576,
+                         description="Total size of the run's files: work dir, home, tmp.")
     max_output_bytes: int = Field(1_000_000, ge=1024, le=1 << 30,
                                   description="Stdout/stderr kept per command (rest truncated).")
     max_steps: int = Field(20, ge=1, le=10_000, description="Model calls an agent may make.")
@@ -44,6 +52,102 @@ def _check_paths(files: dict[str, str]) -> dict[str, str]:
         except PathEscapeError as exc:
             raise ValueError(str(exc)) from None
     return files
+
+
+def _base_names(cls: ast.ClassDef) -> list[str]:
+    names = []
+    for base in cls.bases:
+        if isinstance(base, ast.Name):
+            names.append(base.id)
+        elif isinstance(base, ast.Attribute):
+            names.append(base.attr)
+    return names
+
+
+def unittest_ids(module: str, source: str) -> list[str]:
+    """The ids ``module.Class.method`` unittest gives the tests a test file defines.
+
+    A test class is a top-level class deriving from a ``...TestCase`` class, directly or through
+    classes of the same file; its tests are the methods named ``test*``, inherited ones included.
+    Tests that unittest would find only at run time (generated methods, ``load_tests``) are not
+    seen: list those in ``expected_tests``.
+
+    Raises:
+        ValueError: the source is not valid Python.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise ValueError(f"hidden test file of module '{module}' is not valid Python: "
+                         f"{exc.msg} (line {exc.lineno})") from None
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+
+    def is_test_class(name: str, seen: frozenset[str]) -> bool:
+        return any(b.endswith("TestCase") or (b in classes and b not in seen
+                                               and is_test_class(b, seen | {b}))
+                   for b in _base_names(classes[name]))
+
+    def methods(name: str, seen: frozenset[str]) -> set[str]:
+        own = {n.name for n in classes[name].body
+               if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+               and n.name.startswith("test")}
+        for b in _base_names(classes[name]):
+            if b in classes and b not in seen:
+                own |= methods(b, seen | {b})
+        return own
+
+    return [f"{module}.{name}.{m}" for name in classes if is_test_class(name, frozenset({name}))
+            for m in sorted(methods(name, frozenset({name})))]
+
+
+def _with_expected_tests(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the unittest ``tests`` scorer's test files and expected ids filled in from
+    the hidden files, so that they are part of the task (and of its hash)."""
+    scorer = data.get("scorer")
+    kind: Any
+    if isinstance(scorer, ScorerSpec):
+        kind, args = scorer.kind, dict(scorer.args)
+    elif isinstance(scorer, dict) and isinstance(scorer.get("args", {}), dict):
+        kind, args = scorer.get("kind"), dict(scorer.get("args") or {})
+    else:
+        return data
+    hidden = data.get("hidden_files") or {}
+    if kind != "tests" or args.get("runner", "unittest") != "unittest" or "command" in args \
+            or not isinstance(hidden, dict):
+        return data
+    if "tests" not in args:
+        args["tests"] = sorted(p for p in hidden if isinstance(p, str) and p.endswith(".py")
+                               and posixpath.basename(p).startswith("test"))
+    if "expected_tests" not in args and isinstance(args["tests"], list):
+        ids: list[str] = []
+        for rel in args["tests"]:
+            text = hidden.get(rel)
+            if not isinstance(text, str):
+                raise ValueError(f"tests scorer: test file '{rel}' is not a hidden file")
+            ids += unittest_ids(posixpath.splitext(posixpath.basename(rel))[0], text)
+        if not ids:
+            raise ValueError("tests scorer: no unittest test method found in the hidden test "
+                             "files; list the test ids in 'expected_tests'")
+        args["expected_tests"] = ids
+    return {**data, "scorer": {"kind": kind, "args": args}}
+
+
+def _check_text_scorer(scorer: ScorerSpec, target: str | list[str] | None) -> None:
+    if scorer.kind not in ("exact", "includes", "regex"):
+        return
+    pattern = scorer.args.get("pattern") if scorer.kind == "regex" else None
+    if target is None and pattern is None:
+        raise ValueError(f"the {scorer.kind} scorer needs a 'target'")
+    if scorer.kind == "regex":
+        sources = [pattern] if pattern is not None else \
+            ([target] if isinstance(target, str) else list(target or []))
+        for src in sources:
+            if not isinstance(src, str):
+                continue  # the scorer's own argument check reports it
+            try:
+                re.compile(src)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {src!r}: {exc}") from None
 
 
 _SHARED_LIMITS: dict[Limits, Limits] = {}
@@ -78,6 +182,16 @@ class Task(BaseModel):
 
     _check_files = field_validator("files", "hidden_files")(_check_paths)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_expected_tests(cls, data: Any) -> Any:
+        return _with_expected_tests(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _check_scorer_inputs(self) -> Task:
+        _check_text_scorer(self.scorer, self.target)
+        return self
+
     @field_validator("limits")
     @classmethod
     def _share_limits(cls, v: Limits) -> Limits:
@@ -106,8 +220,6 @@ class Task(BaseModel):
     def repository(self) -> str:
         """The task's repository, from metadata, or an empty string."""
         return str(self.metadata.get("repository", ""))
-
-
 
 
 class Suite(BaseModel):
