@@ -26,6 +26,13 @@ class PythonAgentArgs(BaseModel):
     threaded: bool = Field(True, description="Run a sync callable in a worker thread.")
 
 
+def _summary(exc: BaseException) -> str:
+    """``Type: first line of the message``, short enough for a one-line error."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def _to_output(value: Any) -> AgentOutput:
     if isinstance(value, AgentOutput):
         return value
@@ -76,6 +83,11 @@ class PythonAgent:
             self.fn = import_callable(args.callable)
         except ValueError as exc:
             raise SpecError(str(exc), field="args.callable") from None
+        except (Exception, SystemExit) as exc:
+            # the agent's module ran and failed at import (or called sys.exit): that is a
+            # mistake in the plan's agent, reported like one, not a traceback of the driver
+            raise SpecError(f"cannot import '{args.callable}': {_summary(exc)}",
+                            field="args.callable") from None
         self.kwargs = args.kwargs
         self.threaded = args.threaded
         self.is_async = inspect.iscoroutinefunction(self.fn)

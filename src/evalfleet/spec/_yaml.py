@@ -13,6 +13,13 @@ from evalfleet.errors import SpecError
 
 Loc = tuple[str | int, ...]
 
+MAX_NODES = 200_000
+"""Most values a document may expand to, counting every repetition an alias makes."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and sequences a document may have."""
+MAX_BYTES = 8 * 1024 * 1024
+"""Largest YAML file read."""
+
 
 @dataclass
 class LineMap:
@@ -29,6 +36,54 @@ class LineMap:
                 return self.lines[key]
             key = key[:-1]
         return self.lines.get((), None)
+
+
+def _check_size(root: yaml.Node, source: str) -> None:
+    """Refuse a document that would expand too far or nest too deep, before building it.
+
+    Aliases let a few lines stand for an exponential number of values (a "billion laughs"
+    document), and an alias inside its own anchor makes a cycle; both would hang or exhaust the
+    stack when the value is built. The sizes are computed on the node graph, each node once.
+
+    Raises:
+        SpecError: naming the file and the line of the offending node.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    # iterative post-order walk: (node, children visited?)
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            line = node.start_mark.line + 1
+            if size[key] > MAX_NODES:
+                raise SpecError(f"the YAML expands to more than {MAX_NODES:,} values (aliases "
+                                "repeating anchors?)", source=source, line=line)
+            if depth[key] > MAX_DEPTH:
+                raise SpecError(f"the YAML nests deeper than {MAX_DEPTH} levels",
+                                source=source, line=line)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise SpecError("the YAML refers to itself (an alias inside its own anchor)",
+                            source=source, line=node.start_mark.line + 1)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+        if len(on_path) > MAX_DEPTH:
+            raise SpecError(f"the YAML nests deeper than {MAX_DEPTH} levels", source=source,
+                            line=node.start_mark.line + 1)
 
 
 def _construct(node: yaml.Node, loc: Loc, lmap: LineMap, loader: yaml.SafeLoader) -> Any:
@@ -64,7 +119,12 @@ def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:
         node = loader.get_single_node()
         if node is None:
             return None, lmap
+        _check_size(node, source)
         return _construct(node, (), lmap, loader), lmap
+    except RecursionError:
+        # composing the node graph recurses once per level, before _check_size can look
+        raise SpecError(f"the YAML nests deeper than {MAX_DEPTH} levels", source=source) \
+            from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if mark is not None and exc.context_mark is not None \
@@ -82,6 +142,9 @@ def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:
 def load_yaml_file(path: Path) -> tuple[Any, LineMap]:
     """Read and parse a YAML file; a missing or unreadable file is a :class:`SpecError`."""
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise SpecError(f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB",
+                            source=str(path))
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError("file does not exist", source=str(path)) from None
