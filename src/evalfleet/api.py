@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 CLUSTER_KEYS = ("repository", "category")
 """Coarser keys a report or comparison may cluster the SE by."""
 
-__all__ = ["EvalSummary", "ProgressHook", "compare", "create_eval", "execute", "open_store",
+__all__ = ["EvalSummary", "ProgressHook", "compare", "create_eval", "execute", "open_reader",
+           "open_store", "query",
            "report", "resume", "run", "status", "validate_plan"]
 
 
@@ -69,8 +70,17 @@ class EvalSummary:
 
 
 def open_store(settings: Settings) -> Store:
-    """The store of the configured home."""
+    """The store of the configured home, for writing (creates the home 0700 if missing)."""
     return Store(settings.home, settings.journal_url)
+
+
+def open_reader(settings: Settings) -> Store:
+    """The store of the configured home, read-only: creates, sweeps and locks nothing.
+
+    Raises:
+        UnknownEvalError: the home or its journal does not exist ("no evals in HOME").
+    """
+    return Store.open_readonly(settings.home, settings.journal_url)
 
 
 def validate_plan(plan: Plan, source: str | None = None) -> Suite:
@@ -206,6 +216,7 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                         f"{row['suite_hash']} then, {suite.suite_hash} now); start a new eval")
     driver = driver_name()
     store.journal.claim_driver(eval_id, driver, stale_after_s=plan.execution.lease_seconds)
+    store.remove_orphans(eval_id, driver)  # a crashed driver's uncommitted batches, under claim
     store.journal.reset_leases(eval_id)
     provider = get_provider(settings.sandbox or plan.execution.sandbox)
     counts = store.journal.counts(eval_id)
@@ -242,6 +253,8 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                 store.journal.set_status(eval_id, "failed")
     final = outcome.status
     store.journal.set_status(eval_id, final, finished=final != "interrupted")
+    store.remove_orphans(eval_id, driver)  # those that were too young to remove at the start
+    store.journal.release_driver(eval_id, driver)
     counts = store.journal.counts(eval_id)
     return EvalSummary(eval_id=eval_id, status=final, planned=row["planned"],
                        done=counts.get("done", 0), cost_usd=_spent(store, eval_id),
@@ -316,9 +329,9 @@ def resume(eval_id: str, *, settings: Settings | None = None,
 
 
 def status(eval_id: str | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
-    """Status of every eval (DESIGN.md section 7), or of one with per-agent progress."""
+    """Status of every eval, or of one with per-agent progress (read-only)."""
     settings = settings or load_settings()
-    store = open_store(settings)
+    store = open_reader(settings)
     try:
         if eval_id is None:
             return {"evals": [_status_row(store, e) for e in store.journal.list_evals()]}
@@ -357,14 +370,14 @@ def _iso(t: float | None) -> str | None:
 
 def report(eval_id: str, *, settings: Settings | None = None, cluster: str | None = None,
            max_tasks: int | None = None) -> dict[str, Any]:
-    """The report of an eval (DESIGN.md section 7), complete or partial.
+    """The report of an eval, complete or partial (read-only).
 
     ``cluster`` (repository or category) clusters the overall SE by that key (CR1);
     ``max_tasks`` keeps only the first (worst) tasks of each agent's per-task list.
     """
     _check_cluster(cluster)
     settings = settings or load_settings()
-    store = open_store(settings)
+    store = open_reader(settings)
     try:
         eval_id = resolve_eval_id(store, eval_id)
         row = store.journal.get_eval(eval_id)
@@ -435,7 +448,7 @@ def compare(refs: Sequence[str], *, settings: Settings | None = None, margin: fl
         raise SpecError(f"margin must be in [0, 1) as a fraction, got {margin}", field="--margin")
     _check_cluster(cluster)
     settings = settings or load_settings()
-    store = open_store(settings)
+    store = open_reader(settings)
     try:
         from evalfleet.analysis.compare import compare as compare_sides
 
@@ -446,6 +459,33 @@ def compare(refs: Sequence[str], *, settings: Settings | None = None, margin: fl
         return out
     finally:
         store.close()
+
+
+def query(sql: str, *, eval_id: str | None = None,
+          settings: Settings | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """One SELECT over the view ``runs`` of the committed results (of one eval, or all).
+
+    Read-only and confined: the SQL must be a single SELECT, and DuckDB runs it in memory with
+    access to nothing but the committed Parquet files (no COPY, ATTACH, other files, settings).
+
+    Raises:
+        SpecError: the SQL is not one SELECT, or DuckDB refused or failed it.
+        UnknownEvalError: no such eval, or no evals in the home.
+    """
+    from evalfleet.store.warehouse import check_read_only
+    from evalfleet.store.warehouse import query as run_query
+
+    check_read_only(sql)  # before touching the store: a refused query reads nothing
+    settings = settings or load_settings()
+    store = open_reader(settings)
+    try:
+        if eval_id:
+            paths = store.results_paths(resolve_eval_id(store, eval_id))
+        else:
+            paths = store.all_results_paths()
+    finally:
+        store.close()
+    return run_query(settings.home, paths, sql)
 
 
 def dumps(obj: Any) -> str:

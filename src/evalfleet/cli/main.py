@@ -240,32 +240,19 @@ def demo(home: HomeOpt = None,
 
 
 @app.command()
-def query(sql: Annotated[str, typer.Argument(help="SQL over the view 'runs'.")],
+def query(sql: Annotated[str, typer.Argument(help="One SELECT over the view 'runs'.")],
           eval_id: Annotated[str | None, typer.Option("--eval", help="Only this eval.")] = None,
           home: HomeOpt = None, json_: JsonOpt = False) -> None:
-    """DuckDB SQL over the results warehouse (view ``runs``)."""
+    """Read-only DuckDB SELECT over the committed results (view ``runs``).
+
+    Anything but one SELECT (COPY, ATTACH, SET, PRAGMA, INSTALL, CREATE, INSERT ...) is
+    refused with exit 2, and the query can read no file other than the committed results.
+    """
     from rich.table import Table
 
     from evalfleet import api
-    from evalfleet.store.warehouse import query as run_query
 
-    settings = _settings(home)
-    store = api.open_store(settings)
-    try:
-        if eval_id:
-            paths = store.results_paths(api.resolve_eval_id(store, eval_id))
-        else:
-            paths = sorted(store.journal.referenced_paths())
-            paths = [p for p in paths if p.endswith(".parquet")]
-    finally:
-        store.close()
-    import duckdb
-
-    try:
-        names, rows = run_query(settings.home, paths, sql)
-    except duckdb.Error as exc:
-        err.print(f"query failed: {exc}")
-        raise typer.Exit(2) from None
+    names, rows = api.query(sql, eval_id=eval_id, settings=_settings(home))
     if json_:
         sys.stdout.write(api.dumps([dict(zip(names, r, strict=True)) for r in rows]) + "\n")
         return
