@@ -293,18 +293,22 @@ class Journal:
         raise StoreError(f"eval {eval_id}: could not claim it (other drivers keep taking it)")
 
     def release_driver(self, eval_id: str, driver: str) -> None:
-        """Give up ``driver``'s claim on the eval (it finished or stopped cleanly)."""
+        """Give up ``driver``'s claim on the eval (it finished or stopped cleanly).
+
+        The driver's name stays as a record of who ran it last; without a heartbeat the claim
+        is free for the next driver at once.
+        """
         with self.engine.begin() as conn:
             conn.execute(evals.update().where(and_(evals.c.eval_id == eval_id,
                                                    evals.c.driver == driver))
-                         .values(driver=None))
+                         .values(driver_heartbeat=None))
 
     def holds(self, eval_id: str, driver: str) -> bool:
-        """Whether ``driver`` holds the eval's claim now."""
+        """Whether ``driver`` holds the eval's claim now (named, and not released)."""
         with self.engine.connect() as conn:
-            held = conn.execute(select(evals.c.driver)
-                                .where(evals.c.eval_id == eval_id)).scalar_one_or_none()
-        return held == driver
+            row = conn.execute(select(evals.c.driver, evals.c.driver_heartbeat)
+                               .where(evals.c.eval_id == eval_id)).first()
+        return row is not None and row[0] == driver and row[1] is not None
 
     def heartbeat_driver(self, eval_id: str, driver: str) -> None:
         """Record that the driver is alive."""
