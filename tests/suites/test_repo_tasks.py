@@ -1,22 +1,27 @@
-"""The built-in repo-tasks suite: its shape, and that every task is solvable and not yet solved."""
+"""The built-in repo-tasks suite: its shape, and that every task is solvable and not yet solved,
+graded the way an eval grades it (two-stage attempt, hidden tests, per-test report)."""
 
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
+import asyncio
+import shutil
+import tempfile
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider
 from evalfleet.spec.loaders import builtin_suite_dir, load_suite, load_suite_ref
 from evalfleet.spec.plan import SuiteRef
-from evalfleet.spec.task import Suite, Task
+from evalfleet.spec.task import Suite, Task, unittest_ids
+from evalfleet.testing.agents import grade
 
 SUITE_DIR = builtin_suite_dir("repo-tasks")
-COMMAND = ["python3", "-m", "unittest", "discover", "-s", ".", "-p", "test_hidden_*.py", "-v"]
+HAVE_BWRAP = shutil.which("bwrap") is not None
 
 
 @pytest.fixture(scope="module")
@@ -28,21 +33,6 @@ def solution(task: Task) -> dict[str, str]:
     root = SUITE_DIR / "tasks" / task.id / "solution"
     return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
             for p in root.rglob("*") if p.is_file()}
-
-
-def run_hidden_tests(task: Task, workdir: Path, files: dict[str, str]) -> tuple[int, str]:
-    """Write the repository plus the hidden tests and run the task's own scorer command."""
-    for rel, text in {**files, **task.hidden_files}.items():
-        path = workdir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    command = list(task.scorer.args["command"])
-    # The same interpreter as the tests (the command names python3, whichever that is here).
-    command[0] = sys.executable
-    proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True,
-                          timeout=task.scorer.args["timeout_s"],
-                          env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
-    return proc.returncode, proc.stderr
 
 
 def test_suite_shape(suite: Suite) -> None:
@@ -71,7 +61,12 @@ def test_every_task_has_files(suite: Suite, field: str) -> None:
 def test_task_layout(suite: Suite) -> None:
     for task in suite.tasks:
         assert task.scorer.kind == "tests"
-        assert task.scorer.args == {"command": COMMAND, "timeout_s": 30}
+        # The expected tests are every test method of the hidden files, derived at load.
+        hidden = sorted(task.hidden_files)
+        assert task.scorer.args == {
+            "timeout_s": 30, "tests": hidden,
+            "expected_tests": [i for f in hidden
+                               for i in unittest_ids(f[:-3], task.hidden_files[f])]}
         assert (SUITE_DIR / "tasks" / task.id / "task.yaml").is_file()
         assert "README.md" in task.files
         packages = {p.split("/")[0] for p in task.files if "/" in p}
@@ -97,17 +92,39 @@ def test_solutions_change_only_repository_files(suite: Suite) -> None:
             ast.parse(text)
 
 
-def _check(task: Task, tmp: Path) -> tuple[str, int, int, str]:
-    before, _ = run_hidden_tests(task, tmp / "before", dict(task.files))
-    after, log = run_hidden_tests(task, tmp / "after", {**task.files, **solution(task)})
-    return task.id, before, after, log
+@pytest.fixture(scope="module", params=[
+    pytest.param("local", id="local"),
+    pytest.param("bwrap", id="bwrap", marks=[
+        pytest.mark.sandbox,
+        pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap is not installed")])])
+def provider(request: pytest.FixtureRequest) -> Iterator[Any]:
+    # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, closed to sandbox uids.
+    base = Path(tempfile.mkdtemp(prefix="evalfleet-test-repo-tasks-"))
+    cls = LocalSandboxProvider if request.param == "local" else BwrapSandboxProvider
+    p = cls(base)
+    assert p.available(), p.unavailable_reason
+    yield p
+    shutil.rmtree(base, ignore_errors=True)
+
+
+async def _grade_all(suite: Suite, provider: Any) -> dict[str, tuple[float, float, str]]:
+    gate = asyncio.Semaphore(4)
+
+    async def one(task: Task) -> tuple[str, tuple[float, float, str]]:
+        async with gate:
+            before = await grade(task, provider)
+            after = await grade(task, provider, files=solution(task))
+        assert before.error is None and after.error is None, (before.error, after.error)
+        assert before.score is not None and after.score is not None
+        return task.id, (before.score.value, after.score.value, after.score.explanation)
+
+    return dict(await asyncio.gather(*(one(t) for t in suite.tasks)))
 
 
 def test_every_task_fails_before_and_passes_with_its_solution(suite: Suite,
-                                                               tmp_path: Path) -> None:
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda t: _check(t, tmp_path / t.id), suite.tasks))
-    not_failing = [tid for tid, before, _, _ in results if before == 0]
-    not_passing = {tid: log[-1500:] for tid, _, after, log in results if after != 0}
+                                                               provider: Any) -> None:
+    results = asyncio.run(_grade_all(suite, provider))
+    not_failing = [tid for tid, (before, _, _) in results.items() if before >= 1.0]
+    not_passing = {tid: why for tid, (_, after, why) in results.items() if after < 1.0}
     assert not not_failing, f"hidden tests already pass on the original repo: {not_failing}"
     assert not not_passing, f"hidden tests fail with the reference solution: {not_passing}"

@@ -115,7 +115,10 @@ class _Stages:
     def _note(self, sb: Sandbox, stage: str) -> None:
         self.names.append(sb.provider)
         iso = str(getattr(sb, "isolation", "") or sb.provider)
-        self.isolation.append(iso if stage == "agent" else f"scorer:{iso}")
+        if stage == "agent":
+            self.isolation.append(iso)
+        elif iso not in self.isolation:  # said once when both stages are alike
+            self.isolation.append(f"scorer:{iso}")
 
     async def _agent_sandbox(self) -> Sandbox:
         sb = await _provision(self.provider, self.task, self.traj)

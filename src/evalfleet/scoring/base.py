@@ -22,7 +22,13 @@ class Score:
 
 @dataclass(slots=True)
 class ScoreContext:
-    """What a scorer may look at."""
+    """What a scorer may look at.
+
+    ``sandbox`` is the scoring sandbox, created on first use: a fresh sandbox (not the agent's)
+    holding the task's files plus the files the agent left, minus anything at or around the
+    paths the scorer writes after the agent (the hidden files and, for the tests scorer, the
+    answer file). No process of the agent stage is alive by then.
+    """
 
     task: Task
     answer: str
@@ -31,7 +37,12 @@ class ScoreContext:
 
 
 class Scorer(Protocol):
-    """Grades an attempt. Raises InfraError if grading itself could not run."""
+    """Grades an attempt.
+
+    Raises InfraError if grading could not run for reasons of the machine, ScorerError if the
+    task's scorer itself is broken; whatever the agent left behind that makes the tests fail
+    is a low score, never an error.
+    """
 
     async def score(self, ctx: ScoreContext) -> Score:
         """Grade the answer (and the sandbox's state)."""

@@ -6,7 +6,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evalfleet.errors import SpecError
+from evalfleet.errors import ScorerError, SpecError
+from evalfleet.scoring._bounded import POOL, ScorerTimeout, regex_search
 from evalfleet.scoring.base import Score, ScoreContext
 
 
@@ -27,8 +28,8 @@ def _norm(text: str, args: TextArgs) -> str:
 
 def _targets(ctx: ScoreContext) -> list[str]:
     target = ctx.task.target
-    if target is None:
-        raise SpecError(f"task {ctx.task.id} has no 'target' for its text scorer", field="target")
+    if target is None:  # refused at suite load; a task built in code can still get here
+        raise ScorerError(f"task {ctx.task.id} has no 'target' for its text scorer")
     return [target] if isinstance(target, str) else list(target)
 
 
@@ -63,27 +64,43 @@ class RegexArgs(BaseModel):
 
     pattern: str | None = Field(None, description="Pattern; defaults to the task's target.")
     ignore_case: bool = Field(False, description="Case-insensitive match.")
+    timeout_s: float = Field(5.0, gt=0, le=600,
+                             description="Time bound of the search; a late search scores 0.")
 
 
 class RegexScorer:
-    """1 when the pattern is found in the answer."""
+    """1 when the pattern is found in the answer.
+
+    The search runs in a worker process with a time bound: a pattern that backtracks badly on a
+    crafted answer cannot freeze the driver. A time-out scores 0 (charged to the answer: the
+    pattern is fixed, the answer is what made it slow) with the metric ``scorer_timed_out``.
+    """
 
     def __init__(self, args: RegexArgs) -> None:
         self.args = args
-        self._compiled: re.Pattern[str] | None = None
+        self._flags = re.IGNORECASE if args.ignore_case else 0
         if args.pattern is not None:
-            self._compiled = _compile(args.pattern, args.ignore_case)
+            check_pattern(args.pattern, field="scorer.args.pattern")
 
     async def score(self, ctx: ScoreContext) -> Score:
-        patterns = [self._compiled] if self._compiled else \
-            [_compile(t, self.args.ignore_case) for t in _targets(ctx)]
-        ok = any(p.search(ctx.answer[:1_000_000]) for p in patterns)
+        sources = [self.args.pattern] if self.args.pattern is not None else _targets(ctx)
+        for s in sources:  # refused at suite load; a task built in code can still get here
+            try:
+                re.compile(s, self._flags)
+            except re.error as exc:
+                raise ScorerError(f"invalid regular expression {s!r}: {exc}") from None
+        try:
+            ok = bool(await POOL.call(regex_search, [(s, self._flags) for s in sources],
+                                      ctx.answer[:1_000_000], timeout_s=self.args.timeout_s))
+        except ScorerTimeout as exc:
+            ctx.trajectory.add("scorer", scorer="regex", timed_out=True)
+            return Score(0.0, False, {"scorer_timed_out": 1.0}, f"{exc}; charged to the answer")
         return Score(float(ok), ok)
 
 
-def _compile(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+def check_pattern(pattern: str, *, field: str) -> None:
+    """Raise SpecError when ``pattern`` does not compile."""
     try:
-        return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+        re.compile(pattern)
     except re.error as exc:
-        raise SpecError(f"invalid regular expression {pattern!r}: {exc}",
-                        field="scorer.args.pattern") from None
+        raise SpecError(f"invalid regular expression {pattern!r}: {exc}", field=field) from None

