@@ -13,6 +13,7 @@ import pytest
 
 from evalfleet import api
 from evalfleet.cost.prices import load_price_table
+from evalfleet.errors import RunError
 from evalfleet.execution import ERROR_POLICY, Dispatcher, RateLimiter, backoff_delay
 from evalfleet.sandbox import get_provider
 from evalfleet.settings import Settings
@@ -36,10 +37,30 @@ def py_agent(fn: str, **kwargs: object) -> dict[str, object]:
 
 
 def test_error_policy_table() -> None:
-    assert set(ERROR_POLICY) == {"agent_error", "task_timeout", "infra_error", "cancelled"}
+    assert set(ERROR_POLICY) == {"agent_error", "task_timeout", "infra_error", "scorer_error",
+                                 "config_error", "cancelled"}
     assert [k for k, p in ERROR_POLICY.items() if p.retried] == ["infra_error"]
     assert {k for k, p in ERROR_POLICY.items() if p.counts_in_pass_rate} == \
         {"agent_error", "task_timeout"}
+
+
+def _run_error_classes() -> list[type[RunError]]:
+    out: list[type[RunError]] = []
+    todo: list[type[RunError]] = [RunError]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return out
+
+
+def test_every_error_class_has_a_policy_that_agrees_with_it() -> None:
+    # RunError.transient is documentation the dispatcher never reads: it must say what the
+    # table does, for every class (subclasses such as RateLimitedError included)
+    classes = _run_error_classes()
+    assert {c.error_kind for c in classes} == set(ERROR_POLICY)
+    for cls in classes:
+        assert cls.transient == ERROR_POLICY[cls.error_kind].retried, cls.__name__
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:

@@ -18,7 +18,7 @@ from evalfleet._util import short_hash
 from evalfleet.agents.registry import create_agent
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import load_price_table
-from evalfleet.errors import SpecError, UnknownEvalError
+from evalfleet.errors import ConfigError, SpecError, UnknownEvalError
 from evalfleet.execution.dispatcher import Dispatcher, DispatchOutcome, DispatchStats
 from evalfleet.sandbox import get_provider
 from evalfleet.scoring.registry import create_scorer
@@ -252,6 +252,11 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
             if outcome is None:
                 store.journal.set_status(eval_id, "failed")
     final = outcome.status
+    if final == "config_error":
+        # left resumable: once the credentials or model name are fixed, resume finishes it
+        store.journal.set_status(eval_id, "interrupted", finished=False)
+        raise ConfigError(f"eval {eval_id} stopped: {outcome.error} (fix the plan or the "
+                          f"environment, then: evalfleet resume {eval_id})")
     store.journal.set_status(eval_id, final, finished=final != "interrupted")
     store.remove_orphans(eval_id, driver)  # those that were too young to remove at the start
     store.journal.release_driver(eval_id, driver)
@@ -385,9 +390,13 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
         st = _status_row(store, row)
         from evalfleet.analysis.report import build_report
 
+        prog = store.journal.progress(eval_id)["agents"]
         rep = build_report(home=store.home, paths=store.results_paths(eval_id),
                            eval_row={**row, "status": st["status"],
-                                     "cancelled": st["cancelled"]},
+                                     "cancelled": st["cancelled"],
+                                     "cancelled_by_agent": [
+                                         prog.get(i, {}).get("cancelled", 0)
+                                         for i in range(len(plan.agents))]},
                            plan=plan, cluster=cluster, max_tasks=max_tasks)
         prices = load_price_table(settings.prices)
         for agent_rep, spec in zip(rep["agents"], plan.agents, strict=True):

@@ -99,7 +99,9 @@ def test_report_markdown_has_the_tables_and_numbers(rep: dict[str, Any]) -> None
     assert o["mean"] == 0.375
     cell = pct(o["mean"], o["ci_low"], o["ci_high"]).replace("[", "\\[").replace("]", "\\]")
     assert f"| mixed@2 | {cell} | {100 * o['se']:.1f} | 8 | 16 | 2/2.0 |" in md
-    assert "| good@1 | 100.0% ± 0.0 |" in md
+    # 16/16 runs passed: the interval is Wilson's, shown with its limits, never "± 0.0"
+    assert re.search(r"\| good@1 \| 100\.0% \\\[\d+\.\d-100\.0\\\] \|", md), md
+    assert "± 0.0" not in md
     for heading in ("## good@1", "## mixed@2", "## bad@1", "### By category",
                     "### By difficulty", "### pass@k and pass^k", "### Worst 8 tasks",
                     "### Cost, latency, tokens", "### Errors"):

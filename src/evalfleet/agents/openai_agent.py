@@ -3,6 +3,11 @@
 The model may call three tools that act inside the run's sandbox: ``run_shell`` (a shell
 command), ``write_file`` and ``read_file``. When it answers without a tool call, that text is the
 answer. Every model call records its token usage and timing in the trajectory.
+
+Credentials are checked when the agent is built (plan validation): a key variable that is not
+set is a :class:`~evalfleet.errors.SpecError` naming it, never a request sent with a dummy key.
+Answers that no retry can fix (401, 403, an unknown model) raise
+:class:`~evalfleet.errors.ConfigError`, which stops the eval instead of scoring the agent 0.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalfleet.agents.base import AgentContext, AgentOutput
-from evalfleet.errors import AgentError, InfraError, RateLimitedError, SpecError
+from evalfleet.errors import AgentError, ConfigError, InfraError, RateLimitedError, SpecError
 
 TOOLS: list[dict[str, Any]] = [
     {"type": "function", "function": {
@@ -46,13 +51,30 @@ class OpenAIAgentArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(description="Endpoint, e.g. http://localhost:8000/v1 (vLLM, Ollama).")
-    api_key_env: str | None = Field("OPENAI_API_KEY",
-                                    description="Environment variable holding the key; null: none.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY",
+        description="Environment variable holding the key; it must be set when the plan is "
+                    "checked. null: the endpoint needs no key.")
     temperature: float = Field(1.0, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int | None = Field(None, ge=1, le=1_000_000, description="Per-call output cap.")
     system_prompt: str = Field(DEFAULT_SYSTEM, description="System message.")
     tools: bool = Field(True, description="Offer the sandbox tools; false: single-turn answer.")
     request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Per-call timeout.")
+
+
+SIMULATOR_PLACEHOLDER = "{simulator}"
+"""A base_url containing it points at the plan's simulated model, which needs no key."""
+
+
+def _unknown_model(exc: openai.APIStatusError) -> bool:
+    """A 404 that says the model does not exist (OpenAI's ``model_not_found``)."""
+    if exc.status_code != 404:
+        return False
+    code = getattr(exc, "code", None)
+    if code == "model_not_found":
+        return True
+    text = str(exc).lower()
+    return "model" in text and ("not found" in text or "does not exist" in text)
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -69,6 +91,12 @@ class OpenAIAgent:
     def __init__(self, args: OpenAIAgentArgs, model: str | None) -> None:
         if not model:
             raise SpecError("the openai adapter needs 'model'", field="model")
+        var = args.api_key_env
+        # the plan's own simulator takes no key; any other endpoint gets the named one or none
+        if var and SIMULATOR_PLACEHOLDER not in args.base_url and not os.environ.get(var):
+            raise SpecError(f"the API key variable {var} is not set (export it, or set "
+                            "args.api_key_env: null for an endpoint that needs no key)",
+                            field="args.api_key_env")
         self.args = args
         self.model = model
         self._clients: dict[str, openai.AsyncOpenAI] = {}
@@ -76,7 +104,10 @@ class OpenAIAgent:
     def _client(self, base_url: str) -> openai.AsyncOpenAI:
         client = self._clients.get(base_url)
         if client is None:
-            key = os.environ.get(self.args.api_key_env, "") if self.args.api_key_env else ""
+            var = self.args.api_key_env
+            key = os.environ.get(var, "") if var else ""
+            if var and not key and SIMULATOR_PLACEHOLDER not in self.args.base_url:
+                raise ConfigError(f"the API key variable {var} is not set")
             client = openai.AsyncOpenAI(
                 base_url=base_url, api_key=key or "unused", max_retries=0,
                 timeout=self.args.request_timeout_s,
@@ -116,6 +147,15 @@ class OpenAIAgent:
                                duration_s=round(time.time() - t0, 4))
             if exc.status_code >= 500 or exc.status_code in (408, 409):
                 raise InfraError(f"model API error {exc.status_code} at {base_url}") from None
+            if exc.status_code in (401, 403):
+                raise ConfigError(f"model API at {base_url} refused the credentials "
+                                  f"({exc.status_code}"
+                                  + (f", key from {self.args.api_key_env}"
+                                     if self.args.api_key_env else ", no key configured")
+                                  + ")") from None
+            if _unknown_model(exc):
+                raise ConfigError(f"model {self.model!r} is unknown at {base_url} "
+                                  f"({exc.status_code})") from None
             raise AgentError(f"model API refused the request ({exc.status_code}): "
                              f"{str(exc)[:300]}") from None
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:

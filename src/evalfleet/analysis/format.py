@@ -13,13 +13,16 @@ def missing(x: float | None) -> bool:
 def pct(mean: float | None, lo: float | None = None, hi: float | None = None) -> str:
     """``71.3% ± 2.1`` (half-width of the 95% interval in points), or ``-``.
 
-    An interval leaving [0, 100] is shown clipped, ``75.0% [0.0-100.0]``.
+    An interval leaving [0, 100] is shown clipped, ``75.0% [0.0-100.0]``, and an asymmetric one
+    (Wilson near 0% or 100%) with its limits, ``100.0% [97.7-100.0]``: a ``±`` would claim
+    the same distance on both sides.
     """
     if mean is None or missing(mean):
         return "-"
     if lo is None or hi is None or missing(lo) or missing(hi):
         return f"{100 * mean:.1f}%"
-    if lo < 0 or hi > 1:
+    asymmetric = abs((mean - lo) - (hi - mean)) > 5e-4
+    if lo < 0 or hi > 1 or asymmetric:
         return f"{100 * mean:.1f}% [{100 * max(lo, 0.0):.1f}-{100 * min(hi, 1.0):.1f}]"
     return f"{100 * mean:.1f}% ± {100 * (hi - lo) / 2:.1f}"
 

@@ -1,8 +1,15 @@
-"""The eval report: coverage, mean with clustered SE, categories, difficulty, per-task rates,
-pass@k / pass^k, cost, latency, tokens, errors.
+"""The eval report: coverage, mean with its interval, categories, difficulty, per-task rates,
+pass@k / pass^k, cost, latency, tokens, errors, excluded and failing runs.
 
-Infra errors and cancelled runs are missing data, never failures. Each task weighs the same,
-whatever its number of scored runs (STATISTICS.md section 0). Works on partial evals.
+Infra errors, scorer errors, configuration errors and cancelled runs are missing data, never
+failures: they are left out of every score, counted per agent beside it, and make the result
+PARTIAL. Each task weighs the same, whatever its number of scored runs. Works on partial evals.
+
+Intervals (the formulas are in docs/analysis.md): with one binary run per task the pass rate is a
+binomial proportion and gets a Wilson score interval; otherwise the mean over tasks gets a
+t interval on SE_CLT (CR1 by cluster with ``cluster``). An interval never collapses to a point at
+0% or 100%: when every task scored the same extreme, Wilson on the task counts is used instead.
+Every interval carries the ``method`` that produced it.
 """
 
 from __future__ import annotations
@@ -18,8 +25,15 @@ from evalfleet import stats
 from evalfleet.spec.plan import Plan
 from evalfleet.store.warehouse import connect
 
-SCORED = "status IN ('completed', 'failed')"
-"""Rows that count in scores: completed runs and agent failures (timeouts, agent errors)."""
+SCORED = ("status IN ('completed', 'failed') AND score IS NOT NULL AND isfinite(score) "
+          "AND score BETWEEN 0 AND 1")
+"""Rows that count in scores: completed runs and agent failures (timeouts, agent errors) with a
+valid score. A row with a NaN or out-of-range score (written before scores were validated) is
+left out rather than allowed to poison every mean."""
+EXCLUDED_KINDS = ("infra_error", "scorer_error", "config_error", "cancelled")
+"""Error kinds whose runs are missing data, counted beside every headline."""
+MAX_FAILING_RUNS = 20
+"""Failing run ids listed per agent (the count is always complete)."""
 _MAX_K = 10
 
 
@@ -35,12 +49,39 @@ def mean_dict(res: stats.MeanEstimate) -> dict[str, Any]:
             "n_clusters": res.n_clusters, "method": res.method}
 
 
+def rate_dict(values: npt.NDArray[np.float64], n_runs: npt.NDArray[Any],
+              binary: npt.NDArray[Any], clusters: npt.NDArray[Any] | None = None
+              ) -> dict[str, Any]:
+    """The mean over tasks with an interval that never overclaims (see the module docstring)."""
+    n = int(values.size)
+    # binary = every run has a verdict AND its score is 0 or 1 (partial credit is not binary)
+    zero_one = bool(np.all((values == 0.0) | (values == 1.0)))
+    all_binary = n > 0 and bool(np.all(binary.astype(bool))) and zero_one
+    one_run = n > 0 and int(n_runs.max()) == 1
+    if all_binary and one_run and clusters is None:
+        # one Bernoulli trial per task: the pass rate is x/n and Wilson is the right interval
+        x = round(float(values.sum()))
+        w = stats.wilson_interval(x, n)
+        return {"mean": _f(w.estimate), "se": _f(w.se), "ci_low": _f(w.ci_low),
+                "ci_high": _f(w.ci_high), "n_tasks": n, "n_clusters": None,
+                "method": f"Wilson score interval, {x}/{n} tasks passed (one binary run per "
+                          "task)"}
+    est = stats.mean_with_se(values, clusters)
+    # SE 0 at 0% or 100% would claim certainty no finite sample has: every task is a success
+    # (or a failure), so count tasks and take Wilson on that
+    d = _no_collapse(mean_dict(est))
+    if n > 1 and d["se"] == 0.0 and d["mean"] not in (0.0, 1.0):
+        d["method"] = (f"{est.method}; every task has the same mean, so SE is 0 and the "
+                       "interval understates the uncertainty")
+    return d
+
+
 def _groups(labels: npt.NDArray[Any], values: npt.NDArray[np.float64], n_runs: npt.NDArray[Any],
-            key: str) -> list[dict[str, Any]]:
+            binary: npt.NDArray[Any], key: str) -> list[dict[str, Any]]:
     out = []
     for label in sorted(set(labels.tolist())):
         mask = labels == label
-        d = mean_dict(stats.mean_with_se(values[mask]))
+        d = rate_dict(values[mask], n_runs[mask], binary[mask])
         d["n_runs"] = int(n_runs[mask].sum())
         out.append({key: label, **d})
     return out
@@ -70,8 +111,21 @@ def _pass_k(t: dict[str, npt.NDArray[Any]]) -> list[dict[str, Any]]:
     for k in ks:
         at = stats.aggregate_pass_k(t["n"], t["c"], k, kind="pass@k")
         hat = stats.aggregate_pass_k(t["n"], t["c"], k, kind="pass^k")
-        out.append({"k": k, "pass_at_k": mean_dict(at), "pass_hat_k": mean_dict(hat)})
+        out.append({"k": k, "pass_at_k": _no_collapse(mean_dict(at)),
+                    "pass_hat_k": _no_collapse(mean_dict(hat))})
     return out
+
+
+def _no_collapse(d: dict[str, Any]) -> dict[str, Any]:
+    """Replace a zero-width interval at 0% or 100% by Wilson on the task count."""
+    n, mean = int(d["n_tasks"]), d["mean"]
+    if n and d["se"] in (0.0, None) and mean in (0.0, 1.0):
+        x = n if mean == 1.0 else 0
+        w = stats.wilson_interval(x, n)
+        d.update(ci_low=_f(w.ci_low), ci_high=_f(w.ci_high),
+                 method=f"{d['method']}; SE 0 at {100 * x // n}%, so the interval is Wilson on "
+                        f"{x}/{n} tasks")
+    return d
 
 
 def _task_rows(t: dict[str, npt.NDArray[Any]]) -> list[dict[str, Any]]:
@@ -114,8 +168,40 @@ def _latency(con: Any, name: str, version: str) -> dict[str, Any]:
     return out
 
 
+def _excluded(con: Any, name: str, version: str, cancelled: int) -> dict[str, Any]:
+    """Runs left out of the score, by kind, and the share of the runs done they are."""
+    rows = dict(con.execute(f"""
+        SELECT CASE WHEN status = 'cancelled' THEN 'cancelled'
+                    WHEN {SCORED} THEN 'scored'
+                    WHEN error_kind IN ('infra_error', 'config_error') THEN error_kind
+                    ELSE 'scorer_error' END AS kind, count(*)
+        FROM runs WHERE agent_name = ? AND agent_version = ? GROUP BY kind""",
+        [name, version]).fetchall())
+    out: dict[str, Any] = {k: int(rows.get(k, 0)) for k in EXCLUDED_KINDS}
+    # budget-cancelled runs live in the journal, not in the results
+    out["cancelled"] = max(out["cancelled"], int(cancelled))
+    scored = int(rows.get("scored", 0))
+    errored = out["infra_error"] + out["scorer_error"] + out["config_error"]
+    out["total"] = errored + out["cancelled"]
+    out["scored"] = scored
+    out["error_rate"] = errored / (scored + errored) if scored + errored else None
+    return out
+
+
+def _failing_runs(con: Any, name: str, version: str) -> dict[str, Any]:
+    """Scored runs that did not pass, worst first, so ``evalfleet show RUN_ID`` can explain."""
+    n = con.execute(f"""SELECT count(*) FROM runs WHERE agent_name = ? AND agent_version = ?
+        AND {SCORED} AND NOT coalesce(passed, score >= 1)""", [name, version]).fetchone()[0]
+    rows = con.execute(f"""
+        SELECT run_id, task_id, score, error_kind FROM runs
+        WHERE agent_name = ? AND agent_version = ? AND {SCORED} AND NOT coalesce(passed, score >= 1)
+        ORDER BY score, task_id, run_id LIMIT {MAX_FAILING_RUNS}""", [name, version]).fetchall()
+    return {"count": int(n), "runs": [{"run_id": r, "task_id": t, "score": float(s),
+                                       "error_kind": k} for r, t, s, k in rows]}
+
+
 def agent_report(con: Any, name: str, version: str, *, cluster: str | None = None,
-                 max_tasks: int | None = None) -> dict[str, Any]:
+                 max_tasks: int | None = None, cancelled: int = 0) -> dict[str, Any]:
     """Everything the report says about one agent of the eval."""
     t = _per_task(con, name, version)
     means = t["mean"].astype(float)
@@ -123,7 +209,7 @@ def agent_report(con: Any, name: str, version: str, *, cluster: str | None = Non
     if cluster is not None and t["task_id"].size:
         labels = t[cluster]
         clusters = labels if all(labels.tolist()) else None
-    overall = mean_dict(stats.mean_with_se(means, clusters))
+    overall = rate_dict(means, t["n"], t["binary"], clusters)
     overall["n_runs"] = int(t["n"].sum())
     overall["clustered_by"] = cluster if clusters is not None else "task"
     totals = con.execute("""
@@ -144,8 +230,9 @@ def agent_report(con: Any, name: str, version: str, *, cluster: str | None = Non
     k_per_task = t["n"] if t["n"].size else np.array([0])
     return {
         "agent_name": name, "agent_version": version, "overall": overall,
-        "by_category": _groups(t["category"], means, t["n"], "category"),
-        "by_difficulty": _groups(t["difficulty"].astype(int), means, t["n"], "difficulty"),
+        "by_category": _groups(t["category"], means, t["n"], t["binary"], "category"),
+        "by_difficulty": _groups(t["difficulty"].astype(int), means, t["n"], t["binary"],
+                                 "difficulty"),
         "runs_per_task": {"min": int(k_per_task.min()), "mean": float(k_per_task.mean()),
                           "max": int(k_per_task.max())},
         "pass_k": _pass_k(t),
@@ -158,27 +245,42 @@ def agent_report(con: Any, name: str, version: str, *, cluster: str | None = Non
                    "mean_per_run": (int(tin) + int(tout)) / n_rows if n_rows else None},
         "latency": _latency(con, name, version),
         "errors": errors,
+        "excluded": _excluded(con, name, version, cancelled),
+        "failing_runs": _failing_runs(con, name, version),
     }
 
 
 def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan: Plan,
                  cluster: str | None = None, max_tasks: int | None = None) -> dict[str, Any]:
-    """Assemble the report dictionary (DESIGN.md section 7 fields and more)."""
+    """Assemble the report dictionary.
+
+    ``eval_row`` may carry ``cancelled`` (the eval's total) and ``cancelled_by_agent`` (one count
+    per plan agent) from the journal, where budget-cancelled runs are recorded.
+
+    Coverage counts scored runs: ``partial`` is true whenever fewer runs were scored than
+    planned, whether they are missing, errored or cancelled.
+    """
     con = connect(home, paths)
     try:
         counts = dict(con.execute(
             "SELECT status, count(*) FROM runs GROUP BY status").fetchall()) if paths else {}
+        row = con.execute(f"SELECT count(*) FROM runs WHERE {SCORED}").fetchone() \
+            if paths else None
+        scored = int(row[0]) if row else 0
         done = int(sum(counts.values()))
         planned = int(eval_row["planned"])
-        cancelled = eval_row.get("cancelled", counts.get("cancelled", 0))
-        coverage = {"planned": planned, "done": done,
+        cancelled = int(eval_row.get("cancelled", counts.get("cancelled", 0)) or 0)
+        by_agent = list(eval_row.get("cancelled_by_agent") or [0] * len(plan.agents))
+        coverage = {"planned": planned, "done": done, "scored": scored,
                     "completed": counts.get("completed", 0), "failed": counts.get("failed", 0),
                     "errored": counts.get("errored", 0), "cancelled": cancelled,
-                    "missing": planned - done, "partial": done < planned}
-        agents = [agent_report(con, a.name, a.version, cluster=cluster, max_tasks=max_tasks)
+                    "missing": max(planned - done - cancelled, 0),
+                    "partial": scored < planned}
+        agents = [agent_report(con, a.name, a.version, cluster=cluster, max_tasks=max_tasks,
+                               cancelled=by_agent[i] if i < len(by_agent) else 0)
                   if paths else {"agent_name": a.name, "agent_version": a.version,
                                  "overall": None}
-                  for a in plan.agents]
+                  for i, a in enumerate(plan.agents)]
     finally:
         con.close()
     return {

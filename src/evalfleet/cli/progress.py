@@ -1,4 +1,5 @@
-"""A live progress display: done / running / failed, runs per second, ETA, dollars spent."""
+"""A live progress display: done / running, passed / failed / errored, runs per second, ETA,
+dollars spent."""
 
 from __future__ import annotations
 
@@ -46,10 +47,13 @@ class RichProgress:
                     ProgressBar(total=total, completed=done, width=24),
                     Text(f"{done}/{st.planned} done"), Text(f"{rate:.1f} runs/s"),
                     Text(f"ETA {_fmt_eta(eta)}"), Text(f"${st.cost_usd:.4f}", style="green"))
+        # passed and failed are scored runs (a wrong answer fails like an agent error);
+        # errored runs (infra, scorer, configuration) are left out of the score
         detail = Text.assemble(
             (f"running {st.running}", "cyan"), "  ",
+            (f"passed {st.passed}", "green" if st.passed else "dim"), "  ",
             (f"failed {st.failed}", "red" if st.failed else "dim"), "  ",
-            (f"infra-errored {st.errored}", "yellow" if st.errored else "dim"), "  ",
+            (f"errored {st.errored}", "yellow" if st.errored else "dim"), "  ",
             (f"retries {st.retries}", "dim"), "  ", (f"sandbox {self._sandbox}", "dim"))
         return Group(bar, detail)
 

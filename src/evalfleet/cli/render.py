@@ -40,34 +40,52 @@ def render_status(console: Console, data: dict[str, Any]) -> None:
 def render_report(console: Console, rep: dict[str, Any]) -> None:
     """The summary table of a report, per agent and per category."""
     cov = rep["coverage"]
-    state = "PARTIAL" if cov["partial"] else "complete"
+    scored = cov.get("scored", cov["done"])
+    state = "[yellow]PARTIAL[/yellow]" if cov["partial"] else "complete"
     console.print(f"[bold]{rep['eval_id']}[/bold]  suite {rep['suite']}  status {rep['status']}  "
-                  f"coverage {cov['done']}/{cov['planned']} ({state}); "
-                  f"{cov['errored']} infra-errored and {cov['cancelled']} cancelled runs are "
+                  f"coverage {scored}/{cov['planned']} scored ({state}); "
+                  f"{cov['errored']} errored (infra, scorer or configuration), "
+                  f"{cov['cancelled']} cancelled and {cov.get('missing', 0)} not run are "
                   "missing data, not failures")
+    if scored == 0:
+        console.print("[red]no run was scored: there is no score to report[/red]")
     if rep.get("simulated"):
         console.print("[yellow]model: SIMULATED (evalfleet.testing.simulator), not a real "
                       "model[/yellow]")
     t = Table(title="mean score over tasks ± 95% CI half-width (task-clustered)",
               box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("agent", "score", "tasks", "runs", "cost", "$/success", "p50"):
+    # runs and latency are in the notes below: the table must fit 80 columns with long agent
+    # names and asymmetric (Wilson) intervals
+    for col in ("agent", "score", "tasks", "excl.", "cost", "$/success"):
         t.add_column(col, justify="left" if col == "agent" else "right", no_wrap=True)
     notes = []
     for a in rep["agents"]:
         o = a.get("overall")
         if not o:
-            t.add_row(f"{a['agent_name']}@{a['agent_version']}", "no results yet", *[""] * 5)
+            t.add_row(f"{a['agent_name']}@{a['agent_version']}", "no results yet", *[""] * 4)
             continue
         lat = a["latency"]
+        label = f"{a['agent_name']}@{a['agent_version']}"
+        ex = a.get("excluded") or {}
+        notes.append(f"{label}: {o['n_runs']} scored runs, latency p50 {secs(lat['p50'])}; "
+                     f"interval: {o.get('method', '-')}")
+        notes.append(f"{label}: excluded from the score: " + ", ".join(
+            f"{k} {ex.get(k, 0)}" for k in ("infra_error", "scorer_error", "config_error",
+                                            "cancelled")))
         if a["errors"]:
-            notes.append(f"{a['agent_name']}@{a['agent_version']} errors: " + ", ".join(
+            notes.append(f"{label} errors: " + ", ".join(
                 f"{k} {v}" for k, v in a["errors"].items()))
-        t.add_row(f"{a['agent_name']}@{a['agent_version']}",
+        fr = a.get("failing_runs") or {}
+        if fr.get("count"):
+            ids = [r["run_id"] for r in fr.get("runs", [])]
+            more = fr["count"] - len(ids)
+            notes.append(f"{label}: {fr['count']} failing runs (see one with: evalfleet show "
+                         f"RUN_ID): {' '.join(ids)}" + (f" ... and {more} more" if more else ""))
+        t.add_row(label,
                   pct(o["mean"], o["ci_low"], o["ci_high"]),
-                  str(o["n_tasks"]), str(o["n_runs"]),
+                  str(o["n_tasks"]), str(ex.get("total", 0)) if ex else "-",
                   money(a["cost"]["total_usd"]) if a.get("priced", True) else "unpriced",
-                  money(a["cost"]["per_success"]) if a.get("priced", True) else "-",
-                  secs(lat["p50"]))
+                  money(a["cost"]["per_success"]) if a.get("priced", True) else "-")
     console.print(t)
     for a in rep["agents"]:
         if a.get("overall") and not a.get("priced", True):

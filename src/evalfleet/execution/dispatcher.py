@@ -1,13 +1,16 @@
 """The local dispatcher: leases runs, runs them with bounded concurrency, commits in batches.
 
 It holds only what is in flight plus a write buffer, so a plan of any size runs in bounded
-memory. Leases are renewed by a heartbeat; infra errors are retried with jittered backoff;
-the budget stops scheduling and keeps what ran.
+memory. Leases are renewed by a heartbeat; every retry decision comes from
+:data:`~evalfleet.execution.policy.ERROR_POLICY` (retried classes get jittered backoff); the
+budget stops scheduling and keeps what ran; the first configuration error (missing or refused
+credentials, unknown model) stops leasing, since no later run could succeed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import time
@@ -20,7 +23,7 @@ from evalfleet.agents.base import Agent, ModelGate, NoGate
 from evalfleet.agents.registry import create_agent
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import PriceTable
-from evalfleet.errors import RateLimitedError
+from evalfleet.errors import RunError, ScorerError
 from evalfleet.execution.attempt import AttemptOutcome, run_attempt
 from evalfleet.execution.policy import ERROR_POLICY, backoff_delay
 from evalfleet.execution.ports import LeasedRunLike, RunJournal
@@ -42,9 +45,12 @@ class DispatchStats:
     already_done: int = 0
     done: int = 0
     running: int = 0
-    failed: int = 0
-    errored: int = 0
     passed: int = 0
+    """Scored runs that passed."""
+    failed: int = 0
+    """Scored runs that did not pass: failed tests, wrong answers, agent errors, timeouts."""
+    errored: int = 0
+    """Runs excluded as missing data: infra, scorer or configuration errors."""
     retries: int = 0
     duplicates: int = 0
     cost_usd: float = 0.0
@@ -55,8 +61,10 @@ class DispatchStats:
 class DispatchOutcome:
     """How a dispatch ended."""
 
-    status: str  # completed | budget_stopped | interrupted
+    status: str  # completed | budget_stopped | interrupted | config_error
     stats: DispatchStats
+    error: str | None = None
+    """With ``config_error``: the first configuration error's message."""
 
 
 class Dispatcher:
@@ -89,6 +97,7 @@ class Dispatcher:
         self._scorers: dict[str, Scorer] = {}
         self._buffer: list[RunResult] = []
         self._stop = asyncio.Event()
+        self._config_error: str | None = None
         self._worker = f"local:{os.getpid()}"
 
     def stop(self) -> None:
@@ -120,13 +129,16 @@ class Dispatcher:
                 cost += out.usage.cost_usd
                 tokens_in += out.usage.tokens_in
                 tokens_out += out.usage.tokens_out
-                if out.error is None or not out.error.transient \
+                # the policy table alone decides whether another attempt is made
+                if out.error is None or not ERROR_POLICY[out.error.error_kind].retried \
                         or attempts >= self.settings.max_attempts or self._stop.is_set():
                     break
                 delay = backoff_delay(attempts, self.settings.backoff_base_s,
                                       self.settings.backoff_max_s, self.rng.random())
-                if isinstance(out.error, RateLimitedError) and out.error.retry_after:
-                    delay = max(delay, out.error.retry_after)
+                # a provider's Retry-After only lengthens the wait, it never decides a retry
+                retry_after = getattr(out.error, "retry_after", None)
+                if isinstance(retry_after, int | float) and retry_after > 0:
+                    delay = max(delay, float(retry_after))
                 self.stats.retries += 1
                 await asyncio.sleep(delay)
                 attempts += 1
@@ -143,20 +155,45 @@ class Dispatcher:
             status="completed", tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost,
             latency_s=round(out.duration_s, 6), attempts=attempts, worker=self._worker,
             sandbox=out.sandbox, started_at=out.started_at, finished_at=time.time(),
-            trajectory=traj,
+            trajectory=traj, isolation=str(getattr(out, "isolation", "") or ""),
         )
-        if out.error is not None:
-            policy = ERROR_POLICY[out.error.error_kind]
+        error = out.error
+        if error is None:
+            error = self._apply_score(result, out)
+        if error is not None:
+            policy = ERROR_POLICY[error.error_kind]
             result.status = policy.status
-            result.error_kind = out.error.error_kind
-            result.error = str(out.error)[:2000]
+            result.error_kind = error.error_kind
+            result.error = str(error)[:2000]
+            result.score = result.passed = None
+            result.metrics = {}
             if policy.counts_in_pass_rate:
                 result.score, result.passed = 0.0, False
-        elif out.score is not None:
-            result.score = min(max(float(out.score.value), 0.0), 1.0)
-            result.passed = out.score.passed
-            result.metrics = dict(out.score.metrics)
+            if error.error_kind == "config_error" and self._config_error is None:
+                self._config_error = str(error)
+                self._stop.set()  # no later run can succeed: stop leasing, let in-flight finish
         return result
+
+    @staticmethod
+    def _apply_score(result: RunResult, out: AttemptOutcome) -> RunError | None:
+        """Copy a valid score into ``result``; a missing, non-finite or out-of-range one (a
+        broken scorer, not the agent) is returned as a ScorerError, never committed."""
+        score = out.score
+        if score is None:
+            return ScorerError("the scorer returned no score")
+        try:
+            value = float(score.value)
+        except (TypeError, ValueError):
+            return ScorerError(f"the scorer returned a non-numeric score {score.value!r:.100}")
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            return ScorerError(f"the scorer returned score {value!r}, outside [0, 1]")
+        passed: object = score.passed  # python scorers are user code: check, don't trust
+        if passed is not None and not isinstance(passed, bool):
+            return ScorerError(f"the scorer returned passed={passed!r:.100}, not a bool")
+        result.score = value
+        result.passed = score.passed
+        result.metrics = dict(score.metrics)
+        return None
 
     def _flush(self) -> None:
         if not self._buffer:
@@ -169,12 +206,15 @@ class Dispatcher:
     def _account(self, r: RunResult) -> None:
         self.budget.add(r.cost_usd)
         self.stats.cost_usd += r.cost_usd
-        if r.status == "failed":
-            self.stats.failed += 1
+        # scored runs are passed or failed (a wrong answer fails, not only an agent error);
+        # everything excluded from the score is errored
+        if r.status in ("completed", "failed") and r.score is not None:
+            if r.passed or (r.passed is None and r.score >= 1.0):
+                self.stats.passed += 1
+            else:
+                self.stats.failed += 1
         elif r.status == "errored":
             self.stats.errored += 1
-        if r.passed:
-            self.stats.passed += 1
 
     async def _heartbeat(self, held: Callable[[], list[str]]) -> None:
         while True:
@@ -257,6 +297,8 @@ class Dispatcher:
                 closer: Any = getattr(agent, "aclose", None)
                 if closer is not None:
                     await closer()
+        if self._config_error is not None:
+            return DispatchOutcome("config_error", self.stats, self._config_error)
         if budget_stop:
             self.journal.cancel_pending()
             return DispatchOutcome("budget_stopped", self.stats)
