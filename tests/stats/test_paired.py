@@ -48,16 +48,39 @@ def test_o10_one_sample_t_and_exact_sign_flip() -> None:
     assert perm.p_value == pytest.approx(0.140625, abs=1e-12)
 
 
-def test_o8_table5_identity_for_mgsm_and_math() -> None:
-    # SE_paired = sqrt(SE_A^2 + SE_B^2 - 2 SE_A SE_B rho), Miller 2024 section 4.
-    def identity(se_a: float, se_b: float, rho: float) -> float:
-        return math.sqrt(se_a**2 + se_b**2 - 2 * se_a * se_b * rho)
+def with_se_and_correlation(
+    se_a: float, se_b: float, rho: float, n: int = 40
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of two agents on n tasks whose mean SEs are exactly se_a and se_b and whose
+    per-task correlation is exactly rho (built from two orthonormal centred vectors)."""
+    x = np.random.default_rng(0).normal(size=(n, 2))
+    q, _ = np.linalg.qr(x - x.mean(axis=0))
+    u, v = q[:, 0] / q[:, 0].std(ddof=1), q[:, 1] / q[:, 1].std(ddof=1)
+    a = 0.5 + u * se_a * math.sqrt(n)
+    b = 0.4 + (rho * u + math.sqrt(1 - rho**2) * v) * se_b * math.sqrt(n)
+    return a, b
 
-    assert identity(1.6, 1.5, 0.37) == pytest.approx(1.7418, abs=1e-4)
-    # Corrected section 4.2: Var = 1/12 each and rho = 0.5 give a paired variance of 1/12.
-    assert identity(math.sqrt(1 / 12), math.sqrt(1 / 12), 0.5) ** 2 == pytest.approx(
-        0.0833333, abs=1e-7
-    )
+
+@pytest.mark.parametrize(
+    ("se_a", "se_b", "rho", "se_paired"),
+    [
+        # Miller 2024, table 5 (MGSM/MATH): SE_A 1.6, SE_B 1.5, rho 0.37 give SE_paired 1.7418.
+        (1.6, 1.5, 0.37, 1.7418),
+        # Corrected section 4.2: Var = 1/12 each and rho = 0.5 give a paired variance of 1/12.
+        (math.sqrt(1 / 12), math.sqrt(1 / 12), 0.5, math.sqrt(1 / 12)),
+        # Uncorrelated scores: the paired SE is the unpaired one, sqrt(0.3^2 + 0.4^2) = 0.5.
+        (0.3, 0.4, 0.0, 0.5),
+    ],
+)
+def test_o8_paired_se_reproduces_millers_worked_numbers(
+    se_a: float, se_b: float, rho: float, se_paired: float
+) -> None:
+    a, b = with_se_and_correlation(se_a, se_b, rho)
+    assert mean_with_se(a).se == pytest.approx(se_a, rel=1e-9)
+    assert mean_with_se(b).se == pytest.approx(se_b, rel=1e-9)
+    result = paired_difference(a, b)
+    assert result.correlation == pytest.approx(rho, abs=1e-9)
+    assert result.se == pytest.approx(se_paired, abs=1e-4)
 
 
 @HYP
