@@ -1,14 +1,24 @@
-"""Paired comparison of agent versions on their shared tasks (STATISTICS.md sections 3 and 4.1).
+"""Paired comparison of agent versions on their shared tasks.
 
-The difference is NEW - BASE, per task, on the task ids both sides scored. K = 1 binary runs
-use McNemar's mid-p; otherwise the paired t on per-task mean differences (CR1 when clustered).
-Categories are tested too, with Holm and Benjamini-Hochberg adjusted p-values; a regression is
-a difference statistically below zero (one-sided, Holm across categories) AND worse than the
-practical margin.
+The difference is NEW - BASE, per task, on the task ids both sides scored. One test is chosen
+per question (the overall difference, and each category on its own), by design and before
+looking at the p-value, and the p-value printed is the one that decided:
+
+* one binary run per task on both sides (every score 0 or 1), no clustering: McNemar's mid-p
+  on the discordant tasks (the exact conditional p is reported beside it);
+* fewer than ``SMALL_N`` shared tasks otherwise: the exact sign-flip permutation test of the mean
+  difference (whole clusters flip when clustered);
+* otherwise: the paired t-test on per-task mean differences (CR1 with t(G-1) when clustered).
+
+The interval is the paired t interval (McNemar's own interval for binary K = 1). A change is a
+regression (or an improvement) when the chosen test's two-sided p is below alpha (Holm-adjusted
+across categories) AND the difference is beyond the practical margin. docs/analysis.md has
+the formulas.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +29,9 @@ import numpy.typing as npt
 from evalfleet import stats
 from evalfleet.analysis.report import SCORED
 from evalfleet.store.warehouse import connect
+
+SMALL_N = 30
+"""Below this many shared tasks (and not binary K = 1) the exact permutation test is used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +57,19 @@ def _f(x: float) -> float | None:
 
 def _load(home: Path, side: Side) -> dict[str, npt.NDArray[Any]]:
     if not side.paths:
-        return {k: np.array([]) for k in ("task_id", "category", "repository", "n", "mean",
-                                           "c", "binary", "cost", "latency")}
+        out = {k: np.array([]) for k in ("task_id", "category", "repository", "n", "mean",
+                                          "c", "binary", "cost", "latency")}
+        out["excluded"] = np.array([0, 0])
+        return out
     con = connect(home, side.paths)
     try:
+        # runs left out of the score as infra or scorer errors, and runs scored
+        excl = con.execute(f"""
+            SELECT sum(CASE WHEN {SCORED} THEN 0 WHEN status = 'cancelled' THEN 0
+                            WHEN error_kind = 'config_error' THEN 0 ELSE 1 END),
+                   sum(CASE WHEN {SCORED} THEN 1 ELSE 0 END)
+            FROM runs WHERE eval_id = ? AND agent_name = ? AND agent_version = ?""",
+            [side.eval_id, side.agent_name, side.agent_version]).fetchone()
         tbl = con.execute(f"""
             SELECT task_id, any_value(category) AS category,
                    coalesce(any_value(repository), '') AS repository,
@@ -60,7 +82,49 @@ def _load(home: Path, side: Side) -> dict[str, npt.NDArray[Any]]:
             [side.eval_id, side.agent_name, side.agent_version]).fetchnumpy()
     finally:
         con.close()
-    return {k: np.asarray(v) for k, v in tbl.items()}
+    out = {k: np.asarray(v) for k, v in tbl.items()}
+    out["excluded"] = np.array([int(excl[0] or 0), int(excl[1] or 0)]) if excl \
+        else np.array([0, 0])
+    return out
+
+
+def _is_binary_k1(t: dict[str, npt.NDArray[Any]], idx: npt.NDArray[np.intp]) -> bool:
+    """One run per task, every one with a verdict and a 0/1 score."""
+    if idx.size == 0:
+        return False
+    means = t["mean"][idx].astype(float)
+    return (bool(np.all(t["binary"][idx])) and int(t["n"][idx].max()) == 1
+            and bool(np.all((means == 0.0) | (means == 1.0))))
+
+
+def paired_test(new: npt.NDArray[np.float64], base: npt.NDArray[np.float64], *,
+                binary_k1: bool, clusters: npt.NDArray[Any] | None = None) -> dict[str, Any]:
+    """The difference NEW - BASE with the test chosen for this design (module docstring).
+
+    Returns the JSON form: estimate, se, interval, ``p_value`` of the chosen test, ``test``
+    (``mcnemar-midp``, ``permutation-exact`` or ``paired-t``) and ``method`` in words.
+    """
+    diff = stats.paired_difference(new, base, clusters)
+    out = _diff_dict(diff)
+    n = int(new.size)
+    if binary_k1 and clusters is None:
+        pass_n, pass_b = new >= 0.5, base >= 0.5
+        b = int(np.sum(pass_n & ~pass_b))
+        c = int(np.sum(~pass_n & pass_b))
+        mc = stats.mcnemar_test(b, c, n, method="midp")
+        out.update(p_value=_f(mc.p_value), test="mcnemar-midp",
+                   method=f"McNemar mid-p on {b + c} discordant of {n} tasks "
+                          f"({b} pass only in NEW, {c} only in BASE); interval: {diff.method}",
+                   mcnemar={"b_new_only": b, "c_base_only": c, "p_midp": _f(mc.p_midp),
+                            "p_exact": _f(mc.p_exact)})
+    elif n < SMALL_N:
+        perm = stats.paired_permutation_test(new, base, clusters, n_resamples=math.inf)
+        out.update(p_value=_f(perm.p_value), test="permutation-exact",
+                   method=f"exact {perm.method} (fewer than {SMALL_N} tasks); interval: "
+                          f"{diff.method}")
+    else:
+        out.update(test="paired-t", method=f"paired t: {diff.method}")
+    return out
 
 
 def _diff_dict(d: stats.PairedDifference) -> dict[str, Any]:
@@ -113,59 +177,37 @@ def compare_pair(home: Path, base: Side, new: Side, *, margin: float = 0.01,
     if cluster is not None:
         labels = tn[cluster][sn]
         clusters = labels if all(labels.tolist()) else None
-    diff = stats.paired_difference(xn, xb, clusters)
-    diff_out = _diff_dict(diff)
-    binary_k1 = (bool(np.all(tb["binary"][sb])) and bool(np.all(tn["binary"][sn]))
-                 and int(tb["n"][sb].max()) == 1 and int(tn["n"][sn].max()) == 1)
-    if binary_k1 and clusters is None:
-        pass_n, pass_b = xn >= 0.5, xb >= 0.5
-        b = int(np.sum(pass_n & ~pass_b))
-        c = int(np.sum(~pass_n & pass_b))
-        mc = stats.mcnemar_test(b, c, len(shared))
-        diff_out.update(p_value=_f(mc.p_value), method=mc.method,
-                        mcnemar={"b_new_only": b, "c_base_only": c, "p_midp": _f(mc.p_midp),
-                                 "p_exact": _f(mc.p_exact)})
-    overall_reg = stats.regression_flag(xn, xb, clusters, margin=margin, alpha=alpha)
-    overall_imp = stats.regression_flag(xb, xn, clusters, margin=margin, alpha=alpha)
+    binary = _is_binary_k1(tb, sb) and _is_binary_k1(tn, sn)
+    diff_out = paired_test(xn, xb, binary_k1=binary, clusters=clusters)
     out["diff"] = diff_out
-    out["overall_verdict"] = ("regression" if overall_reg.flagged else
-                              "improvement" if overall_imp.flagged else "no significant change")
+    out["overall_verdict"] = _verdict(diff_out, alpha, margin)
     out["mde_note"] = _mde_note(xn - xb, alpha)
 
     by_cat: list[dict[str, Any]] = []
-    reg_p: list[float] = []
-    imp_p: list[float] = []
     for cat in sorted(set(cats.tolist())):
         m = cats == cat
-        d = stats.paired_difference(xn[m], xb[m])
-        r = stats.regression_flag(xn[m], xb[m], margin=margin, alpha=alpha)
-        i = stats.regression_flag(xb[m], xn[m], margin=margin, alpha=alpha)
-        by_cat.append({"category": cat, **_diff_dict(d)})
-        reg_p.append(1.0 if np.isnan(r.p_value) else float(r.p_value))
-        imp_p.append(1.0 if np.isnan(i.p_value) else float(i.p_value))
+        by_cat.append({"category": cat, **paired_test(xn[m], xb[m], binary_k1=binary)})
     two_sided = [1.0 if r["p_value"] is None else r["p_value"] for r in by_cat]
     holm = stats.adjust_pvalues(two_sided, "holm", alpha=alpha)
     bh = stats.adjust_pvalues(two_sided, "bh", alpha=alpha)
-    reg_holm = stats.adjust_pvalues(reg_p, "holm", alpha=alpha)
-    imp_holm = stats.adjust_pvalues(imp_p, "holm", alpha=alpha)
     regressions: list[dict[str, Any]] = []
     improvements: list[dict[str, Any]] = []
     for j, row in enumerate(by_cat):
         row["p_holm"] = holm.adjusted[j]
         row["p_bh"] = bh.adjusted[j]
         est = row["estimate"]
-        if est is not None and reg_holm.reject[j] and est < -margin:
-            regressions.append({"category": row["category"], "estimate": est,
-                                "p_one_sided_holm": reg_holm.adjusted[j]})
-        if est is not None and imp_holm.reject[j] and est > margin:
-            improvements.append({"category": row["category"], "estimate": est,
-                                 "p_one_sided_holm": imp_holm.adjusted[j]})
-    if overall_reg.flagged:
-        regressions.insert(0, {"category": "(overall)", "estimate": diff_out["estimate"],
-                               "p_one_sided": _f(overall_reg.p_value)})
-    if overall_imp.flagged:
-        improvements.insert(0, {"category": "(overall)", "estimate": diff_out["estimate"],
-                                "p_one_sided": _f(overall_imp.p_value)})
+        flag = {"category": row["category"], "estimate": est, "p_holm": holm.adjusted[j],
+                "test": row["test"]}
+        if est is not None and holm.reject[j] and est < -margin:
+            regressions.append(flag)
+        if est is not None and holm.reject[j] and est > margin:
+            improvements.append(flag)
+    overall = {"category": "(overall)", "estimate": diff_out["estimate"],
+               "p_value": diff_out["p_value"], "test": diff_out["test"]}
+    if out["overall_verdict"] == "regression":
+        regressions.insert(0, overall)
+    if out["overall_verdict"] == "improvement":
+        improvements.insert(0, overall)
     out["by_category"] = by_cat
     out["regressions"] = regressions
     out["improvements"] = improvements
@@ -183,15 +225,55 @@ def compare_pair(home: Path, base: Side, new: Side, *, margin: float = 0.01,
                    "diff": _diff_dict(stats.paired_difference(cn, cb))}
     out["latency"] = {"base_mean_s": float(lb.mean()), "new_mean_s": float(ln.mean()),
                       "diff": _diff_dict(stats.paired_difference(ln, lb))}
+    out["excluded"] = _excluded_flag(tb["excluded"], tn["excluded"])
     return out
 
 
+def _verdict(d: dict[str, Any], alpha: float, margin: float) -> str:
+    """Regression / improvement: the chosen test's two-sided p below alpha AND the difference
+    beyond the practical margin; the p that decides is the p that is printed."""
+    p, est = d["p_value"], d["estimate"]
+    if p is None or est is None or not p < alpha:
+        return "no significant change"
+    if est < -margin:
+        return "regression"
+    if est > margin:
+        return "improvement"
+    return "no significant change"
+
+
+def _excluded_flag(base: npt.NDArray[Any], new: npt.NDArray[Any]) -> dict[str, Any]:
+    """Compare the share of runs lost to infra and scorer errors on both sides.
+
+    No significance test: the flag says NEW lost a larger share of its runs than BASE, with
+    both rates, because an agent that avoids being graded must not look better for it.
+    """
+    def side(v: npt.NDArray[Any]) -> dict[str, Any]:
+        errored, scored = int(v[0]), int(v[1])
+        total = errored + scored
+        return {"errored": errored, "scored": scored,
+                "rate": errored / total if total else None}
+
+    b, n = side(base), side(new)
+    flagged = n["rate"] is not None and n["rate"] > (b["rate"] or 0.0)
+    return {"base": b, "new": n, "flagged": bool(flagged),
+            "method": "share of runs excluded as infra or scorer errors; a flag, not a test"}
+
+
 def _mde_note(d: npt.NDArray[np.float64], alpha: float) -> dict[str, Any]:
-    """What this comparison could have detected (power 0.8), so 'no change' has a size."""
+    """What this comparison could have detected (power 0.8), so 'no change' has a size.
+
+    ``mde`` is None with a ``why`` when it cannot be computed or would be 0 (a 0 would claim
+    that any change, however small, would have been seen).
+    """
     n = d.size
     if n < 2:
-        return {"mde": None}
+        return {"mde": None, "why": f"{n} shared task(s): no task-to-task variation to size "
+                                    "a detectable change"}
     var = float(np.var(d, ddof=1))
+    if not var > 0.0:
+        return {"mde": None, "why": "every shared task changed by exactly the same amount, so "
+                                    "the variance is 0 and the detectable change is undefined"}
     mde = stats.minimum_detectable_effect(omega2=var, sigma2_a=0.0, sigma2_b=0.0, k_a=1, k_b=1,
                                           n=n, alpha=alpha, power=0.8)
     return {"mde": _f(mde.delta), "power": 0.8, "alpha": alpha, "method": mde.method}

@@ -16,7 +16,10 @@ from typing import Any
 
 from evalfleet.analysis.format import (
     count,
+    excluded_text,
     interval,
+    mde_text,
+    method_label,
     missing,
     money,
     money_delta,
@@ -80,14 +83,15 @@ def _agent(a: dict[str, Any]) -> str:
 def _coverage(doc: _Doc, rep: dict[str, Any]) -> None:
     cov = rep["coverage"]
     planned = int(cov["planned"])
-    scored = int(cov.get("completed", 0)) + int(cov.get("failed", 0))
+    scored = int(cov.get("scored", int(cov.get("completed", 0)) + int(cov.get("failed", 0))))
     errored, cancelled = int(cov.get("errored", 0)), int(cov.get("cancelled", 0))
     missing = max(0, planned - scored)
     not_run = max(0, missing - errored - cancelled)
     partial = bool(cov.get("partial")) or missing > 0
     state = "PARTIAL" if partial else "complete"
     doc.p(f"Coverage: {scored:,}/{planned:,} planned runs scored ({state}); status "
-          f"{rep['status']}. Missing data, not failures: {errored:,} infra-errored, "
+          f"{rep['status']}. Missing data, not failures: {errored:,} errored (infra, scorer "
+          "or configuration), "
           f"{cancelled:,} cancelled, {not_run:,} not run. Agent failures scored as 0: "
           f"{int(cov.get('failed', 0)):,}.", "warn" if partial else "")
     if rep.get("simulated"):
@@ -103,15 +107,19 @@ def _summary(doc: _Doc, agents: list[dict[str, Any]]) -> None:
     for a in agents:
         o = a.get("overall")
         if not o:
-            rows.append((_agent(a), "no results yet", *["-"] * 6))
+            rows.append((_agent(a), "no results yet", *["-"] * 7))
             continue
         k = a["runs_per_task"]
+        ex = a.get("excluded") or {}
         rows.append((_agent(a), pct(o["mean"], o["ci_low"], o["ci_high"]), pts(o["se"], False),
                      count(o["n_tasks"]), count(o["n_runs"]), f"{k['min']}/{k['mean']:.1f}",
+                     count(ex.get("total")) if ex else "-",
                      money(a["cost"]["total_usd"]), secs(a["latency"]["p50"])))
-    doc.table(("agent", "score ± 95% CI", "SE pts", "tasks", "runs", "K min/mean", "cost",
-               "p50"), rows,
-              caption="Mean score over tasks (each task weighs the same), 95% CI half-width")
+    doc.table(("agent", "score ± 95% CI", "SE pts", "tasks", "runs", "K min/mean", "excluded",
+               "cost", "p50"), rows,
+              caption="Mean score over tasks (each task weighs the same), 95% CI half-width; "
+                      "excluded: runs left out of the score (infra, scorer, configuration "
+                      "errors, cancelled)")
 
 
 def _groups(doc: _Doc, title: str, key: str, groups: list[dict[str, Any]]) -> None:
@@ -135,6 +143,12 @@ def _agent_section(doc: _Doc, a: dict[str, Any]) -> None:
           f"{count(o['n_tasks'])} tasks and {count(o['n_runs'])} runs, clustered by "
           f"{clustered}; method: {o['method']}. Flaky tasks (passed some runs, failed others): "
           f"{a.get('flaky_tasks', 0)}.")
+    ex = a.get("excluded") or {}
+    if ex:
+        doc.p("Excluded from the score (missing data, not failures): " + ", ".join(
+            f"{k} {ex.get(k, 0):,}" for k in ("infra_error", "scorer_error", "config_error",
+                                             "cancelled")) + ".",
+              "warn" if ex.get("total") else "")
     _groups(doc, "By category", "category", a.get("by_category", []))
     _groups(doc, "By difficulty", "difficulty", a.get("by_difficulty", []))
     if a.get("pass_k"):
@@ -170,12 +184,21 @@ def _agent_section(doc: _Doc, a: dict[str, Any]) -> None:
         ("tokens out", count(tok["out"]), ""),
         ("tokens per run", count(tok["mean_per_run"]), ""),
     ])
+    fr = a.get("failing_runs") or {}
+    if fr.get("count"):
+        doc.h(3, "Failing runs")
+        shown = fr.get("runs", [])
+        doc.table(("run id", "task", "score", "error kind"),
+                  [(str(r["run_id"]), str(r["task_id"]), pct(r["score"]),
+                    str(r.get("error_kind") or "-")) for r in shown], text=(0, 1, 3),
+                  caption=f"{len(shown)} of {fr['count']:,} failing runs; "
+                          "see one with: evalfleet show RUN_ID")
     doc.h(3, "Errors")
     errors = a.get("errors") or {}
     if errors:
         doc.table(("error kind", "runs"), [(str(k), count(v)) for k, v in errors.items()],
-                  caption="infra_error and cancelled are missing data; agent_error and "
-                          "task_timeout count as failures")
+                  caption="infra_error, scorer_error, config_error and cancelled are missing "
+                          "data; agent_error and task_timeout count as failures")
     else:
         doc.p("None.")
 
@@ -214,7 +237,8 @@ def _pair(doc: _Doc, cmp: dict[str, Any], level: int) -> None:
         return
     verdict = cmp.get("overall_verdict", "")
     doc.p(f"NEW - BASE = {pts(d['estimate'])} pts (95% CI {pts(d['ci_low'])} to "
-          f"{pts(d['ci_high'])}, SE {pts(d['se'], False)}, p = {pval(d['p_value'])}); "
+          f"{pts(d['ci_high'])}, SE {pts(d['se'], False)}, {method_label(d)} "
+          f"p = {pval(d['p_value'])}); "
           f"{pct(d['mean_base'])} → {pct(d['mean_new'])}; verdict: {verdict}.",
           {"regression": "bad", "improvement": "good"}.get(verdict, ""))
     corr = d.get("correlation")
@@ -225,19 +249,20 @@ def _pair(doc: _Doc, cmp: dict[str, Any], level: int) -> None:
     if mc:
         doc.p(f"McNemar: {mc['b_new_only']} tasks pass only in NEW, {mc['c_base_only']} only in "
               f"BASE; mid-p {pval(mc['p_midp'])}, exact p {pval(mc['p_exact'])}.", "note")
-    mde = (cmp.get("mde_note") or {}).get("mde")
-    if mde is not None and not missing(mde):
-        doc.p(f"This comparison can detect about {100 * mde:.1f} pts (two-sided, power "
-              f"{cmp['mde_note']['power']:g}): a 'no significant change' verdict does not rule "
-              "out smaller changes.", "note")
+    text = mde_text(cmp.get("mde_note"))
+    doc.p(text[0].upper() + text[1:] + ".", "note")
+    flag = excluded_text(cmp.get("excluded"))
+    if flag:
+        doc.p(flag + ".", "warn")
     if cmp.get("by_category"):
         doc.h(level, "By category")
-        doc.table(("category", "tasks", "BASE", "NEW", "diff pts", "95% CI", "p", "Holm", "BH"),
+        doc.table(("category", "tasks", "BASE", "NEW", "diff pts", "95% CI", "p", "test",
+                   "Holm", "BH"),
                   [(str(c["category"]), count(c["n_tasks"]), pct(c["mean_base"]),
                     pct(c["mean_new"]), pts(c["estimate"]),
                     f"{pts(c['ci_low'])} to {pts(c['ci_high'])}", pval(c["p_value"]),
-                    pval(c.get("p_holm")), pval(c.get("p_bh")))
-                   for c in cmp["by_category"]],
+                    method_label(c), pval(c.get("p_holm")), pval(c.get("p_bh")))
+                   for c in cmp["by_category"]], text=(0, 7),
                   caption="p adjusted over categories: Holm (release gates), "
                           "Benjamini-Hochberg (dashboards)")
     for key, title in (("regressions", "Regressions"), ("improvements", "Improvements")):
@@ -246,10 +271,11 @@ def _pair(doc: _Doc, cmp: dict[str, Any], level: int) -> None:
         if not items:
             doc.p("None.")
             continue
-        doc.table(("category", "diff pts", "one-sided p"),
+        doc.table(("category", "diff pts", "p", "test"),
                   [(str(i["category"]), pts(i["estimate"]),
-                    pval(i.get("p_one_sided_holm", i.get("p_one_sided")))
-                    + (" (Holm)" if "p_one_sided_holm" in i else "")) for i in items])
+                    pval(i.get("p_holm", i.get("p_value")))
+                    + (" (Holm)" if "p_holm" in i else ""), method_label(i)) for i in items],
+                  text=(0, 3))
     flips = cmp.get("flips", [])
     doc.h(level, "Flipped tasks")
     broke = sum(1 for f in flips if f["direction"] == "broke")

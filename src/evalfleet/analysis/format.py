@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def missing(x: float | None) -> bool:
@@ -77,3 +78,34 @@ def secs(x: float | None, signed: bool = False) -> str:
 def count(x: float | None) -> str:
     """A whole number with thousands separators."""
     return "-" if x is None or missing(x) else f"{x:,.0f}"
+
+
+TEST_NAMES = {"mcnemar-midp": "McNemar mid-p", "permutation-exact": "exact permutation",
+              "paired-t": "paired t"}
+"""Short names of the tests compare chooses between, printed beside every p."""
+
+
+def method_label(d: dict[str, Any]) -> str:
+    """The short name of the test whose p-value ``d`` carries."""
+    return TEST_NAMES.get(str(d.get("test")), str(d.get("test") or "-"))
+
+
+def mde_text(note: dict[str, Any] | None) -> str:
+    """What a comparison could have detected, or why that is not known; never '0.0 pts'."""
+    note = note or {}
+    mde = note.get("mde")
+    if mde is None or not mde > 0:
+        return f"detectable change unknown: {note.get('why', 'not computed')}"
+    return (f"this comparison can detect about {100 * mde:.1f} pts (two-sided, power "
+            f"{note.get('power', 0.8):g}); smaller changes are not ruled out")
+
+
+def excluded_text(ex: dict[str, Any] | None) -> str | None:
+    """The flag raised when NEW lost a larger share of runs to infra/scorer errors than BASE."""
+    if not ex or not ex.get("flagged"):
+        return None
+    b, n = ex["base"], ex["new"]
+    return (f"NEW lost a larger share of its runs to infra/scorer errors than BASE: "
+            f"{n['errored']}/{n['errored'] + n['scored']} ({100 * (n['rate'] or 0):.1f}%) vs "
+            f"{b['errored']}/{b['errored'] + b['scored']} ({100 * (b['rate'] or 0):.1f}%); "
+            "excluded runs are not in the score, so NEW's may flatter it")

@@ -8,7 +8,16 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from evalfleet.analysis.format import money, pct, pts, pval, secs
+from evalfleet.analysis.format import (
+    excluded_text,
+    mde_text,
+    method_label,
+    money,
+    pct,
+    pts,
+    pval,
+    secs,
+)
 
 
 def render_status(console: Console, data: dict[str, Any]) -> None:
@@ -131,22 +140,23 @@ def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
     color = {"regression": "red", "improvement": "green"}.get(cmp["overall_verdict"], "white")
     console.print(f"NEW - BASE = [bold]{pts(d['estimate'])} pts[/bold] "
                   f"(95% CI {pts(d['ci_low'])} to {pts(d['ci_high'])}, SE {pts(d['se'], False)},"
-                  f" p {_p_eq(d['p_value'])}); {pct(d['mean_base'])} -> {pct(d['mean_new'])}; "
-                  f"[{color}]{cmp['overall_verdict']}[/{color}]")
+                  f" {method_label(d)} p {_p_eq(d['p_value'])}); {pct(d['mean_base'])} -> "
+                  f"{pct(d['mean_new'])}; [{color}]{cmp['overall_verdict']}[/{color}]")
     console.print(f"[dim]method: {d['method']}; margin {100 * cmp['margin']:.1f} pts[/dim]")
-    mde = cmp.get("mde_note", {}).get("mde")
-    if mde is not None:
-        console.print(f"[dim]this comparison can detect about {100 * mde:.1f} pts "
-                      "(two-sided, power 0.8)[/dim]")
-    t = Table(title="by category (p adjusted over categories)", box=box.SIMPLE_HEAD,
-              pad_edge=False)
-    for col in ("category", "tasks", "BASE", "NEW", "diff pts", "95% CI", "p", "Holm", "BH"):
-        t.add_column(col, justify="left" if col == "category" else "right", no_wrap=True)
+    console.print(f"[dim]{mde_text(cmp.get('mde_note'))}[/dim]")
+    flag = excluded_text(cmp.get("excluded"))
+    if flag:
+        console.print(f"[yellow]{flag}[/yellow]")
+    t = Table(title="by category (p adjusted over categories; BH in --json)",
+              box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("category", "tasks", "BASE", "NEW", "diff pts", "95% CI", "p", "test", "Holm"):
+        t.add_column(col, justify="left" if col in ("category", "test") else "right",
+                     no_wrap=True)
     for c in cmp["by_category"]:
         t.add_row(str(c["category"]), str(c["n_tasks"]), pct(c["mean_base"]),
                   pct(c["mean_new"]), pts(c["estimate"]),
                   f"{pts(c['ci_low'])}..{pts(c['ci_high'])}", pval(c["p_value"]),
-                  pval(c["p_holm"]), pval(c["p_bh"]))
+                  method_label(c), pval(c["p_holm"]))
     console.print(t)
     for key, style in (("regressions", "red"), ("improvements", "green")):
         items = cmp.get(key, [])
