@@ -100,8 +100,12 @@ def test_humaneval_mutants_fail_their_tests() -> None:
     sample = PROBLEMS[::4]
     codes = [humaneval_code(catalog.by_id[p["task_id"]], False, random.Random(p["task_id"]))
              for p in sample]
+    canonical = [p["prompt"] + p["canonical_solution"] for p in sample]
     with ThreadPoolExecutor(max_workers=4) as pool:
         failed = list(pool.map(_fails, sample, codes))
+        # The control: the same check passes the canonical solutions.
+        canonical_failed = list(pool.map(_fails, sample, canonical))
+    assert not any(canonical_failed)
     assert sum(failed) / len(failed) >= 0.85
 
 
@@ -109,7 +113,12 @@ def _repo_fails(task: Task, files: dict[str, str], workdir: Path) -> bool:
     for rel, text in {**task.files, **files, **task.hidden_files}.items():
         (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
         (workdir / rel).write_text(text)
-    command = [sys.executable, *task.scorer.args["command"][1:]]
+    # The hidden unittest files, run as modules from the work dir (where the package is).
+    modules = sorted(Path(rel).with_suffix("").as_posix().replace("/", ".")
+                     for rel in task.hidden_files
+                     if Path(rel).name.startswith("test") and rel.endswith(".py"))
+    assert modules, task.id
+    command = [sys.executable, "-m", "unittest", *modules]
     try:
         return subprocess.run(command, cwd=workdir, capture_output=True,
                               timeout=30).returncode != 0
@@ -125,4 +134,10 @@ def test_repo_task_failures_fail_the_hidden_tests(tmp_path: Path) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         failed = list(pool.map(lambda ta: _repo_fails(ta[0], ta[1], tmp_path / ta[0].id),
                                zip(tasks, answers, strict=True)))
+        # The control: the same check passes the reference solutions, so a failure above is
+        # the mutant's and not the harness's.
+        solved = list(pool.map(
+            lambda t: not _repo_fails(t, catalog.by_id[t.id].solution, tmp_path / "ref" / t.id),
+            tasks))
+    assert all(solved), [t.id for t, ok in zip(tasks, solved, strict=True) if not ok]
     assert sum(failed) / len(failed) >= 0.85
