@@ -18,7 +18,7 @@ from evalfleet._util import short_hash
 from evalfleet.agents.registry import create_agent
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import load_price_table
-from evalfleet.errors import ConfigError, SpecError, UnknownEvalError
+from evalfleet.errors import ConfigError, InfraError, SpecError, UnknownEvalError
 from evalfleet.execution.dispatcher import Dispatcher, DispatchOutcome, DispatchStats
 from evalfleet.sandbox import get_provider
 from evalfleet.scoring.registry import create_scorer
@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 CLUSTER_KEYS = ("repository", "category")
 """Coarser keys a report or comparison may cluster the SE by."""
 
-__all__ = ["EvalSummary", "ProgressHook", "compare", "create_eval", "execute", "open_reader",
-           "open_store", "query",
-           "report", "resume", "run", "status", "validate_plan"]
+__all__ = ["EvalSummary", "ProgressHook", "check_plan", "compare", "create_eval", "execute",
+           "list_suites", "list_tasks", "open_reader", "open_store", "query", "report", "resume",
+           "run", "show_run", "status", "validate_plan"]
 
 
 class ProgressHook(Protocol):
@@ -495,6 +495,156 @@ def query(sql: str, *, eval_id: str | None = None,
     finally:
         store.close()
     return run_query(settings.home, paths, sql)
+
+
+def show_run(run_ref: str, *, settings: Settings | None = None) -> dict[str, Any]:
+    """One committed run, read-only: its results row, its trajectory's events in order, and
+    the scorer's reports (the trajectory events of kind ``scorer``).
+
+    ``run_ref`` is a run id or a unique prefix of one (matched literally).
+
+    Raises:
+        SpecError: no committed run matches, or the prefix matches several.
+        UnknownEvalError: the home has no evals.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from evalfleet.store import read_trajectory
+
+    if not run_ref:
+        raise SpecError("give a run id (or a unique prefix of one)", field="RUN_ID")
+    settings = settings or load_settings()
+    store = open_reader(settings)
+    try:
+        found: dict[str, str] = {}  # run id -> results file
+        for rel in store.all_results_paths():
+            ids = pq.read_table(store.home / rel, columns=["run_id"]).column("run_id")
+            hits = ids.filter(pc.starts_with(ids, pattern=run_ref)).to_pylist()
+            found.update({rid: rel for rid in hits})
+        if not found:
+            raise SpecError(f"no committed run '{run_ref}' in {store.home} (runs appear once "
+                            "committed; `evalfleet query` lists run ids)", field="RUN_ID")
+        if len(found) > 1:
+            some = ", ".join(sorted(found)[:5])
+            raise SpecError(f"'{run_ref}' matches {len(found)} runs: {some}"
+                            f"{', ...' if len(found) > 5 else ''}", field="RUN_ID")
+        (run_id, rel), = found.items()
+        table = pq.read_table(store.home / rel)
+        row = table.filter(pc.equal(table.column("run_id"), run_id)).to_pylist()[0]
+        row["metrics"] = dict(row.get("metrics") or [])
+        uri = row.get("trajectory_uri")
+        trajectory = read_trajectory(store.home, uri) if uri else None
+    finally:
+        store.close()
+    events = list((trajectory or {}).get("events", []))
+    return {"run": row, "events": events,
+            "dropped_events": (trajectory or {}).get("dropped_events", 0),
+            "trajectory_found": trajectory is not None or not uri,
+            "scorer_reports": [e for e in events if e.get("kind") == "scorer"]}
+
+
+def _suite_summary(suite: Suite, ref: str) -> dict[str, Any]:
+    cats: dict[str, int] = {}
+    for t in suite.tasks:
+        cats[t.category] = cats.get(t.category, 0) + 1
+    return {"suite": ref, "name": suite.name, "version": suite.version,
+            "description": suite.description, "tasks": len(suite.tasks),
+            "categories": dict(sorted(cats.items()))}
+
+
+def list_suites() -> list[dict[str, Any]]:
+    """The built-in suites a plan can name (``suite: {builtin: NAME}``), with their task counts
+    and categories. A plan may also point at a suite folder or JSONL file (``suite: {path}``)."""
+    from evalfleet.spec.loaders import BUILTIN_SUITES
+    from evalfleet.spec.plan import SuiteRef
+
+    return [_suite_summary(load_suite_ref(SuiteRef(builtin=name)), name)
+            for name in BUILTIN_SUITES]
+
+
+def list_tasks(suite_ref: str, *, categories: Sequence[str] = ()) -> dict[str, Any]:
+    """A suite's tasks (id, category, difficulty, scorer kind): ``suite_ref`` is a built-in
+    suite's name or the path of a suite folder or JSONL file.
+
+    Raises:
+        SpecError: no such suite, or a category it does not have.
+    """
+    from evalfleet.spec.loaders import BUILTIN_SUITES, filter_suite
+    from evalfleet.spec.plan import SuiteRef
+
+    if suite_ref in BUILTIN_SUITES:
+        ref = SuiteRef(builtin=suite_ref, categories=tuple(categories))
+    elif Path(suite_ref).exists():
+        ref = SuiteRef(path=str(Path(suite_ref).resolve()), categories=tuple(categories))
+    else:
+        raise SpecError(f"no suite '{suite_ref}': give a built-in suite "
+                        f"({', '.join(BUILTIN_SUITES)}) or a suite folder or JSONL file",
+                        field="SUITE")
+    suite = load_suite_ref(ref.model_copy(update={"categories": ()}))
+    summary = _suite_summary(suite, suite_ref)
+    suite = filter_suite(suite, ref)
+    summary["tasks_listed"] = [
+        {"id": t.id, "category": t.category, "difficulty": t.difficulty,
+         "scorer": t.scorer.kind, "network": t.network, "timeout_s": t.limits.timeout_s}
+        for t in suite.tasks]
+    return summary
+
+
+_UNSANDBOXED_AGENTS = {"python"}
+_UNSANDBOXED_SCORERS = {"python"}
+
+
+def check_plan(plan_path: str | Path, *, settings: Settings | None = None) -> dict[str, Any]:
+    """Validate a plan as ``run`` would, run nothing, and say what would run.
+
+    Creates nothing (no home, no journal). The answer names the suite and its tasks, the
+    agents, the runs planned, the sandbox provider that would be chosen here, and warnings:
+    python agents and python scorers run in the driver's process, outside any sandbox, and
+    tasks that allow the network.
+
+    Raises:
+        SpecError: the same file:line: field message ``run`` would give.
+    """
+    settings = settings or load_settings()
+    plan = load_plan(plan_path)
+    suite = validate_plan(plan, str(plan_path))
+    warnings: list[str] = []
+    try:
+        provider = get_provider(settings.sandbox or plan.execution.sandbox)
+        sandbox = provider.name
+        warnings.extend(getattr(provider, "warnings", ()))
+    except InfraError as exc:
+        sandbox = None
+        warnings.append(f"no sandbox: {exc}")
+    for i, a in enumerate(plan.agents):
+        if a.kind in _UNSANDBOXED_AGENTS:
+            warnings.append(f"agent {a.label} (agents.{i}, kind {a.kind}) runs in the driver's "
+                            "process, unsandboxed: it can read and write whatever you can")
+    scorer_kinds = sorted({t.scorer.kind for t in suite.tasks})
+    for kind in scorer_kinds:
+        if kind in _UNSANDBOXED_SCORERS:
+            n = sum(t.scorer.kind == kind for t in suite.tasks)
+            warnings.append(f"{n} task(s) use the {kind} scorer, which runs in the driver's "
+                            "process, unsandboxed")
+    networked = [t.id for t in suite.tasks if t.network]
+    if networked:
+        warnings.append(f"{len(networked)} task(s) allow the network in the sandbox "
+                        f"({', '.join(networked[:5])}{', ...' if len(networked) > 5 else ''})")
+    cats: dict[str, int] = {}
+    for t in suite.tasks:
+        cats[t.category] = cats.get(t.category, 0) + 1
+    return {
+        "plan": str(plan_path), "name": plan.name, "ok": True,
+        "suite": {"name": suite.name, "version": suite.version, "tasks": len(suite.tasks),
+                  "categories": dict(sorted(cats.items())), "scorers": scorer_kinds},
+        "agents": [{"label": a.label, "kind": a.kind, "model": a.model} for a in plan.agents],
+        "runs_per_task": plan.runs_per_task,
+        "runs_planned": len(suite.tasks) * len(plan.agents) * plan.runs_per_task,
+        "budget_usd": plan.budget_usd, "max_in_flight": plan.execution.max_in_flight,
+        "sandbox": sandbox, "simulated_model": plan.simulator is not None,
+        "warnings": warnings,
+    }
 
 
 def dumps(obj: Any) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from evalfleet.cli import inspect_cmds
 from evalfleet.cli.plan_cmds import plan_app
 from evalfleet.errors import EvalfleetError, SpecError
 
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 app = typer.Typer(name="evalfleet", add_completion=False, invoke_without_command=True,
                   help="Run AI-agent evaluations durably and report them with honest error bars.")
+app.command("show")(inspect_cmds.show)
+app.command("suites")(inspect_cmds.suites)
+app.command("tasks")(inspect_cmds.tasks)
 app.add_typer(plan_app, name="plan")
 out = Console()
 err = Console(stderr=True)
@@ -151,7 +155,7 @@ def status(eval_id: Annotated[str | None, typer.Argument(help="Eval id; all when
            = None, home: HomeOpt = None, json_: JsonOpt = False) -> None:
     """Progress of every eval, or of one with per-agent counts."""
     from evalfleet import api
-    from evalfleet.cli.render import render_status
+    from evalfleet.cli.status_view import render_status
 
     data = api.status(eval_id, settings=_settings(home))
     if json_:

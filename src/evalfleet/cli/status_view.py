@@ -1,0 +1,76 @@
+"""Terminal rendering of ``evalfleet status``: ids are printed whole, on one line, at any width."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from evalfleet.analysis.format import money
+
+
+def _started(iso: str | None) -> str:
+    # "2026-12-02T01:13:11+00:00" -> "12-02 01:13" (UTC), so a demo's row fits 80 columns;
+    # the full timestamp is in --json and in `evalfleet status EVAL_ID`
+    return iso[5:16].replace("T", " ") if iso else ""
+
+
+def _print_whole(console: Console, table: Table) -> None:
+    """Print ``table`` without shrinking or cutting a cell, even wider than the terminal.
+
+    In a terminal narrower than the table the lines wrap, but each id stays one unbroken run
+    of characters at the start of its line, so it can be selected and copied.
+    """
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    width = console.width
+    # print(width=...) is capped at the console's width, so widen the console for this table
+    console.width = max(width, natural)
+    try:
+        console.print(table, crop=False)
+    finally:
+        console.width = width
+
+
+def render_status(console: Console, data: dict[str, Any]) -> None:
+    """A table of evals, or one eval with its agents.
+
+    An eval id (and an agent's NAME@VERSION) is what the user copies into the next command, so
+    no cell is ever shortened or wrapped, whatever the terminal's width.
+    """
+    if "evals" in data:
+        evals = data["evals"]
+        id_width = max((len(e["eval_id"]) for e in evals), default=len("eval id"))
+        t = Table(title="evals (UTC)", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        t.add_column("eval id", no_wrap=True, min_width=id_width)
+        for col in ("status", "done", "errored", "cost", "started"):
+            t.add_column(col, no_wrap=True,
+                         justify="left" if col in ("status", "started") else "right")
+        for e in evals:
+            t.add_row(e["eval_id"], e["status"], f"{e['done']}/{e['planned']}",
+                      str(e["errored"]), money(e["cost_usd"]), _started(e.get("started_at")))
+        _print_whole(console, t)
+        if not evals:
+            console.print("no evals yet: start one with `evalfleet run PLAN` or `evalfleet demo`")
+        return
+    console.print(f"[bold]{escape(data['eval_id'])}[/bold] ({escape(data['plan_name'])}): "
+                  f"{data['status']}, {data['done']}/{data['planned']} done, {data['errored']} "
+                  f"infra-errored, {data['running']} running, {money(data['cost_usd'])}; "
+                  f"started {data.get('started_at') or '-'}",
+                  soft_wrap=True, highlight=False)
+    agents = data.get("agents", [])
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    # AGENT@VERSION is what `compare` takes: printed whole, like the eval id
+    t.add_column("agent", no_wrap=True, min_width=max(
+        (len(f"{a['agent_name']}@{a['agent_version']}") for a in agents), default=5))
+    for col in ("model", "done", "passed", "errored", "cancelled", "cost"):
+        t.add_column(col, no_wrap=True)
+    for a in agents:
+        t.add_row(f"{a['agent_name']}@{a['agent_version']}", a.get("model") or "",
+                  f"{a.get('done', 0)}/{a.get('planned', 0)}", str(a.get("passed", 0)),
+                  str(a.get("errored", 0)), str(a.get("cancelled", 0)), money(a.get("cost_usd")))
+    _print_whole(console, t)
