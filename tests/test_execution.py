@@ -5,16 +5,25 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 from evalfleet import api
+from evalfleet.agents.base import AgentContext, AgentOutput
 from evalfleet.cost.prices import load_price_table
-from evalfleet.errors import RunError
-from evalfleet.execution import ERROR_POLICY, Dispatcher, RateLimiter, backoff_delay
+from evalfleet.errors import InfraError, RunError
+from evalfleet.execution import (
+    ERROR_POLICY,
+    Dispatcher,
+    DispatchOutcome,
+    RateLimiter,
+    backoff_delay,
+)
 from evalfleet.sandbox import get_provider
 from evalfleet.settings import Settings
 from evalfleet.spec import RateLimit, load_plan
@@ -217,3 +226,168 @@ def test_pid_of_driver_recorded(make_plan: Callable[..., Path], settings: Settin
     row = store.journal.get_eval(summary.eval_id)
     store.close()
     assert row["driver"].endswith(f":{os.getpid()}")
+
+
+def test_heartbeat_keeps_a_slow_run_leased_so_it_runs_once(make_plan: Callable[..., Path],
+                                                           settings: Settings,
+                                                           tmp_path: Path) -> None:
+    # each run outlives its 1 s lease several times over: only the heartbeat's renewals keep
+    # this dispatcher from leasing (and running) it again
+    log = tmp_path / "executions.log"
+    plan = make_plan(n_tasks=2, agents=[py_agent("counting", log=str(log), sleep_s=2.5)],
+                     execution={"lease_seconds": 1.0, "heartbeat_seconds": 0.2,
+                                "max_in_flight": 8})
+    summary = api.run(plan, settings=settings)
+    assert summary.status == "completed" and summary.done == 2
+    assert sorted(log.read_text().split()) == ["t00000", "t00001"]
+    assert [r[0] for r in _rows(settings.home, "SELECT attempts FROM RUNS")] == [1, 1]
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+
+def test_token_per_minute_limit_holds_over_every_minute(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a fake clock: the limiter's waits advance it, so the test checks the schedule the
+    # limiter produces, not how fast this machine is
+    from types import SimpleNamespace
+
+    import evalfleet.execution.ratelimit as ratelimit
+
+    clock = _FakeClock()
+
+    async def fake_sleep(seconds: float) -> None:
+        clock.t += max(seconds, 0.0)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(ratelimit, "time", clock)
+    monkeypatch.setattr(ratelimit, "asyncio", SimpleNamespace(sleep=fake_sleep,
+                                                              Lock=asyncio.Lock))
+    tpm, size = 6000, 500  # 100 tokens/s; each request is five seconds' worth
+    limiter = RateLimiter({"p": RateLimit(tokens_per_minute=tpm)})
+    grants: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire("p", size)
+        grants.append(clock.t)
+        limiter.settle("p", size, size)
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(60)))
+
+    asyncio.run(main())
+    grants.sort()
+    for i, t in enumerate(grants):
+        in_minute = sum(1 for u in grants[i:] if u - t < 60.0)
+        assert in_minute * size <= tpm + size, (i, in_minute)
+    assert grants[-1] - grants[0] >= (60 * size - tpm - size) / (tpm / 60)
+
+
+@dataclass
+class _Leased:
+    run_id: str
+    task_id: str
+    agent_index: int = 0
+    repeat: int = 0
+    attempts: int = 1
+
+
+class _MemoryJournal:
+    """An in-memory journal for one eval: enough of the port to drive a Dispatcher."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        self.pending = [_Leased(f"r-{t}", t) for t in task_ids]
+        self.leased: dict[str, _Leased] = {}
+        self.results: dict[str, RunResult] = {}
+        self.cancelled = 0
+
+    def lease(self, owner: str, n: int, lease_s: float) -> list[_Leased]:
+        out, self.pending = self.pending[:n], self.pending[n:]
+        self.leased.update({lr.run_id: lr for lr in out})
+        return out
+
+    def renew(self, owner: str, run_ids: Sequence[str], lease_s: float) -> int:
+        return len(run_ids)
+
+    def release(self, owner: str) -> None:
+        self.pending.extend(self.leased.values())
+        self.leased.clear()
+
+    def commit(self, results: Sequence[RunResult]) -> tuple[int, int]:
+        for r in results:
+            self.results[r.run_id] = r
+            self.leased.pop(r.run_id, None)
+        return len(results), 0
+
+    def lease_state(self) -> tuple[int, int, float | None]:
+        return len(self.pending), len(self.leased), None
+
+    def cancel_pending(self) -> int:
+        self.cancelled, self.pending = len(self.pending), []
+        return self.cancelled
+
+    def heartbeat(self) -> None:
+        return None
+
+
+class _PricedAgent:
+    """Spends ``cost`` dollars per attempt; the first ``infra_failures`` attempts of each run
+    fail as infrastructure errors after spending."""
+
+    def __init__(self, cost: float, infra_failures: int = 0) -> None:
+        self.cost = cost
+        self.infra_failures = infra_failures
+        self.calls: dict[str, int] = {}
+
+    async def run(self, ctx: AgentContext) -> AgentOutput:
+        ctx.usage.cost_usd += self.cost
+        n = self.calls[ctx.run_id] = self.calls.get(ctx.run_id, 0) + 1
+        await asyncio.sleep(0.02)
+        if n <= self.infra_failures:
+            raise InfraError("provider hiccup after the tokens were billed")
+        return AgentOutput(answer="ok")
+
+
+def _dispatch(make_plan: Callable[..., Path], agent: Any, *, n_tasks: int,
+              budget: float | None, **execution: Any) -> tuple[DispatchOutcome, _MemoryJournal]:
+    plan = load_plan(make_plan(n_tasks=n_tasks, budget_usd=budget,
+                               execution={"backoff_base_s": 0.0, **execution}))
+    suite = api.validate_plan(plan)
+    journal = _MemoryJournal([t.id for t in suite.tasks])
+    dispatcher = Dispatcher(plan=plan, suite=suite, journal=journal,
+                            provider=get_provider("local"), prices=load_price_table(),
+                            owner="test", flush_interval_s=0.01)
+    dispatcher.agents = [agent]
+    return asyncio.run(dispatcher.run()), journal
+
+
+def test_budget_counts_in_flight_runs_and_checks_between_launches(
+        make_plan: Callable[..., Path]) -> None:
+    # $1 a run, $6 budget, 4 in flight: the first wave (cost unknown yet) runs 4; after that
+    # each launch must leave room for every run already in flight, so no more than 6 run
+    outcome, journal = _dispatch(make_plan, _PricedAgent(1.0), n_tasks=20, budget=6.0,
+                                 max_in_flight=4)
+    assert outcome.status == "budget_stopped"
+    spent = sum(r.cost_usd for r in journal.results.values())
+    assert len(journal.results) <= 6 and spent <= 6.0
+    assert journal.cancelled == 20 - len(journal.results)
+
+
+def test_cost_of_failed_attempts_is_kept_and_counts_against_the_budget(
+        make_plan: Callable[..., Path]) -> None:
+    # each run bills one failed attempt and one good one: $2 a run, not $1
+    outcome, journal = _dispatch(make_plan, _PricedAgent(1.0, infra_failures=1), n_tasks=10,
+                                 budget=None, max_in_flight=1, max_attempts=2)
+    assert outcome.status == "completed"
+    assert {(r.attempts, r.cost_usd, r.status) for r in journal.results.values()} == \
+        {(2, 2.0, "completed")}
+    assert outcome.stats.cost_usd == pytest.approx(20.0)
+    budgeted, journal = _dispatch(make_plan, _PricedAgent(1.0, infra_failures=1), n_tasks=10,
+                                  budget=5.0, max_in_flight=1, max_attempts=2)
+    assert budgeted.status == "budget_stopped"
+    assert sum(r.cost_usd for r in journal.results.values()) <= 6.0  # 3 runs at most

@@ -38,7 +38,9 @@ class RateLimiter:
     """A token-bucket gate per provider key; implements :class:`evalfleet.agents.ModelGate`.
 
     Requests are paced with no burst (bucket capacity one request), so over any window the
-    count stays within the limit plus one; tokens may burst up to one second's worth.
+    count stays within the limit plus one; tokens may burst up to one second's worth. A request
+    larger than that waits for a full bucket and is charged in full (the level goes negative),
+    so over any window the tokens sent stay within the limit plus one request.
     """
 
     def __init__(self, limits: dict[str, RateLimit]) -> None:
@@ -75,7 +77,9 @@ class RateLimiter:
             if prov.requests is not None:
                 prov.requests.level -= 1.0
             if prov.tokens is not None:
-                prov.tokens.level -= min(float(tokens), prov.tokens.capacity)
+                # charge all of it: capping the charge at the bucket size would let large
+                # requests through at a multiple of the limit
+                prov.tokens.level -= float(tokens)
 
     def settle(self, key: str, estimated: int, actual: int) -> None:
         """Charge the difference between the estimate and the real token usage."""
