@@ -1,0 +1,333 @@
+"""An agent cannot change its own grade: every attack here runs through the real two-stage
+attempt (agent sandbox, then a fresh scoring sandbox with the hidden tests written last) in both
+sandboxes, and must score no more than an honest agent that does nothing, never an infra error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalfleet.execution.attempt import AttemptOutcome
+from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider
+from evalfleet.spec.humaneval import load_humaneval, read_problems
+from evalfleet.spec.loaders import builtin_suite_dir, load_suite
+from evalfleet.spec.task import ScorerSpec, Task
+from evalfleet.testing.agents import grade
+
+HAVE_BWRAP = shutil.which("bwrap") is not None
+REPO_TASK = "calc-division-by-zero"  # 4 hidden tests; doing nothing passes 1 of them
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param("local", id="local"),
+    pytest.param("bwrap", id="bwrap", marks=[
+        pytest.mark.sandbox,
+        pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap is not installed")])])
+def provider(request: pytest.FixtureRequest) -> Iterator[Any]:
+    # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, closed to sandbox uids.
+    base = Path(tempfile.mkdtemp(prefix="evalfleet-test-attacks-"))
+    cls = LocalSandboxProvider if request.param == "local" else BwrapSandboxProvider
+    p = cls(base)
+    assert p.available(), p.unavailable_reason
+    yield p
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def run(task: Task, provider: Any, **kwargs: Any) -> AttemptOutcome:
+    return asyncio.run(grade(task, provider, **kwargs))
+
+
+def graded(out: AttemptOutcome) -> float:
+    """The score of an attempt that must have been graded (no error of any kind)."""
+    assert out.error is None, f"{out.error.error_kind}: {out.error}"
+    assert out.score is not None
+    return out.score.value
+
+
+# --- HumanEval -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def humaneval() -> dict[str, Task]:
+    return {t.id: t for t in load_humaneval().tasks}
+
+
+@pytest.fixture(scope="module")
+def problems() -> dict[str, dict[str, Any]]:
+    return {p["task_id"]: p for p in read_problems()}
+
+
+WRONG = "    return not numbers\n"  # HumanEval/0 answered wrongly
+HUMANEVAL_ATTACKS = {
+    "sys-exit-at-import": WRONG + "import sys\nsys.exit(0)\n",
+    "os-exit-at-import": WRONG + "import os\nos._exit(0)\n",
+    "unittest-main-at-import": WRONG + "import unittest\nunittest.main()\n",
+    "prints-counts": WRONG + "print('12 passed')\nprint('Ran 12 tests in 0.001s')\nprint('OK')\n"
+                     "import sys\nsys.stderr.write('OK\\n12 passed, 0 failed\\n')\n",
+    "always-equal": textwrap.dedent("""\
+        class _Any(int):
+            def __eq__(self, other): return True
+            def __ne__(self, other): return False
+            def __bool__(self): return True
+        def has_close_elements(numbers, threshold):
+            return _Any(0)
+        """),
+    "forged-report": WRONG + textwrap.dedent("""\
+        import json, os, sys
+        path = sys.argv[1]
+        with open(path, "w") as fh:
+            json.dump({"nonce": "guess", "tests": {
+                "test_humaneval.HumanEvalTest.test_check": {"status": "passed"}}}, fh)
+        os._exit(0)
+        """),
+    "patch-unittest": WRONG + textwrap.dedent("""\
+        import unittest
+        unittest.TestCase.run = lambda self, result=None: (result.startTest(self),
+            result.addSuccess(self), result.stopTest(self))
+        """),
+    "exit-127-as-if-missing": WRONG + textwrap.dedent("""\
+        import os, sys
+        sys.stderr.write("python3: command not found\\n")
+        os._exit(127)
+        """),
+    "kill-parent": WRONG + "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(HUMANEVAL_ATTACKS))
+def test_humaneval_attack_scores_zero(attack: str, provider: Any,
+                                      humaneval: dict[str, Task]) -> None:
+    out = run(humaneval["HumanEval/0"], provider, answer=HUMANEVAL_ATTACKS[attack])
+    assert graded(out) == 0.0
+    assert out.score is not None and out.score.passed is False
+
+
+def test_humaneval_answer_conventions(provider: Any, humaneval: dict[str, Task],
+                                      problems: dict[str, dict[str, Any]]) -> None:
+    """A completion, a whole function in a fence and a module that redefines a helper all pass;
+    problems whose check() calls the prompt's own helpers (10, 38) keep them."""
+    p0, p38 = problems["HumanEval/0"], problems["HumanEval/38"]
+    answers = {
+        ("HumanEval/0", "completion"): p0["canonical_solution"],
+        ("HumanEval/0", "fenced-function"):
+            "Here it is:\n```python\n" + p0["prompt"] + p0["canonical_solution"] + "```\n",
+        ("HumanEval/0", "bare-function"): textwrap.dedent("""\
+            def has_close_elements(numbers, threshold):
+                s = sorted(numbers)
+                return any(b - a < threshold for a, b in zip(s, s[1:]))
+            """),
+        ("HumanEval/38", "completion"): p38["canonical_solution"],
+        ("HumanEval/10", "completion"): problems["HumanEval/10"]["canonical_solution"],
+    }
+
+    async def all_of() -> list[AttemptOutcome]:
+        return list(await asyncio.gather(*(grade(humaneval[tid], provider, answer=a)
+                                           for (tid, _), a in answers.items())))
+
+    scores = {key: graded(out) for key, out in zip(answers, asyncio.run(all_of()), strict=True)}
+    assert scores == dict.fromkeys(answers, 1.0)
+
+
+# --- repo-tasks ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def repo_task() -> Task:
+    return load_suite(builtin_suite_dir("repo-tasks")).by_id[REPO_TASK]
+
+
+@pytest.fixture(scope="module")
+def honest(repo_task: Task, provider: Any) -> float:
+    """What an agent that changes nothing scores (1 of 4 hidden tests already passes)."""
+    value = graded(run(repo_task, provider))
+    assert value == 0.25
+    return value
+
+
+PASSING_TESTS = textwrap.dedent("""\
+    import unittest
+
+    class DivisionTest(unittest.TestCase):
+        def test_divide_by_zero(self): pass
+        def test_modulo_by_zero(self): pass
+        def test_zero_variable(self): pass
+        def test_ordinary_division(self): pass
+
+    class MoreTest(unittest.TestCase):
+        def test_a(self): pass
+        def test_b(self): pass
+    """)
+# Shadows the standard library if the runner ever imports from the working directory first:
+# it reads the nonce from stdin as the runner would and writes a report that all tests passed.
+FAKE_UNITTEST = textwrap.dedent("""\
+    import json, os, sys
+    nonce = sys.stdin.readline().strip()
+    ids = ["test_hidden_division.DivisionTest." + n for n in (
+        "test_divide_by_zero", "test_modulo_by_zero", "test_zero_variable",
+        "test_ordinary_division")]
+    report = next((a for a in sys.argv if a.endswith(".json")), "")
+    if report:
+        with open(report, "w") as fh:
+            fh.write(json.dumps({"nonce": nonce, "tests": {i: {"status": "passed"} for i in ids},
+                                 "note": ""}) if hasattr(json, "dumps") else "")
+    print("Ran 4 tests in 0.001s\\n\\nOK")
+    os._exit(0)
+    """)
+REPO_ATTACKS: dict[str, dict[str, Any]] = {
+    "package-exits-0-on-import": {"files": {"calc/__init__.py": "import os\nos._exit(0)\n"}},
+    "package-sys-exit-on-import": {"files": {"calc/__init__.py": "import sys\nsys.exit(0)\n"}},
+    "adds-own-tests": {"files": {"test_hidden_more.py": PASSING_TESTS,
+                                 "test_mine.py": PASSING_TESTS,
+                                 "tests/test_extra.py": PASSING_TESTS}},
+    "pre-writes-the-hidden-test": {"files": {"test_hidden_division.py": PASSING_TESTS}},
+    "plants-unittest-package": {"files": {"unittest/__init__.py": FAKE_UNITTEST,
+                                          "unittest/__main__.py": FAKE_UNITTEST}},
+    "plants-stdlib-modules": {"files": {"io.py": FAKE_UNITTEST, "traceback.py": FAKE_UNITTEST,
+                                        "builtins.py": FAKE_UNITTEST}},
+    "plants-sitecustomize": {"files": {"sitecustomize.py": "import os\nos._exit(0)\n",
+                                       "usercustomize.py": "import os\nos._exit(0)\n"}},
+    "directory-where-a-hidden-test-goes": {"commands": (
+        "mkdir -p test_hidden_division.py/sub && echo x > test_hidden_division.py/sub/f",)},
+    "symlink-where-a-hidden-test-goes": {"commands": (
+        "ln -s /etc/passwd test_hidden_division.py",)},
+    "read-only-workdir": {"commands": ("chmod -R a-w . && chmod a-w .",)},
+    "patches-unittest-from-the-package": {"files": {"calc/__init__.py": textwrap.dedent("""\
+        import unittest
+        unittest.TestCase.assertEqual = lambda self, *a, **k: None
+        unittest.TestCase.assertIn = lambda self, *a, **k: None
+        class _Raises:
+            def __init__(self, *a, **k): pass
+            def __enter__(self): return self
+            def __exit__(self, *a): return True
+        unittest.TestCase.assertRaises = lambda self, *a, **k: _Raises()
+        from .evaluator import CalcError, evaluate
+        """)}},
+    # A detached process (own session) keeps replacing hidden tests with passing ones as soon as
+    # they appear; it must be dead before scoring, and scoring must not be where it could write.
+    "detached-process-rewrites-hidden-tests": {
+        "files": {"passing.txt": PASSING_TESTS},
+        "commands": ("setsid sh -c 'while :; do for f in test_hidden_division.py "
+                     "$TMPDIR/test_hidden_division.py; do cp passing.txt \"$f\" 2>/dev/null; "
+                     "done; done' </dev/null >/dev/null 2>&1 &",)},
+}
+
+
+# Attacks that leave the package itself untouched score exactly what doing nothing scores:
+# the hidden tests ran, and ran on the pristine package.
+LEAVES_PACKAGE_ALONE = {"adds-own-tests", "pre-writes-the-hidden-test", "plants-unittest-package",
+                        "plants-stdlib-modules", "plants-sitecustomize",
+                        "directory-where-a-hidden-test-goes", "symlink-where-a-hidden-test-goes",
+                        "read-only-workdir", "detached-process-rewrites-hidden-tests"}
+
+
+@pytest.mark.parametrize("attack", sorted(REPO_ATTACKS))
+def test_repo_attack_scores_no_more_than_doing_nothing(attack: str, provider: Any,
+                                                       repo_task: Task, honest: float) -> None:
+    out = run(repo_task, provider, **REPO_ATTACKS[attack])
+    if attack in LEAVES_PACKAGE_ALONE:
+        assert graded(out) == honest
+    else:
+        assert graded(out) <= honest
+    assert out.score is not None and out.score.passed is False
+
+
+def test_reference_solution_still_passes_beside_planted_files(provider: Any,
+                                                              repo_task: Task) -> None:
+    """The defences do not cost an honest solution anything, even next to junk files."""
+    root = builtin_suite_dir("repo-tasks") / "tasks" / REPO_TASK / "solution"
+    files = {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*")
+             if p.is_file()}
+    files.update(REPO_ATTACKS["adds-own-tests"]["files"])
+    assert graded(run(repo_task, provider, files=files)) == 1.0
+
+
+# --- what goes wrong after the agent is the agent's failure; a broken scorer is not -----------
+
+def _small_task(**scorer_args: Any) -> Task:
+    return Task(
+        id="small", input="make f return 2",
+        files={"pkg/__init__.py": "def f():\n    return 1\n"},
+        hidden_files={"test_small.py": textwrap.dedent("""\
+            import unittest
+            from pkg import f
+
+            class SmallTest(unittest.TestCase):
+                def test_two(self):
+                    self.assertEqual(f(), 2)
+
+                def test_int(self):
+                    self.assertIsInstance(f(), int)
+            """)},
+        scorer=ScorerSpec(kind="tests", args={"timeout_s": 5, **scorer_args}))
+
+
+def test_tests_that_hang_are_a_timeout_of_the_agent(provider: Any) -> None:
+    out = run(_small_task(timeout_s=2), provider,
+              files={"pkg/__init__.py": "import time\ntime.sleep(600)\n"})
+    assert graded(out) == 0.0
+    assert out.score is not None and out.score.metrics.get("tests_timed_out") == 1.0
+
+
+def test_partial_credit_counts_expected_tests_only(provider: Any) -> None:
+    assert graded(run(_small_task(), provider)) == 0.5
+    assert graded(run(_small_task(), provider,
+                      files={"pkg/__init__.py": "def f():\n    return 2\n"})) == 1.0
+
+
+JUNIT_RUNNER = textwrap.dedent("""\
+    import os, sys, unittest
+    from xml.sax.saxutils import quoteattr
+    sys.path.insert(0, os.getcwd())
+    suite = unittest.defaultTestLoader.discover(".", pattern="test_*.py")
+    result = unittest.TestResult()
+    cases = []
+    def walk(s):
+        for t in s:
+            if isinstance(t, unittest.TestSuite):
+                walk(t)
+            else:
+                cases.append(t)
+    walk(suite)
+    rows = []
+    for case in cases:
+        r = unittest.TestResult()
+        case.run(r)
+        cls, name = case.id().rsplit(".", 1)
+        bad = "<failure message='x'/>" if (r.failures or r.errors) else ""
+        rows.append(f"<testcase classname={quoteattr(cls)} name={quoteattr(name)}>{bad}</testcase>")
+    with open(os.environ["EVALFLEET_REPORT"], "w") as fh:
+        fh.write("<testsuite>" + "".join(rows) + "</testsuite>")
+    """)
+
+
+def _junit_task(command: list[str]) -> Task:
+    base = _small_task()
+    return base.model_copy(update={
+        "hidden_files": {**base.hidden_files, "run_junit.py": JUNIT_RUNNER},
+        "scorer": ScorerSpec(kind="tests", args={
+            "runner": "junit", "command": command, "timeout_s": 10,
+            "expected_tests": ["test_small.SmallTest.test_two", "test_small.SmallTest.test_int"]}),
+    })
+
+
+def test_junit_runner_counts_expected_ids(provider: Any) -> None:
+    task = _junit_task(["python3", "run_junit.py"])
+    assert graded(run(task, provider)) == 0.5
+    # The agent's own passing tests are discovered and reported too, and never count.
+    assert graded(run(task, provider, files={"test_mine.py": PASSING_TESTS})) == 0.5
+
+
+def test_junit_runner_without_a_report_fails_despite_exit_0(provider: Any) -> None:
+    task = _junit_task(["python3", "-c", "print('4 passed')"])
+    assert graded(run(task, provider)) == 0.0
+
+
+def test_a_scorer_command_that_cannot_start_is_an_infra_error(provider: Any) -> None:
+    out = run(_junit_task(["evalfleet-no-such-program"]), provider)
+    assert out.error is not None and out.error.error_kind == "infra_error"
