@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,54 @@ def test_local_close_removes_what_the_code_left_in_shared_scratch(
     asyncio.run(main())
     for d in ("/tmp", "/var/tmp", "/dev/shm"):
         assert not os.path.exists(os.path.join(d, name))
+
+
+def test_a_sweeping_driver_never_removes_a_sandbox_being_created(
+        provider: DirSandboxProvider, base_dir: Path) -> None:
+    """Two drivers share a base directory: one sweeps again and again while the other creates
+    sandboxes and runs commands in them; no sandbox of the living driver disappears."""
+    base = base_dir / f"race-{provider.name}"
+    base.mkdir()
+    kind = BwrapSandboxProvider if provider.name == "bwrap" else LocalSandboxProvider
+    creator, sweeper = kind(base), kind(base)
+    assert creator.available() and sweeper.available()
+    stop = threading.Event()
+    sweeps = [0]
+
+    def sweep() -> None:
+        while not stop.is_set():
+            sweeper._host.sweep_stale()
+            sweeps[0] += 1
+
+    async def main() -> None:
+        for i in range(150):
+            async with await creator.create(SandboxLimits()) as sb:
+                await sb.write_files({"n": str(i)})
+                res = await sb.exec(["cat", "n"])
+                assert res.ok and res.stdout == str(i), (i, res)
+
+    t = threading.Thread(target=sweep, daemon=True)
+    t.start()
+    try:
+        asyncio.run(main())
+    finally:
+        stop.set()
+        t.join()
+    assert sweeps[0] > 10
+
+
+def test_a_probe_that_fails_once_is_retried(base_dir: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe can lose a race with another driver's sweep; that must not disable the provider
+    for the whole eval."""
+    provider = LocalSandboxProvider(base_dir)
+    real = provider._probe
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        return "its directory vanished" if len(calls) == 1 else real()
+
+    monkeypatch.setattr(provider, "_probe", flaky)
+    assert provider.available(), provider.unavailable_reason
+    assert len(calls) == 2

@@ -39,7 +39,12 @@ def test_auto_falls_back_and_explicit_bwrap_fails_clearly(
         monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     broken = BwrapSandboxProvider(bwrap="/nonexistent/bwrap")
     monkeypatch.setattr(select_mod, "_bwrap", lambda: broken)
-    assert get_provider("auto").name == "local"
+    chosen = get_provider("auto")
+    assert chosen.name == "local"
+    # Said once, first, where the CLI prints the provider's warnings at start.
+    assert "fell back to 'local'" in chosen.warnings[0]
+    assert get_provider("auto") is chosen
+    assert not any("fell back" in w for w in get_provider("local").warnings)
     with pytest.raises(InfraError, match="bwrap sandbox was requested"):
         get_provider("bwrap")
     assert not broken.available() and broken.unavailable_reason

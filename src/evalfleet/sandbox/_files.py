@@ -215,8 +215,11 @@ def snapshot_tree(root: Path, *, owner: int | None, max_files: int,
     return out
 
 
-def _force_writable(path: str) -> None:
+def _force_writable(path: str, top: str) -> None:
+    # Never above ``top``: the base directory's mode keeps every sandbox reachable.
     for p in (os.path.dirname(path), path):
+        if p != top and not p.startswith(top + "/"):
+            continue
         try:
             st = os.lstat(p)
             if stat.S_ISDIR(st.st_mode):
@@ -229,8 +232,10 @@ def remove_tree(path: Path) -> None:
     """Delete ``path`` even where the sandboxed code made files or directories read-only."""
     failures: list[str] = []
 
+    top = os.path.abspath(str(path))
+
     def retry(func: Callable[..., Any], p: str, *_: object) -> None:
-        _force_writable(p)
+        _force_writable(p, top)
         failures.append(p)
 
     for _ in range(8):  # each pass can unlock one more level of read-only directories

@@ -397,6 +397,11 @@ def _lock_if_stale(root: Path) -> Iterator[None]:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while the driver lives
+        # Free because its driver closed the sandbox meanwhile: the lock we hold is then no
+        # longer the one at that path (its tmpfs is gone, or the directory is).
+        held, now = os.fstat(fd), os.lstat(root / _LOCK)
+        if (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino):
+            raise FileNotFoundError(f"{root} was released meanwhile")
         yield
     finally:
         os.close(fd)

@@ -128,7 +128,7 @@ def describe_interpreter(python: str | None = None) -> Interpreter:
     Raises:
         OSError: ``python`` could not be run or answered nonsense.
     """
-    if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
+    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):
         paths = sysconfig.get_paths()
         sites = [paths["purelib"], paths["platlib"]]
         with contextlib.suppress(AttributeError):
