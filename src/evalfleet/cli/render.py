@@ -124,6 +124,10 @@ def _p_eq(p: float | None) -> str:
     return text if text.startswith("<") else f"= {text}"
 
 
+SHORT_TEST_LABELS = {"mcnemar-midp": "mid-p", "permutation-exact": "perm", "paired-t": "t"}
+"""Test names narrow enough for the category table (the legend is printed under it)."""
+
+
 def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
     """One BASE vs NEW comparison."""
     console.print(f"[bold]BASE[/bold] {cmp['base']}\n[bold]NEW[/bold]  {cmp['new']}")
@@ -150,18 +154,21 @@ def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
     t = Table(title="by category (p adjusted over categories; BH in --json)",
               box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("category", "tasks", "BASE", "NEW", "diff pts", "95% CI", "p", "test", "Holm"):
+        # long category names wrap; the numbers never do
         t.add_column(col, justify="left" if col in ("category", "test") else "right",
-                     no_wrap=True)
+                     no_wrap=col != "category")
     for c in cmp["by_category"]:
         t.add_row(str(c["category"]), str(c["n_tasks"]), pct(c["mean_base"]),
                   pct(c["mean_new"]), pts(c["estimate"]),
                   f"{pts(c['ci_low'])}..{pts(c['ci_high'])}", pval(c["p_value"]),
-                  method_label(c), pval(c["p_holm"]))
+                  SHORT_TEST_LABELS.get(str(c.get("test")), "-"), pval(c["p_holm"]))
     console.print(t)
     for key, style in (("regressions", "red"), ("improvements", "green")):
         items = cmp.get(key, [])
         names = ", ".join(f"{i['category']} ({pts(i['estimate'])})" for i in items) or "none"
         console.print(f"[{style}]{key}:[/{style}] {names}")
+    console.print("[dim]tests: mid-p = McNemar mid-p (one binary run per task), perm = exact "
+                  "sign-flip permutation (fewer than 30 tasks), t = paired t[/dim]")
     flips = cmp.get("flips", [])
     broke = [f["task_id"] for f in flips if f["direction"] == "broke"]
     fixed = [f["task_id"] for f in flips if f["direction"] == "fixed"]
