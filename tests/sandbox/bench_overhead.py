@@ -1,6 +1,6 @@
 """Per-sandbox overhead: create + exec + close, one after another (not collected by pytest).
 
-Usage: python tests/sandbox/bench_overhead.py [N] [--cgroups]
+Usage: python tests/sandbox/bench_overhead.py [N] [--no-cgroups]
 """
 
 from __future__ import annotations
@@ -58,10 +58,11 @@ async def main(n: int, cgroups: bool) -> None:
             if not p.available():
                 print(f"  {p.name}: unavailable ({p.unavailable_reason})")
                 continue
-            print(f"  {p.name:6s} create+exec+close  {await cycle(p, argv, n)}  "
-                  f"[{p.process_limit_mechanism}]")
+            print(f"  {p.name:6s} create+exec+close  {await cycle(p, argv, n)}")
+            async with await p.create(SandboxLimits()) as sb:
+                print(f"         [{sb.isolation}]")
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    asyncio.run(main(int(next((a for a in args if a.isdigit()), "50")), "--cgroups" in args))
+    asyncio.run(main(int(next((a for a in args if a.isdigit()), "50")), "--no-cgroups" not in args))

@@ -38,7 +38,7 @@ def test_auto_prefers_bwrap_where_it_works() -> None:
 def test_auto_falls_back_and_explicit_bwrap_fails_clearly(
         monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     broken = BwrapSandboxProvider(bwrap="/nonexistent/bwrap")
-    monkeypatch.setattr(select_mod, "_bwrap", lambda: broken)
+    monkeypatch.setattr(select_mod, "_bwrap", lambda hidden=(): broken)
     chosen = get_provider("auto")
     assert chosen.name == "local"
     # Said once, first, where the CLI prints the provider's warnings at start.
