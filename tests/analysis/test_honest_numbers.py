@@ -298,6 +298,14 @@ def test_nan_score_is_a_scorer_error_and_reports_still_work(
     assert agent["excluded"]["scorer_error"] == 3
     assert rep["coverage"]["scored"] == 3 and rep["coverage"]["partial"] is True
     assert "scorer_error 3" in " ".join(_cli(settings, "report", eval_id).stdout.split())
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            f"SELECT status, error_kind, score FROM read_parquet('{settings.home}/results/**/"
+            "*.parquet') WHERE CAST(substr(task_id, 2) AS INTEGER) % 2 = 1").fetchall()
+    finally:
+        con.close()
+    assert rows == [("errored", "scorer_error", None)] * 3  # no NaN was committed
 
 
 def _openai_plan(tmp_path: Path, agent_args: dict[str, Any], model: str = "sim-large",
