@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from evalfleet.errors import EvalfleetError, SpecError
 
@@ -16,13 +17,60 @@ if TYPE_CHECKING:
     from evalfleet.analysis.power import PowerInputs
 
 plan_app = typer.Typer(no_args_is_help=True, add_completion=False,
-                       help="Plan evals: tasks and runs per task needed, minimum detectable "
-                            "effects.")
+                       help="Plan evals: check a plan without running it; tasks and runs per "
+                            "task needed, minimum detectable effects.")
 
 
 @plan_app.callback()
 def _plan() -> None:
-    """Plan evals: tasks and runs per task needed, minimum detectable effects."""
+    """Plan evals: check a plan without running it; tasks and runs needed, detectable effects."""
+
+
+@plan_app.command()
+def check(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")],
+          json_: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+          = False) -> None:
+    """Validate a plan as `run` would, run nothing, and print what would run.
+
+    Exit 0 when the plan is valid, 2 with the file:line: field message otherwise. Prints the
+    suite and its tasks, the agents, the runs planned, the sandbox provider this machine would
+    use, and warnings: python agents and python scorers run unsandboxed in the driver, and
+    tasks that allow the network. Creates nothing (no home, no journal).
+    """
+    from evalfleet import api
+    from evalfleet.settings import load_settings
+
+    try:
+        result = api.check_plan(plan, settings=load_settings())
+    except EvalfleetError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
+                                   soft_wrap=True)
+        sys.exit(exc.exit_code)
+    if json_:
+        sys.stdout.write(api.dumps(result) + "\n")
+    else:
+        render_check(Console(highlight=False), result)
+
+
+def render_check(console: Console, r: dict[str, Any]) -> None:
+    """What a valid plan would run, and the warnings."""
+    suite = r["suite"]
+    console.print(f"[green]OK[/green] {escape(r['plan'])}: plan {escape(r['name'])}",
+                  soft_wrap=True)
+    console.print(f"suite {escape(suite['name'])} {escape(suite['version'])}: {suite['tasks']} "
+                  f"tasks ({escape(', '.join(f'{c} {n}' for c, n in suite['categories'].items()))}"
+                  f"); scorers {escape(', '.join(suite['scorers']))}", soft_wrap=True)
+    for a in r["agents"]:
+        console.print(f"agent {escape(a['label'])}: kind {escape(a['kind'])}"
+                      + (f", model {escape(a['model'])}" if a["model"] else ""), soft_wrap=True)
+    budget = "no budget" if r["budget_usd"] is None else f"budget ${r['budget_usd']:g}"
+    console.print(f"runs planned: {r['runs_planned']:,} ({suite['tasks']} tasks x "
+                  f"{len(r['agents'])} agents x {r['runs_per_task']} runs per task); "
+                  f"{r['max_in_flight']} in flight; {budget}", soft_wrap=True)
+    console.print(f"sandbox: {escape(r['sandbox'] or 'none available')}"
+                  + ("; model: SIMULATED" if r["simulated_model"] else ""), soft_wrap=True)
+    for w in r["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", soft_wrap=True)
 
 
 @plan_app.command()
@@ -73,7 +121,8 @@ def power(
         # the same one-line message and exit code as evalfleet.cli.main.main, so the sub-app
         # behaves the same on its own (tests) and registered; SystemExit, not typer.Exit,
         # whose code click drops under standalone_mode=False
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
+                                   soft_wrap=True)
         sys.exit(exc.exit_code)
     if json_:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
