@@ -18,7 +18,14 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from evalfleet.errors import InfraError
+
 _WORKERS = 2
+_START_TIMEOUT_S = 120.0
+
+
+def _noop() -> None:
+    """A no-op: once it returns, the worker is up."""
 
 
 class ScorerTimeout(Exception):
@@ -32,18 +39,41 @@ class BoundedPool:
     def __init__(self, workers: int = _WORKERS) -> None:
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._ready: asyncio.Future[Any] | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _get(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, not fork: the driver has threads, and a forked copy of it could deadlock
-            self._pool = ProcessPoolExecutor(self._workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
-        return self._pool
+    def _bind(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._slots is None:
+            # one slot per worker: a call's clock starts when a worker is free for it, so
+            # waiting behind other calls never counts against its time bound
+            self._loop, self._slots, self._ready = loop, asyncio.Semaphore(self._workers), None
+        return self._slots
+
+    async def _get(self) -> ProcessPoolExecutor:
+        if self._pool is None or self._ready is None:
+            if self._pool is None:
+                # spawn, not fork: the driver has threads, and a forked copy could deadlock
+                self._pool = ProcessPoolExecutor(
+                    self._workers, mp_context=multiprocessing.get_context("spawn"))
+            pool = self._pool
+            # Starting a worker (an interpreter importing evalfleet) is not the scorer's time.
+            self._ready = asyncio.ensure_future(asyncio.wait_for(asyncio.gather(  # noqa: RUF006
+                *(asyncio.wrap_future(pool.submit(_noop)) for _ in range(self._workers))),
+                _START_TIMEOUT_S))
+        pool, ready = self._pool, self._ready
+        try:
+            await asyncio.shield(ready)
+        except (TimeoutError, BrokenProcessPool, OSError) as exc:
+            self._kill(pool)
+            raise InfraError(f"scorer worker processes did not start: {exc!r}") from None
+        return pool
 
     def _kill(self, pool: ProcessPoolExecutor) -> None:
         if self._pool is pool:
-            self._pool = None
-        procs = list(getattr(pool, "_processes", {}).values())
+            self._pool, self._ready = None, None
+        procs = list((getattr(pool, "_processes", None) or {}).values())
         for proc in procs:
             with contextlib.suppress(OSError, ValueError):
                 proc.kill()
@@ -57,23 +87,25 @@ class BoundedPool:
 
         Raises:
             ScorerTimeout: it ran longer than ``timeout_s`` (the worker was killed).
+            InfraError: the worker processes could not be started.
         """
-        for attempt in range(2):
-            pool = self._get()
-            try:
-                fut = pool.submit(fn, *args)
-                return await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
-            except BrokenProcessPool:
-                # another call's timeout killed the workers under this one: run it again once
-                self._kill(pool)
-                if attempt:
+        async with self._bind():
+            for attempt in range(2):
+                pool = await self._get()
+                try:
+                    fut = pool.submit(fn, *args)
+                    return await asyncio.wait_for(asyncio.wrap_future(fut), timeout_s)
+                except BrokenProcessPool:
+                    # another call's time-out killed the workers under this one: run it again
+                    self._kill(pool)
+                    if attempt:
+                        raise InfraError("scorer worker processes keep dying") from None
+                except TimeoutError:
+                    self._kill(pool)
+                    raise ScorerTimeout(f"scorer did not finish within {timeout_s:g}s") from None
+                except asyncio.CancelledError:
+                    self._kill(pool)  # the driver stops: leave no worker stuck in a regex
                     raise
-            except TimeoutError:
-                self._kill(pool)
-                raise ScorerTimeout(f"scorer did not finish within {timeout_s:g}s") from None
-            except asyncio.CancelledError:
-                self._kill(pool)  # the driver stops: leave no worker stuck in a regex behind
-                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
@@ -98,14 +130,21 @@ def _finite(x: Any) -> float:
     return v
 
 
-def call_python_scorer(path: str, answer: str, task: dict[str, Any]) -> tuple[str, Any]:
+def call_python_scorer(path: str, answer: str, task: dict[str, Any],
+                       sys_path: list[str]) -> tuple[str, Any]:
     """Import and call ``module:function(answer, task)``; runs in a worker.
+
+    ``sys_path`` is the driver's import path now: entries the worker lacks (the driver may have
+    added a plan's folder after the worker started) are appended before the import.
 
     Returns ``("ok", value)`` with ``value`` a bool, a float or a dict of plain numbers, or
     ``("error", message)``: whatever went wrong, as text, so nothing unpicklable crosses back.
     """
+    import sys
+
     from evalfleet._util.imports import import_callable
 
+    sys.path.extend(p for p in sys_path if p not in sys.path)
     try:
         fn = import_callable(path)
         value = fn(answer, task)

@@ -11,6 +11,7 @@ can make a working scorer slow, and a free exclusion would let an agent opt out 
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,7 +54,7 @@ class PythonScorer:
         task = ctx.task.model_dump(mode="json", exclude={"hidden_files", "files"})
         try:
             kind, value = await POOL.call(call_python_scorer, self.args.callable, ctx.answer,
-                                          task, timeout_s=self.args.timeout_s)
+                                          task, list(sys.path), timeout_s=self.args.timeout_s)
         except ScorerTimeout as exc:
             ctx.trajectory.add("scorer", scorer="python", timed_out=True)
             return Score(0.0, False, {"scorer_timed_out": 1.0}, f"{exc}; charged to the answer")
