@@ -130,6 +130,25 @@ def test_sysv_shared_memory_does_not_outlive_the_sandbox(provider: DirSandboxPro
         subprocess.run(["ipcrm", "-M", str(key)], capture_output=True, check=False)
 
 
+def test_posix_shared_memory_stays_inside_the_command(provider: DirSandboxProvider) -> None:
+    name = f"evalfleet-posix-shm-{os.getpid()}-{provider.name}"
+    host = Path("/dev/shm") / name
+
+    async def main() -> None:
+        async with await provider.create(SandboxLimits()) as sb:
+            _requires(sb, "ipc:namespace")
+            res = await sb.exec(["sh", "-c", f"head -c 4096 /dev/zero > /dev/shm/{name} && "
+                                             f"ls /dev/shm/{name}"])
+            assert res.ok, res
+            # Not on the host's /dev/shm, even while the sandbox is still open.
+            assert not host.exists()
+
+    try:
+        asyncio.run(main())
+    finally:
+        host.unlink(missing_ok=True)
+
+
 def test_commands_cannot_gain_privileges(provider: DirSandboxProvider) -> None:
     have_su = Path("/usr/bin/su").exists()
 

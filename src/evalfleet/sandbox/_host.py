@@ -269,8 +269,11 @@ class Host:
             hides = tuple(d.encode() for d in self.hidden_dirs()) if self.child_namespaces \
                 else ()
             if self.exposure is not None or hides or self.child_namespaces:
+                shm = limits.memory_mb * _MB if self.child_namespaces and \
+                    os.path.isdir("/dev/shm") else 0
                 namespaces = ChildNamespaces(
-                    exposure=self.exposure, hides=hides, new_ipc=self.child_namespaces,
+                    exposure=self.exposure, hides=hides, shm_bytes=shm,
+                    new_ipc=self.child_namespaces,
                     new_net=self.child_namespaces and not limits.network)
         setup = ChildSetup(limits=limits, nproc=nproc, uid=uid,
                            cgroup_procs_fds=tuple(cgroups.procs_fds) if cgroups else (),

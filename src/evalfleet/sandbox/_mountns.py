@@ -210,13 +210,20 @@ class ChildNamespaces:
     exposure: InterpreterExposure | None = None
     hides: tuple[bytes, ...] = ()
     """Directories covered by an empty read-only tmpfs (outermost first)."""
+    shm_bytes: int = 0
+    """When set, a private ``/dev/shm`` of at most this size (POSIX shared memory dies with the
+    command, like System V's in the IPC namespace)."""
     new_ipc: bool = False
     new_net: bool = False
     """A network namespace with only a loopback device, brought up."""
 
+    @property
+    def _shm_options(self) -> bytes:
+        return b"size=%d,mode=1777" % self.shm_bytes
+
     def apply(self) -> None:
         """Unshare and mount. Runs in the forked child: no imports, little allocation."""
-        mounts = self.exposure is not None or bool(self.hides)
+        mounts = self.exposure is not None or bool(self.hides) or self.shm_bytes > 0
         flags = ((_CLONE_NEWNS if mounts else 0) | (_CLONE_NEWIPC if self.new_ipc else 0)
                  | (_CLONE_NEWNET if self.new_net else 0))
         if not flags:
@@ -227,6 +234,9 @@ class ChildNamespaces:
                    "make / private")
             if self.exposure is not None:
                 self.exposure.mount()
+            if self.shm_bytes > 0:
+                _check(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", _MS_NOSUID | _MS_NODEV,
+                                   self._shm_options), "mount /dev/shm")
             for d in self.hides:
                 rc = _libc.mount(b"tmpfs", d, b"tmpfs",
                                  _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
