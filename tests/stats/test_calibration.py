@@ -1,7 +1,7 @@
 """Calibration by simulation: interval coverage and the regression flag's error rates.
 
 What "the truth" is matters here. The estimand of an eval is the mean task success probability
-over the *super-population* of tasks the suite stands for (STATISTICS.md section 0), and
+over the *super-population* of tasks the suite stands for, and
 SE_CLT / CR1 across tasks estimate the sampling variance of that estimand: between-task variance
 Var(x) / n plus run noise E[sigma^2] / (K n) (Miller 2024, section 3). So every simulated eval
 draws fresh tasks from the super-population (Beta-distributed pass probabilities) and fresh

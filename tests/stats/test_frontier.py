@@ -1,4 +1,4 @@
-"""Pareto frontiers: STATISTICS.md oracle O20 and brute-force properties."""
+"""Pareto frontiers: worked example O20 and brute-force properties."""
 
 from __future__ import annotations
 

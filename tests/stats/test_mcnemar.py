@@ -1,4 +1,4 @@
-"""McNemar exact, mid-p and asymptotic tests: STATISTICS.md oracle O3 and statsmodels."""
+"""McNemar exact, mid-p and asymptotic tests: worked example O3 and statsmodels."""
 
 from __future__ import annotations
 

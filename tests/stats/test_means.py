@@ -1,4 +1,4 @@
-"""Means over tasks, SE_CLT and CR1: STATISTICS.md oracles O4-O6, scipy and statsmodels."""
+"""Means over tasks, SE_CLT and CR1: worked examples O4-O6, scipy and statsmodels."""
 
 from __future__ import annotations
 

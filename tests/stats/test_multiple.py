@@ -1,4 +1,4 @@
-"""Multiple-testing adjustment: STATISTICS.md oracle O14, statsmodels and scipy."""
+"""Multiple-testing adjustment: worked example O14, statsmodels and scipy."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_o14_table(method: str, expected: list[float], rejections: int) -> None:
 
 
 def holm(p: np.ndarray) -> np.ndarray:
-    """STATISTICS.md 3.3, written out: max_{j<=i} min(1, (m-j+1) p_(j))."""
+    """Holm (docs/analysis.md), written out: max_{j<=i} min(1, (m-j+1) p_(j))."""
     m = p.size
     order = np.argsort(p)
     out = np.empty(m)
@@ -48,7 +48,7 @@ def holm(p: np.ndarray) -> np.ndarray:
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """STATISTICS.md 3.3, written out: min_{j>=i} min(1, m p_(j) / j)."""
+    """Benjamini-Hochberg (docs/analysis.md), written out: min_{j>=i} min(1, m p_(j) / j)."""
     m = p.size
     order = np.argsort(p)
     out = np.empty(m)

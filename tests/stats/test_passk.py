@@ -1,4 +1,4 @@
-"""pass@k and pass^k: STATISTICS.md oracles O7/O13, Chen's product form, unbiasedness."""
+"""pass@k and pass^k: worked examples O7/O13, Chen's product form, unbiasedness."""
 
 from __future__ import annotations
 

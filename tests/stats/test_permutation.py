@@ -1,4 +1,4 @@
-"""Sign-flip permutation test: STATISTICS.md oracle O10, scipy and brute force."""
+"""Sign-flip permutation test: worked example O10, scipy and brute force."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sample size and MDE: STATISTICS.md oracles O8 and O11, sections 1.7, 1.8 and 4.1."""
+"""Sample size and MDE: Miller's (2024) worked numbers and examples O8 and O11."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wilson and Clopper-Pearson intervals: STATISTICS.md oracles O1/O2 and statsmodels."""
+"""Wilson and Clopper-Pearson intervals: worked examples O1/O2 and statsmodels."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ TOL = 1e-6
 
 
 def wilson_closed_form(x: int, n: int, confidence: float) -> tuple[float, float]:
-    """STATISTICS.md section 2.1, written out independently of the implementation."""
+    """The Wilson score interval, written out independently of the implementation."""
     z = sps.norm.ppf((1 + confidence) / 2)
     p = x / n
     center = (p + z**2 / (2 * n)) / (1 + z**2 / n)

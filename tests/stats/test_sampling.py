@@ -1,4 +1,4 @@
-"""Stratified and difference estimators, Neyman allocation: STATISTICS.md section 5, O18."""
+"""Stratified and difference estimators, Neyman allocation: Cochran's formulas, example O18."""
 
 from __future__ import annotations
 

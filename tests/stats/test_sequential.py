@@ -1,4 +1,4 @@
-"""CUSUM and mSPRT: the reference recursion, STATISTICS.md section 4 numbers, Ville's bound."""
+"""CUSUM and mSPRT: the reference recursion, worked run-length numbers, Ville's bound."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ HYP = settings(max_examples=50, deadline=None, database=None)
 
 
 def reference_cusum(z: list[float], k: float = 0.5, h: float = 4.0) -> list[tuple[float, bool]]:
-    """The recursion printed in STATISTICS.md section 9 (O17)."""
+    """The lower CUSUM recursion S_t = max(0, S_{t-1} - z_t - k), alarm when S_t > h (O17)."""
     s, out = 0.0, []
     for zt in z:
         s = max(0.0, s - zt - k)
@@ -25,7 +25,7 @@ def reference_cusum(z: list[float], k: float = 0.5, h: float = 4.0) -> list[tupl
 
 
 def reference_msprt(dbar: float, n: int, s2: float, t2: float, th0: float = 0.0) -> float:
-    """Lambda_n as printed in STATISTICS.md section 9 (O16)."""
+    """The normal-mixture mSPRT likelihood ratio Lambda_n (Johari et al. 2017) (O16)."""
     return math.sqrt(s2 / (s2 + n * t2)) * math.exp(
         n * n * t2 * (dbar - th0) ** 2 / (2 * s2 * (s2 + n * t2))
     )

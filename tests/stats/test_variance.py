@@ -1,4 +1,4 @@
-"""Variance components and the K-projection: STATISTICS.md oracles O6 and O8."""
+"""Variance components and the K-projection: worked examples O6 and O8."""
 
 from __future__ import annotations
 
