@@ -1,4 +1,4 @@
-"""`evalfleet plan power`: STATISTICS.md 1.5 / 1.7 numbers, estimation from runs, the CLI."""
+"""`evalfleet plan power`: Miller 2024 planning numbers, estimation from runs, the CLI."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from evalfleet.errors import SpecError
 from .conftest import TASK_IDS, SmallEval
 
 Z_SUM_SQ = 7.848879734
-"""(z_.025 + z_.20)^2, STATISTICS.md section 0: an oracle independent of scipy."""
+"""(z_.025 + z_.20)^2: an oracle independent of scipy."""
 DELTA = 0.02
 
 
@@ -31,7 +31,7 @@ def tasks_needed(variance: float, delta: float = DELTA) -> int:
 
 
 def var_d(pa_: float, pb: float, rho: float) -> float:
-    """Variance of a binary paired difference at K = 1 (STATISTICS.md 1.7)."""
+    """Variance of a binary paired difference at K = 1."""
     va, vb = pa_ * (1 - pa_), pb * (1 - pb)
     return va + vb - 2 * rho * math.sqrt(va * vb)
 
@@ -216,7 +216,7 @@ def test_cli_assumed_values_table() -> None:
     for text in ("4,317", "2,748", "2,434", "2,198", "MDE pts (500 tasks)", "assumed",
                  "omega^2 0.1000", "sigma^2 base 0.0600, new 0.0600"):
         assert text in out, text
-    assert " 4.4 " in out  # K = 5 at 500 tasks (STATISTICS.md 1.7)
+    assert " 4.4 " in out  # K = 5 at 500 tasks
 
 
 def test_cli_json() -> None:

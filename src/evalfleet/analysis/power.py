@@ -1,6 +1,6 @@
 """Plan power: tasks and runs per task needed to detect a difference, and the MDE of a plan.
 
-The inputs are Miller's (2024, section 5; STATISTICS.md 1.5) variance components: omega^2, the
+The inputs are Miller's (2024, section 5) variance components: omega^2, the
 between-task variance of the true per-task difference, and sigma_base^2, sigma_new^2, the mean
 within-task run variances. They come from assumed values (`assumed_inputs`) or from an earlier
 eval (`estimate_inputs`):
@@ -11,9 +11,9 @@ eval (`estimate_inputs`):
   correlation rho (default 0.5) between the two versions' true per-task success, and the new
   version's run noise equal to the old one's; ``rho = 1`` plans a same-version re-run;
 * one run per task: sigma^2 cannot be separated from the between-task variance. The observed
-  per-task variance (binary: p(1 - p), Var(d) = 2 p (1 - p) (1 - rho) for one agent, as in
-  STATISTICS.md 1.7) then gives the K = 1 row, and rows for K > 1 are upper bounds (more runs
-  never hurt); or pass an assumed sigma^2 and omega^2 is derived from the observed variance.
+  per-task variance (binary: p(1 - p), Var(d) = 2 p (1 - p) (1 - rho) for one agent) then
+  gives the K = 1 row, and rows for K > 1 are upper bounds (more runs never hurt); or pass
+  an assumed sigma^2 and omega^2 is derived from the observed variance.
 
 `plan_power` turns the inputs into rows over K runs per task: tasks needed for ``delta``
 (Eq. 9) and the minimum detectable effect of ``n_tasks`` tasks (Eq. 10), both from
@@ -331,7 +331,7 @@ def _single(eval_id: str, key: AgentKey, task_runs: TaskRuns, binary: bool, rho:
     return PowerInputs(
         omega2=2.0 * (1.0 - rho) * total, sigma2_base=None, sigma2_new=None,
         source=f"estimated from {eval_id} ({label}, {vc.n_tasks} tasks x 1 run)",
-        method=f"{how}; Var(d) = 2 Var(s) (1 - rho) (STATISTICS.md 1.7)", separable=False,
+        method=f"{how}; Var(d) = 2 Var(s) (1 - rho)", separable=False,
         notes=(_not_separable_note(), f"one agent ({label}) planned against a future version "
                f"of itself with ASSUMED rho = {rho:g} (correlation of single-run outcomes of "
                "the two versions)"), **common)

@@ -1,8 +1,8 @@
 """Pure statistics for agent evaluation: numpy, scipy and statsmodels only.
 
 Every function takes arrays (one value per task unless stated) and returns a small frozen record
-with the estimate, its uncertainty, the counts behind it and a `method` string. The formulas,
-sources and worked numbers are in STATISTICS.md; the main rules:
+with the estimate, its uncertainty, the counts behind it and a `method` string. The formulas
+behind the reported numbers are in docs/analysis.md; the main rules:
 
 * the task is the unit of independence: reduce runs to per-task means first (`task_means`);
 * standard errors are SE_CLT across tasks, or CR1 across clusters, with t(n-1) / t(G-1)

@@ -1,4 +1,4 @@
-"""Cost per success: a ratio estimator over tasks (STATISTICS.md section 6.1)."""
+"""Cost per success: a ratio estimator over tasks."""
 
 from __future__ import annotations
 

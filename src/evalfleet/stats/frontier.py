@@ -1,4 +1,4 @@
-"""Cost-accuracy Pareto frontiers (STATISTICS.md section 6.2; Kapoor et al. 2024, HAL 2025)."""
+"""Cost-accuracy Pareto frontiers (Kapoor et al. 2024, HAL 2025)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def task_means(
 
     Vectorised with `np.unique` and `np.bincount`, so it handles hundreds of thousands of runs
     without Python loops. Downstream estimators weight every task equally, whatever its K_i
-    (STATISTICS.md section 0: the pooled run mean would weight tasks by how often they ran).
+    (the pooled run mean would weight tasks by how often they ran).
 
     Args:
         values: Score of each run (binary or partial credit).
@@ -125,7 +125,7 @@ def clustered_se(
       V1 = G / (G - 1) * V0. With singleton clusters CR1 equals SE_CLT exactly.
     * 'miller-eq4' (Miller 2024, Eq. 4): SE_CLT^2 + V0 - sum_i u_i^2 / n^2.
 
-    Use CR1 with t(G-1) critical values and always report G (STATISTICS.md section 1.2).
+    Use CR1 with t(G-1) critical values and always report G.
 
     Args:
         values: One value per task (e.g. per-task means).
@@ -248,7 +248,7 @@ def mean_with_se(
     clusters. Pass distribution='normal' for Miller's z interval (Eq. 3).
 
     The interval is not clipped to [0, 1]: with few clusters it can leave that range, which is
-    itself a warning sign (STATISTICS.md, oracle O5).
+    itself a warning sign.
 
     Args:
         values: One value per task (use `task_means` to reduce runs first).

@@ -1,4 +1,4 @@
-"""Multiple-comparison adjustment of p-values (STATISTICS.md section 3.3)."""
+"""Multiple-comparison adjustment of p-values."""
 
 from __future__ import annotations
 

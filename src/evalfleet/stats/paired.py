@@ -1,4 +1,4 @@
-"""Paired comparisons of two agent versions on the same tasks (STATISTICS.md section 3).
+"""Paired comparisons of two agent versions on the same tasks. The formulas are in docs/analysis.md.
 
 Always pair when versions share tasks (Miller 2024, section 4): compare on the intersection of
 task ids, with per-task differences d_i = a_i - b_i.
@@ -235,7 +235,7 @@ def paired_permutation_test(
 
     Under H0 each d_i = a_i - b_i is symmetric about 0, so every sign vector e in {-1, +1}^n is
     equally likely. The two-sided p-value is the share of sign vectors with
-    |sum_i e_i d_i| >= |sum_i d_i| (STATISTICS.md section 3.2); one-sided alternatives count one
+    |sum_i e_i d_i| >= |sum_i d_i|; one-sided alternatives count one
     tail. With clusters the signs flip whole clusters (cluster sums of d), which stays valid when
     tasks in a family are dependent.
 
@@ -397,7 +397,7 @@ def regression_flag(
     alpha: float = 0.05,
     distribution: Literal["t", "normal"] = "t",
 ) -> RegressionFlag:
-    """Two-gate regression rule for a paired comparison (STATISTICS.md section 4.1).
+    """Two-gate regression rule for a paired comparison.
 
     With d_i = new_i - reference_i on shared tasks, dbar and its paired SE:
 

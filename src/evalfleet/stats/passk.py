@@ -43,7 +43,7 @@ def pass_at_k(n: npt.ArrayLike, c: npt.ArrayLike, k: int) -> float | npt.NDArray
 
     Raises:
         ValueError: if counts are not non-negative integers, c > n, k < 1 or k > n. Tasks with
-            fewer than k scored runs must be excluded, not scored (STATISTICS.md section 2.3).
+            fewer than k scored runs must be excluded, not scored.
     """
     return _per_task(n, c, k, "pass@k")
 
@@ -87,7 +87,7 @@ def aggregate_pass_k(
 
     pass@k = (1/n_tasks) sum_i pass@k_i (likewise pass^k). The per-task estimates are independent
     across tasks, so the CLT SE across tasks (CR1 with t(G-1) when clustered) covers both
-    between-task and within-task noise (STATISTICS.md section 2.3). Report K alongside, and never
+    between-task and within-task noise. Report K alongside, and never
     compare values computed with different k.
 
     Args:

@@ -1,4 +1,4 @@
-"""Confidence intervals for a binomial proportion (STATISTICS.md section 2).
+"""Confidence intervals for a binomial proportion.
 
 Use Wilson by default (Brown, Cai and DasGupta 2001): near-nominal coverage, never outside [0, 1].
 Use Clopper-Pearson when coverage must be guaranteed (audits, zero-failure claims).

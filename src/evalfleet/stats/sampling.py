@@ -2,7 +2,7 @@
 
 Daily or weekly subsets of a suite are stratified samples without replacement, so their SEs carry
 the finite-population correction. When every task has a baseline score, the difference estimator
-(a control variate) is far more precise than the direct subset mean (STATISTICS.md section 5.3).
+(a control variate) is far more precise than the direct subset mean.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def difference_estimator(
     """Full-suite mean of a new version from a subset, using baseline scores as a control variate.
 
     mu_new = ybar_base,full + sum_h W_h mean_{i in S_h}(y_new,i - y_base,i), with variance
-    sum_h W_h^2 (1 - f_h) S_d,h^2 / n_h (Cochran ch. 7, difference estimator; STATISTICS.md 5.3).
+    sum_h W_h^2 (1 - f_h) S_d,h^2 / n_h (Cochran ch. 7, difference estimator).
     Because S_d << S_y when the baseline predicts today's score, this beats the direct subset
     mean: N = 2000, n = 100, S_d = 0.35 gives SE 0.034114 against 0.044835 for S_y = 0.46.
 
@@ -204,7 +204,7 @@ def neyman_allocation(
 ) -> Allocation:
     """Neyman allocation of a budget across strata or tasks (Cochran 1977, section 5.5).
 
-    Without sizes (runs across tasks, STATISTICS.md 5.1): K_i = B sigma_i / sum_j sigma_j, which
+    Without sizes (runs across tasks): K_i = B sigma_i / sum_j sigma_j, which
     minimises the run-noise variance sum_i sigma_i^2 / K_i for sum_i K_i = B. With stratum sizes
     N_h (tasks across strata): n_h = n N_h S_h / sum_k N_k S_k, capped at N_h; the variance is
     then V_Neyman = (sum_h W_h S_h)^2 / n - (1/N) sum_h W_h S_h^2.

@@ -27,7 +27,7 @@ def cusum_lower(
     day's paired difference against a frozen reference in SE units (the z_t must be independent
     across days, so do not compare with a rolling reference). k = delta*/2 for a shift of delta*
     SEs; k = 0.5 with h = 4 gives an in-control ARL of about 338 days and about 8.3 days at a
-    1-SE drop (Siegmund 1985 approximation; STATISTICS.md section 4.2). Use h = 5 (ARL0 ~ 938)
+    1-SE drop (Siegmund 1985 approximation). Use h = 5 (ARL0 ~ 938)
     for paging.
 
     Args:
