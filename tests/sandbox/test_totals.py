@@ -51,6 +51,7 @@ def test_ten_children_cannot_hold_more_than_the_memory_total(
             assert res.ok, res
             held = int(res.stdout)
             assert held * 60 <= 256, f"{held} children held 60 MB each under a 256 MB total"
+            assert "reached its memory limit" in res.stderr, res
             # Control: a share that fits is held by every child.
             res = await sb.exec(["python3", "-c", TEN_CHILDREN, "8"], timeout_s=60)
             assert res.ok and int(res.stdout) == 10, res

@@ -224,6 +224,17 @@ class SandboxCgroups:
                 ok = False
         return ok
 
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed so far for reaching the memory limit."""
+        for d in self.dirs:
+            for fname in ("memory.oom_control", "memory.events"):
+                with contextlib.suppress(OSError, ValueError):
+                    for line in (d / fname).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill":
+                            return int(value)
+        return 0
+
     def peak_memory(self) -> int | None:
         """The most memory the sandbox held at once, in bytes, where the kernel reports it."""
         for d in self.dirs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -108,6 +109,8 @@ class DirSandbox:
         if not timeout_s > 0:
             raise SpecError(f"timeout_s must be positive, not {timeout_s!r}")
         full_env = self._env(env)
+        cgroups = self._alloc.cgroups
+        ooms = cgroups.oom_kills() if cgroups is not None else 0
         try:
             raw = await run_command([*self._prefix, *argv], cwd=str(self.host_dir),
                                     env=full_env, stdin=stdin, timeout_s=timeout_s,
@@ -119,7 +122,13 @@ class DirSandbox:
         except PermissionError as exc:
             return ExecResult(exit_code=126, stdout="", duration_s=0.0,
                               stderr=f"{argv[0]}: {exc.strerror}\n")
-        return self._interpret(raw)
+        result = self._interpret(raw)
+        if cgroups is not None and cgroups.oom_kills() > ooms:
+            # Say why a process died: a bare SIGKILL would look like a crash of the code.
+            note = (f"\nevalfleet: the sandbox reached its memory limit ({self.limits.memory_mb} MB"
+                    f" for all its processes and files together); the kernel killed a process\n")
+            result = dataclasses.replace(result, stderr=result.stderr + note)
+        return result
 
     def _env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         interp = self._host.interpreter
