@@ -185,6 +185,7 @@ def test_scorer_problems_are_refused_when_the_suite_loads(task: dict[str, Any],
     {"command": ["python3", "-m", "unittest"], "expected_tests": ["a.B.c"], "tests": ["t.py"]},
     {"runner": "junit", "expected_tests": ["a.B.c"]},
     {"runner": "junit", "command": ["pytest"]},
+    {"tests": ["test.py"], "expected_tests": ["test.A.test_b"]},
 ])
 def test_bad_tests_scorer_arguments_are_plan_errors(args: dict[str, Any]) -> None:
     with pytest.raises(SpecError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import posixpath
 import secrets
+import sys
 import xml.etree.ElementTree as ET
 from functools import cache
 from pathlib import Path
@@ -71,6 +72,10 @@ class TestsArgs(BaseModel):
             modules = [posixpath.splitext(posixpath.basename(t))[0] for t in self.tests]
             if len(set(modules)) != len(modules):
                 raise ValueError("two test files have the same module name")
+            shadowed = sorted(set(modules) & (set(sys.stdlib_module_names) | {"test"}))
+            if shadowed:  # the standard library comes first on the runner's path
+                raise ValueError(f"test file module names clash with the standard library: "
+                                 f"{', '.join(shadowed)}")
         elif self.command is None:
             raise ValueError("runner junit needs a 'command'")
         if not self.expected_tests:
