@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import httpx
+import openai
+import pytest
 import yaml
 
 from evalfleet import api
+from evalfleet.cli import main
 from evalfleet.settings import Settings
 from evalfleet.store import read_trajectory
 
@@ -80,3 +86,46 @@ def test_tool_loop_on_repository_tasks(tmp_path: Path, settings: Settings) -> No
     assert "model_call" in kinds and "tool_call" in kinds and "scorer" in kinds
     calls = [e for e in traj["events"] if e["kind"] == "model_call"]
     assert all(c["tokens_in"] > 0 and c["duration_s"] >= 0 for c in calls)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_stop_the_eval_with_exit_2(
+        status: int, tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # a provider that refuses the key: every run would score 0 if this were the agent's
+    # failure; it is a configuration error that stops the eval instead
+    calls: list[str] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        calls.append(request.headers.get("authorization", ""))
+        return httpx.Response(status, json={"error": {"message": "bad key", "type": "auth",
+                                                      "code": "invalid_api_key"}})
+
+    real = openai.AsyncOpenAI
+
+    def client(**kwargs: Any) -> openai.AsyncOpenAI:
+        return real(**kwargs, http_client=httpx.AsyncClient(transport=httpx.MockTransport(refuse)))
+
+    monkeypatch.setattr("evalfleet.agents.openai_agent.openai.AsyncOpenAI", client)
+    monkeypatch.setenv("EVALFLEET_TEST_KEY", "sk-wrong")
+    plan = {"name": "refused", "suite": {"builtin": "humaneval", "limit": 20},
+            "runs_per_task": 1, "execution": {"max_in_flight": 2},
+            "agents": [{"name": "agent", "version": "1", "kind": "openai", "model": "gpt-x",
+                        "args": {"base_url": "http://provider.invalid/v1",
+                                 "api_key_env": "EVALFLEET_TEST_KEY", "tools": False}}]}
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    monkeypatch.setattr(sys, "argv", ["evalfleet", "run", str(path), "--home",
+                                      str(settings.home), "--quiet"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"({status}, key from EVALFLEET_TEST_KEY)" in err
+    assert calls and all(c == "Bearer sk-wrong" for c in calls)
+    assert len(calls) <= 4  # stopped at the first refusal: only runs in flight were sent
+    (ev,) = api.status(settings=settings)["evals"]
+    rep = api.report(ev["eval_id"], settings=settings)
+    agent = rep["agents"][0]
+    assert agent["excluded"]["config_error"] == ev["done"] >= 1
+    assert agent["overall"]["n_tasks"] == 0  # nothing scored 0 for the provider's refusal
