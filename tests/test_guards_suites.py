@@ -16,7 +16,7 @@ import yaml
 from evalfleet import api
 from evalfleet.errors import SpecError
 from evalfleet.settings import Settings
-from evalfleet.spec import load_plan
+from evalfleet.spec import load_plan, load_suite_ref
 
 NOOP = {"name": "noop", "version": "1", "kind": "python",
         "args": {"callable": "evalfleet.testing.agents:noop"}}
@@ -41,8 +41,8 @@ def _plan(tmp_path: Path, suite: dict[str, Any], name: str = "filtered") -> Path
 
 
 def _ids(tmp_path: Path, suite: dict[str, Any]) -> list[str]:
-    path = _plan(tmp_path, suite)
-    return [t.id for t in api.validate_plan(load_plan(path), str(path)).tasks]
+    plan = load_plan(_plan(tmp_path, suite))
+    return [t.id for t in load_suite_ref(plan.suite, plan).tasks]
 
 
 @pytest.mark.parametrize(("categories", "expected"), [
