@@ -170,7 +170,7 @@ def _estimate(eval_ref: str, *, base: str | None, new: str | None, rho: float,
     from evalfleet.settings import load_settings
 
     settings = load_settings(home)
-    store = api.open_store(settings)
+    store = api.open_reader(settings)  # read-only: never creates or sweeps
     try:
         eval_id = api.resolve_eval_id(store, eval_ref)
         paths = store.results_paths(eval_id)
