@@ -9,11 +9,17 @@ command's environment is exactly the documented allow-list plus what the caller 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from evalfleet import api
 from evalfleet.sandbox import SandboxLimits, get_provider
+from evalfleet.settings import Settings
 
 # The allow-list (src/evalfleet/sandbox/_common.py: sandbox_env, docs/architecture.md
 # "an allow-listed environment"), written out here as the reference.
@@ -101,3 +107,52 @@ def test_sandbox_environment_does_not_depend_on_the_drivers(
     assert set(noisy) == set(plain)
     assert {k: v for k, v in noisy.items() if k not in per_sandbox} == \
         {k: v for k, v in plain.items() if k not in per_sandbox}
+
+
+# The same guarantee through a whole eval: the agent's command and the scorer's tests (which
+# import the agent's code) both run without the driver's variables.
+
+AGENT = """\
+import json, os
+leaked = sorted(k for k in os.environ if k.startswith("EVALFLEET_GUARD_"))
+print(json.dumps({"answer": "leaked " + " ".join(leaked) if leaked else "clean"}))
+"""
+HIDDEN_TEST = """\
+import os
+import unittest
+
+
+class EnvTest(unittest.TestCase):
+    def test_no_driver_variable(self):
+        self.assertEqual([k for k in os.environ if k.startswith("EVALFLEET_GUARD_")], [])
+"""
+
+
+@pytest.mark.parametrize("name", PROVIDERS)
+def test_agent_and_scorer_commands_of_an_eval_see_no_driver_variable(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALFLEET_GUARD_SECRET", "driver-secret")
+    monkeypatch.setenv("EVALFLEET_GUARD_TOKEN_2", "driver-token")
+    suite = tmp_path / "env.jsonl"
+    agent_files = {"agent.py": AGENT}
+    tasks = [
+        {"id": "agent-env", "input": "x", "target": "clean", "scorer": {"kind": "exact"}},
+        {"id": "scorer-env", "input": "x", "hidden_files": {"test_env.py": HIDDEN_TEST},
+         "scorer": {"kind": "tests"}},
+    ]
+    suite.write_text("".join(json.dumps(t) + "\n" for t in tasks))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({
+        "name": "guard-env", "suite": {"path": str(suite)},
+        "agents": [{"name": "envprobe", "version": "1", "kind": "command",
+                    "args": {"command": ["python3", "agent.py"], "files": agent_files}}],
+        "execution": {"sandbox": name},
+    }))
+    settings = Settings(home=tmp_path / "home")
+    summary = api.run(plan, settings=settings)
+    assert summary.done == summary.planned == 2
+    rows = {r["task_id"]: r for f in sorted((settings.home / "results").rglob("*.parquet"))
+            for r in pq.read_table(f).to_pylist()}
+    for task_id in ("agent-env", "scorer-env"):
+        assert rows[task_id]["error_kind"] is None, rows[task_id]
+        assert rows[task_id]["score"] == 1.0 and rows[task_id]["passed"], rows[task_id]
