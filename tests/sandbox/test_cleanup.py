@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from evalfleet.errors import InfraError
 from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider, SandboxLimits
 from evalfleet.sandbox._common import DirSandboxProvider
 from evalfleet.sandbox._host import live_pids
@@ -19,6 +20,7 @@ from .conftest import IS_ROOT
 
 CRASHING_DRIVER = """
 import asyncio, os, sys
+from evalfleet.errors import InfraError
 from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider, SandboxLimits
 
 async def main():
@@ -132,3 +134,25 @@ def test_a_probe_that_fails_once_is_retried(base_dir: Path,
     monkeypatch.setattr(provider, "_probe", flaky)
     assert provider.available(), provider.unavailable_reason
     assert len(calls) == 2
+
+
+def test_drivers_with_different_base_dirs_never_share_a_uid(base_dir: Path) -> None:
+    """A uid per sandbox is what keeps sandboxes apart; two base directories must not hand out
+    the same one at once (one uid in the range: the second driver must wait for it)."""
+    if not IS_ROOT:
+        pytest.skip("sandboxes run as the driver's own user when not root")
+    uids = (1_999_999_000 + os.getpid() % 900, 1)
+    a = LocalSandboxProvider(base_dir / "base-a", uid_range=uids)
+    b = LocalSandboxProvider(base_dir / "base-b", uid_range=uids)
+    assert a.available() and b.available()
+
+    async def main() -> None:
+        async with await a.create(SandboxLimits()) as first:
+            assert first.uid == uids[0]
+            with pytest.raises(InfraError, match="no free sandbox uid"):
+                await b.create(SandboxLimits())
+        async with await b.create(SandboxLimits()) as second:
+            assert second.uid == uids[0]
+            assert (await second.exec(["true"])).ok
+
+    asyncio.run(main())

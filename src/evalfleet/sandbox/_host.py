@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import secrets
 import signal
@@ -64,6 +65,9 @@ STALE_UNLOCKED_S = 600.0
 DEFAULT_UID_RANGE = (1_900_000_000, 1_000_000)
 """(first uid, count) for sandboxes when running as root: above the ranges systemd and
 /etc/subuid hand out, below 2**31."""
+UID_CLAIMS = Path("/run/evalfleet-uids")
+"""As root, one file per sandbox uid in use, flock()ed by the driver holding it, so drivers with
+different base directories never give two live sandboxes the same uid."""
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 """The installed evalfleet package (editable or not): its suites ship reference solutions and
 hidden tests, so sandboxed code must not read it."""
@@ -121,6 +125,8 @@ class Allocation:
     process_limit_mechanism: str
     """``pids-cgroup``, ``rlimit-nproc`` (per-sandbox uid) or ``rlimit-nproc-shared-uid``
     (the driver's own uid, so the count includes its other processes), joined by ``+``."""
+    uid_claim_fd: int = -1
+    """Holds the host-wide claim on ``uid`` (see ``UID_CLAIMS``), or -1."""
     disk_mounted: bool = False
     """Whether ``root`` is a tmpfs of ``disk_mb`` (unmounted on release)."""
     isolation: list[str] = field(default_factory=list)
@@ -158,6 +164,8 @@ class Host:
         self.exposure: InterpreterExposure | None = None
         self.cgroups: CgroupRoots | None = None
         self.can_mount_disk = False
+        self.uid_claims: Path | None = None
+        self._tag = ""
         self.warnings: list[str] = []
         """What this host cannot enforce, found by :meth:`prepare`."""
         self._prepared = False
@@ -201,6 +209,12 @@ class Host:
             except (UnreachableInterpreterError, OSError) as exc:
                 raise InfraError(str(exc)) from exc
             self.can_mount_disk = _probe_tmpfs(base)
+            with contextlib.suppress(OSError):
+                UID_CLAIMS.mkdir(mode=0o700, exist_ok=True)
+                if os.lstat(UID_CLAIMS).st_uid == 0 and os.access(UID_CLAIMS, os.W_OK):
+                    self.uid_claims = UID_CLAIMS
+        # cgroup names carry the base directory, so equal uids under two bases never meet.
+        self._tag = hashlib.sha256(real_base.encode()).hexdigest()[:10]
         if self.use_cgroups:
             self.cgroups = CgroupRoots.detect()
         self.warnings = self._find_warnings()
@@ -240,7 +254,7 @@ class Host:
     def allocate(self, limits: SandboxLimits, *, extra_procs: int = 0) -> Allocation:
         """Directories, uid and cgroups for a new sandbox whose wrapper needs ``extra_procs``."""
         self.prepare()
-        uid, root = self._claim_root()
+        uid, root, claim_fd = self._claim_root()
         disk = False
         cgroups: SandboxCgroups | None = None
         lock_fd = -1
@@ -257,12 +271,15 @@ class Host:
             max_procs = limits.max_processes + extra_procs
             nproc = max_procs if uid is not None else count_user_tasks(os.getuid()) + max_procs
             if self.cgroups is not None:
-                cgroups = self.cgroups.create(root.name, max_pids=max_procs,
+                cgroups = self.cgroups.create(self._cgroup_name(root.name), max_pids=max_procs,
                                               memory_bytes=limits.memory_mb * _MB)
         except BaseException:
             if lock_fd >= 0:
                 os.close(lock_fd)
-            _kill_and_remove(root, None, cgroups)
+            try:
+                _kill_and_remove(root, None, cgroups)
+            finally:
+                self._give_back(uid, claim_fd)
             raise
         namespaces = None
         if uid is not None:
@@ -288,26 +305,61 @@ class Host:
         ]
         return Allocation(root=root, work=dirs[0], home=dirs[1], tmp=dirs[2], out=dirs[3], uid=uid,
                           cgroups=cgroups, lock_fd=lock_fd, setup=setup, disk_mounted=disk,
+                          uid_claim_fd=claim_fd,
                           process_limit_mechanism="+".join(_mechanisms("pids" in controllers,
                                                                        uid is not None)),
                           isolation=isolation)
 
-    def _claim_root(self) -> tuple[int | None, Path]:
+    def _claim_root(self) -> tuple[int | None, Path, int]:
         if not self.switch_uid:
             root = Path(tempfile.mkdtemp(prefix="s", dir=self.base_dir))
-            return None, root
+            return None, root, -1
         first, count = self.uid_range
         for _ in range(100):
             uid = first + secrets.randbelow(count)
+            claim = self._take(uid)
+            if claim is None:
+                continue  # a sandbox of another base directory has it
             root = self.base_dir / f"u{uid}"
             try:
                 root.mkdir(mode=0o711)
             except FileExistsError:
+                self._give_back(uid, claim)
                 continue
             except OSError as exc:
+                self._give_back(uid, claim)
                 raise InfraError(f"cannot create a sandbox under {self.base_dir}: {exc}") from exc
-            return uid, root
+            if live_pids(uid):  # left by a crashed driver of another base directory
+                _kill_members(uid, None)
+            return uid, root, claim
         raise InfraError(f"no free sandbox uid in {first}..{first + count - 1}")
+
+    def _take(self, uid: int) -> int | None:
+        """A descriptor holding the host-wide claim on ``uid`` (-1 without a claims directory),
+        or None when another driver holds it."""
+        if self.uid_claims is None:
+            return -1
+        path = self.uid_claims / str(uid)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held, now = os.fstat(fd), os.lstat(path)
+            if (held.st_dev, held.st_ino) != (now.st_dev, now.st_ino):
+                raise BlockingIOError("given back meanwhile")  # its holder unlinked it
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
+
+    def _give_back(self, uid: int | None, fd: int) -> None:
+        if fd < 0 or uid is None or self.uid_claims is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.uid_claims / str(uid))  # before closing: see the check in _take
+        os.close(fd)
+
+    def _cgroup_name(self, name: str) -> str:
+        return f"{name}-{self._tag}" if self._tag else name
 
     def release(self, alloc: Allocation, groups: set[int]) -> None:
         """Kill everything the sandbox still runs, then delete its cgroups and directory."""
@@ -318,6 +370,7 @@ class Host:
             _kill_and_remove(alloc.root, alloc.uid, alloc.cgroups)
         finally:
             os.close(alloc.lock_fd)  # if removal failed, a later sweep retries it
+            self._give_back(alloc.uid, alloc.uid_claim_fd)
 
     def kill_processes(self, alloc: Allocation, groups: set[int]) -> None:
         """Kill every process of the sandbox and wait until none is left; files stay.
@@ -341,7 +394,15 @@ class Host:
             root = Path(entry.path)
             try:
                 with _lock_if_stale(root):
-                    _kill_and_remove(root, self._uid_of(entry.name), self._cgroups_of(entry.name))
+                    uid = self._uid_of(entry.name)
+                    claim = self._take(uid) if uid is not None else -1
+                    try:
+                        # A uid that another driver holds now is not ours to kill.
+                        _kill_and_remove(root, uid if claim is not None else None,
+                                         self._cgroups_of(entry.name))
+                    finally:
+                        if claim is not None:
+                            self._give_back(uid, claim)
                     removed += 1
             except (OSError, InfraError):  # alive (lock held), young, or not ours to remove
                 continue
@@ -352,7 +413,9 @@ class Host:
             else None
 
     def _cgroups_of(self, name: str) -> SandboxCgroups | None:
-        return self.cgroups.existing(name) if self.cgroups is not None else None
+        if self.cgroups is None:
+            return None
+        return self.cgroups.existing(self._cgroup_name(name))
 
 
 def _probe_tmpfs(base: Path) -> bool:
