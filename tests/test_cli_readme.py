@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import stat
 import sys
 from pathlib import Path
 
@@ -117,6 +118,8 @@ def test_every_documented_command_runs(tmp_path: Path, monkeypatch: pytest.Monke
     assert demos, "the docs should start with the demo"
     code, text = _main(_fill(demos[0], {}) + FAST_DEMO, monkeypatch, capsys)
     assert code == 0, text
+    # the demo makes the home; sandboxed code (other uids) must not be able to read it
+    assert stat.S_IMODE((tmp_path / "home").stat().st_mode) == 0o700
     settings = Settings(home=tmp_path / "home")
     (eval_id,) = [e["eval_id"] for e in api.status(settings=settings)["evals"]]
     _, rows = api.query("SELECT run_id FROM runs ORDER BY passed, run_id", settings=settings)

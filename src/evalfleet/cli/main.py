@@ -229,7 +229,9 @@ def demo(home: HomeOpt = None,
     from evalfleet.cli.progress import RichProgress
 
     settings = _settings(home)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    # 0700 like the store makes it: sandboxed code running under other uids must not read the
+    # journal or other evals' trajectories (an existing home keeps its mode)
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     plan: dict[str, Any] = yaml.safe_load(
         (Path(__file__).resolve().parent.parent / "plans" / "demo.yaml").read_text())
     plan["runs_per_task"] = runs
