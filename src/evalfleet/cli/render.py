@@ -61,7 +61,8 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
     if rep.get("simulated"):
         console.print("[yellow]model: SIMULATED (evalfleet.testing.simulator), not a real "
                       "model[/yellow]")
-    t = Table(title="mean score over tasks ± 95% CI half-width (task-clustered)",
+    t = Table(title="mean score over tasks, 95% CI (± half-width, or [low-high]); excl. = runs "
+                    "not in the score",
               box=box.SIMPLE_HEAD, pad_edge=False)
     # runs and latency are in the notes below: the table must fit 80 columns with long agent
     # names and asymmetric (Wilson) intervals
@@ -78,9 +79,10 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
         ex = a.get("excluded") or {}
         notes.append(f"{label}: {o['n_runs']} scored runs, latency p50 {secs(lat['p50'])}; "
                      f"interval: {o.get('method', '-')}")
-        notes.append(f"{label}: excluded from the score: " + ", ".join(
-            f"{k} {ex.get(k, 0)}" for k in ("infra_error", "scorer_error", "config_error",
-                                            "cancelled")))
+        if ex.get("total"):
+            notes.append(f"{label}: excluded from the score: " + ", ".join(
+                f"{k} {ex.get(k, 0)}" for k in ("infra_error", "scorer_error", "config_error",
+                                                "cancelled")))
         if a["errors"]:
             notes.append(f"{label} errors: " + ", ".join(
                 f"{k} {v}" for k, v in a["errors"].items()))
@@ -152,13 +154,14 @@ def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
     if flag:
         console.print(f"[yellow]{flag}[/yellow]")
     t = Table(title="by category (p adjusted over categories; BH in --json)",
-              box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("category", "tasks", "BASE", "NEW", "diff pts", "95% CI", "p", "test", "Holm"):
+              box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for col in ("category (n)", "BASE", "NEW", "diff pts", "95% CI", "p", "test", "Holm"):
         # long category names wrap; the numbers never do
-        t.add_column(col, justify="left" if col in ("category", "test") else "right",
-                     no_wrap=col != "category")
+        wraps = col.startswith("category")
+        t.add_column(col, justify="left" if wraps or col == "test" else "right",
+                     no_wrap=not wraps, min_width=10 if wraps else None)
     for c in cmp["by_category"]:
-        t.add_row(str(c["category"]), str(c["n_tasks"]), pct(c["mean_base"]),
+        t.add_row(f"{c['category']} ({c['n_tasks']})", pct(c["mean_base"]),
                   pct(c["mean_new"]), pts(c["estimate"]),
                   f"{pts(c['ci_low'])}..{pts(c['ci_high'])}", pval(c["p_value"]),
                   SHORT_TEST_LABELS.get(str(c.get("test")), "-"), pval(c["p_holm"]))
