@@ -53,6 +53,9 @@ EXPECTED: dict[str, tuple[tuple[str, ...], int | str | None]] = {
                                      "cannot import",
                                      "RuntimeError: the model client needs OPENAI_BASE_URL"),
                                     None),
+    "36-scorer-import-raises.yaml": (("task s1", "python scorer",
+                                      "RuntimeError: the model client needs OPENAI_BASE_URL"),
+                                     None),
 }
 
 
@@ -104,3 +107,25 @@ def test_unknown_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "no eval" in err and "Traceback" not in err
+
+
+def test_agent_factory_that_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A plugin adapter whose factory fails is a plan error naming the agent, not a traceback."""
+    from evalfleet.agents import registry
+
+    def explode(spec: object) -> object:
+        raise OSError("libfoo.so: cannot open shared object file\nsecond line")
+
+    monkeypatch.setitem(registry.BUILTIN, "exploding", explode)
+    plan = tmp_path / "p.yaml"
+    plan.write_text("name: p\nsuite: {path: %s}\nagents:\n  - {name: x, kind: exploding}\n"
+                    % (CORPUS.parent / "suites" / "good.jsonl"))
+    monkeypatch.setattr(sys, "argv", ["evalfleet", "run", str(plan), "--home",
+                                      str(tmp_path / "h")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "p.yaml: field 'agents.0' cannot create agent x@0: OSError: libfoo.so" in err, err
+    assert "second line" not in err and "Traceback" not in err

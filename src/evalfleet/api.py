@@ -18,7 +18,7 @@ from evalfleet._util import short_hash
 from evalfleet.agents.registry import create_agent
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import load_price_table
-from evalfleet.errors import ConfigError, InfraError, SpecError, UnknownEvalError
+from evalfleet.errors import ConfigError, EvalfleetError, InfraError, SpecError, UnknownEvalError
 from evalfleet.execution.dispatcher import Dispatcher, DispatchOutcome, DispatchStats
 from evalfleet.sandbox import get_provider
 from evalfleet.scoring.registry import create_scorer
@@ -96,6 +96,13 @@ def validate_plan(plan: Plan, source: str | None = None) -> Suite:
             raise SpecError(exc.message, source=source,
                             field=f"agents.{i}.{exc.field}" if exc.field else f"agents.{i}") \
                 from None
+        except EvalfleetError:
+            raise
+        except (Exception, SystemExit) as exc:
+            # a plugin's factory (or the code it imports) failed: a mistake in the plan's
+            # agent, reported as one line naming it rather than a traceback
+            raise SpecError(f"cannot create agent {spec.label}: {_one_line(exc)}",
+                            source=source, field=f"agents.{i}") from None
     try:
         suite = load_suite_ref(plan.suite, plan)
     except SpecError as exc:
@@ -112,12 +119,25 @@ def validate_plan(plan: Plan, source: str | None = None) -> Suite:
             except SpecError as exc:
                 raise SpecError(f"task {task.id}: {exc.message}", source=suite.name,
                                 field=exc.field) from None
+            except EvalfleetError:
+                raise
+            except (Exception, SystemExit) as exc:  # e.g. a python scorer's module raising
+                raise SpecError(f"task {task.id}: cannot create its {task.scorer.kind} scorer: "
+                                f"{_one_line(exc)}", source=suite.name,
+                                field="scorer") from None
         for name, n in task.resources.items():
             if n > plan.resources.get(name, 0):
                 raise SpecError(f"task {task.id} needs {n} {name} but the plan provides "
                                 f"{plan.resources.get(name, 0)}", source=source,
                                 field=f"resources.{name}")
     return suite
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` of an exception, for a one-line error."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _new_eval_id(plan: Plan) -> str:
