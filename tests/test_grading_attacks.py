@@ -98,7 +98,33 @@ HUMANEVAL_ATTACKS = {
         os._exit(127)
         """),
     "kill-parent": WRONG + "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+    # The hidden test module is public (the docs describe it): its globals are read before the
+    # solution is imported, so replacing them afterwards changes nothing.
+    "rewrites-the-hidden-test-module": WRONG + textwrap.dedent("""\
+        import sys
+        for m in list(sys.modules.values()):
+            if hasattr(m, "CHECK_SOURCE"):
+                m.CHECK_SOURCE = "def check(candidate):\\n    pass\\n"
+                m.ENTRY_POINT = "has_close_elements"
+                m._require_plain = lambda *a, **k: None
+                m._PLAIN = (object,)
+        """),
 }
+
+
+# HumanEval/4's check() only compares through abs(): a solution that shadows abs (as a global or
+# through its own __builtins__) must not pass with a wrong answer.
+SHADOW_ATTACKS = {
+    "shadows-abs-global": "    return 0.0\nabs = lambda x: 0\n",
+    "shadows-builtins": "    return 0.0\nimport builtins as _b\n"
+                        "__builtins__ = {**vars(_b), 'abs': lambda x: 0}\n",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(SHADOW_ATTACKS))
+def test_humaneval_check_uses_the_real_builtins(attack: str, provider: Any,
+                                                humaneval: dict[str, Task]) -> None:
+    assert graded(run(humaneval["HumanEval/4"], provider, answer=SHADOW_ATTACKS[attack])) == 0.0
 
 
 @pytest.mark.parametrize("attack", sorted(HUMANEVAL_ATTACKS))

