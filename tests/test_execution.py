@@ -231,11 +231,11 @@ def test_pid_of_driver_recorded(make_plan: Callable[..., Path], settings: Settin
 def test_heartbeat_keeps_a_slow_run_leased_so_it_runs_once(make_plan: Callable[..., Path],
                                                            settings: Settings,
                                                            tmp_path: Path) -> None:
-    # each run outlives its 1 s lease several times over: only the heartbeat's renewals keep
+    # each run outlives its 1.5 s lease twice over: only the heartbeat's renewals keep
     # this dispatcher from leasing (and running) it again
     log = tmp_path / "executions.log"
-    plan = make_plan(n_tasks=2, agents=[py_agent("counting", log=str(log), sleep_s=2.5)],
-                     execution={"lease_seconds": 1.0, "heartbeat_seconds": 0.2,
+    plan = make_plan(n_tasks=2, agents=[py_agent("counting", log=str(log), sleep_s=3.5)],
+                     execution={"lease_seconds": 1.5, "heartbeat_seconds": 0.2,
                                 "max_in_flight": 8})
     summary = api.run(plan, settings=settings)
     assert summary.status == "completed" and summary.done == 2

@@ -19,7 +19,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from evalfleet import api, stats
-from evalfleet.analysis.export import compare_markdown, report_markdown
+from evalfleet.analysis.export import compare_markdown, report_html, report_markdown
 from evalfleet.analysis.report import rate_dict
 from evalfleet.cli import app, main
 from evalfleet.cli.progress import RichProgress
@@ -161,6 +161,8 @@ def test_some_infra_errors_make_the_result_partial_and_are_counted(
     assert "excluded from the score: infra_error 3, scorer_error 0" in text
     md = report_markdown(api.report(eval_id, settings=settings))
     assert "7/10 planned runs scored (PARTIAL)" in md and "infra\\_error 3" in md
+    page = report_html(api.report(eval_id, settings=settings))
+    assert "7/10 planned runs scored (PARTIAL)" in page and "infra_error 3" in page
 
 
 def test_report_lists_failing_run_ids(make_plan: Callable[..., Path],
@@ -269,6 +271,7 @@ def test_compare_flags_a_higher_infra_error_rate(make_plan: Callable[..., Path],
     text = " ".join(_cli(settings, "compare", f"{eval_id}/base@1", f"{eval_id}/dodger@1"
                          ).stdout.split())
     assert "4/10 (40.0%) vs 0/10 (0.0%)" in text
+    assert "4/10 (40.0%) vs 0/10 (0.0%)" in compare_markdown(cmp)
     back = api.compare([f"{eval_id}/dodger@1", f"{eval_id}/base@1"], settings=settings)
     assert back["excluded"]["flagged"] is False
 
