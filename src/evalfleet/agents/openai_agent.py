@@ -156,6 +156,9 @@ class OpenAIAgent:
             if _unknown_model(exc):
                 raise ConfigError(f"model {self.model!r} is unknown at {base_url} "
                                   f"({exc.status_code})") from None
+            if exc.status_code == 404:  # a wrong base_url: no request of this eval can succeed
+                raise ConfigError(f"no chat completions endpoint at {base_url} (404); check "
+                                  "args.base_url") from None
             raise AgentError(f"model API refused the request ({exc.status_code}): "
                              f"{str(exc)[:300]}") from None
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
