@@ -256,3 +256,36 @@ def test_tests_scorer_refuses_a_runner_that_never_starts(provider: Any) -> None:
                     "expected_tests": ["a.B.c"], "timeout_s": 5}))
     out = asyncio.run(grade(task, provider))
     assert out.error is not None and out.error.error_kind == "infra_error"
+
+
+def test_honest_tests_that_set_class_state_are_not_taken_for_tampering(provider: Any) -> None:
+    hidden = {"test_state.py": textwrap.dedent("""\
+        import unittest
+        import pkg
+
+        unittest.TestCase.maxDiff = None
+
+        class StateTest(unittest.TestCase):
+            items = []
+            helper = None
+
+            @classmethod
+            def setUpClass(cls):
+                cls.items = [pkg.f()]
+                cls.helper = staticmethod(lambda: 2)
+
+            def test_items(self):
+                self.assertEqual(self.items, [2])
+
+            def test_helper(self):
+                self.assertEqual(self.helper(), 2)
+
+            @unittest.skip("skips never count")
+            def test_skipped(self):
+                pass
+        """)}
+    task = Task(id="t", input="x", files={"pkg/__init__.py": "def f():\n    return 2\n"},
+                hidden_files=hidden, scorer=ScorerSpec(kind="tests", args={"timeout_s": 20}))
+    out = asyncio.run(grade(task, provider))
+    assert out.error is None and out.score is not None
+    assert out.score.metrics["tests_passed"] == 2.0 and out.score.metrics["tests_total"] == 3.0

@@ -31,27 +31,53 @@ _dumps = json.dumps
 _OUT_LIMIT = 4000
 
 
-_DATA = (int, float, str, bytes, bool, type(None), tuple, frozenset)
+_DESCRIPTORS = (staticmethod, classmethod, property)
+_Guards = list[tuple[str, object, dict[str, object]]]
 
 
-def _guarded_dicts() -> list[tuple[str, dict[str, object]]]:
-    # What the verdict depends on: unittest's machinery, this runner and the builtins. Plain
-    # data (TestCase.maxDiff, longMessage) may be set by honest tests, so only code is compared.
-    out: list[tuple[str, dict[str, object]]] = []
-    for mod in (unittest.case, unittest.result, unittest.suite, unittest.loader):
-        out.append((mod.__name__, dict(vars(mod))))
+def _guard(guards: _Guards, name: str, obj: object) -> None:
+    guards.append((name, obj, dict(vars(obj))))
+
+
+def _machinery() -> _Guards:
+    # What the verdict depends on: unittest's machinery, this runner and the builtins. Data
+    # (TestCase.maxDiff, a fixture set up by setUpClass) may be set by honest tests, so only
+    # code (functions, classes, descriptors) is compared.
+    guards: _Guards = []
+    for mod in (unittest.case, unittest.result, unittest.suite, unittest.loader, builtins,
+                sys.modules[__name__]):
+        _guard(guards, mod.__name__, mod)
     for cls in (unittest.TestCase, unittest.TestResult, unittest.TestSuite, unittest.TestLoader,
                 getattr(unittest.case, "_Outcome", object), _Result):
-        out.append((cls.__qualname__, dict(vars(cls))))
-    out.append(("builtins", dict(vars(builtins))))
-    out.append(("runner", dict(globals())))
-    return out
+        _guard(guards, cls.__qualname__, cls)
+    return guards
 
 
-def _tampered(before: list[tuple[str, dict[str, object]]]) -> str:
-    for (name, saved), (_, now) in zip(before, _guarded_dicts(), strict=True):
+def _test_code(guards: _Guards, module: str, suite: unittest.TestSuite) -> None:
+    """Guard a loaded test module and its test classes too: code under test must not replace
+    a test method or a name the tests use while the tests run."""
+    mod = sys.modules.get(module)
+    if mod is not None:
+        _guard(guards, module, mod)
+    stack: list[object] = [suite]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, unittest.TestSuite):
+            stack.extend(item)
+            continue
+        for cls in type(item).__mro__:
+            if cls in (unittest.TestCase, object) or id(cls) in seen:
+                continue
+            seen.add(id(cls))
+            _guard(guards, cls.__qualname__, cls)
+
+
+def _tampered(guards: _Guards) -> str:
+    for name, obj, saved in guards:
+        now = vars(obj)
         for key, value in saved.items():
-            if isinstance(value, _DATA):
+            if not (callable(value) or isinstance(value, _DESCRIPTORS)):
                 continue
             if now.get(key, _tampered) is not value:
                 return f"{name}.{key} was replaced by the code under test"
@@ -114,7 +140,7 @@ def main() -> None:
     if workdir not in extra:
         extra.append(workdir)
     sys.path[:] = paths[:cut] + extra + paths[cut:]
-    guarded = _guarded_dicts()
+    guarded = _machinery()
     tests: dict[str, dict[str, str]] = {}
     state = {"note": ""}
     tampered, dumps = _tampered, _dumps  # local: replacing the module globals changes nothing
@@ -145,6 +171,7 @@ def main() -> None:
                                          "detail": traceback.format_exc()[-_OUT_LIMIT:]}
             flush()
             continue
+        _test_code(guarded, module, suite)
         try:
             suite.run(result)
         except BaseException:  # whatever escapes ends this module's tests
