@@ -32,9 +32,13 @@ err = Console(stderr=True)
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
-        sys.stdout.write(f"evalfleet {version('evalfleet')}\n")
+        try:
+            number = version("evalfleet")  # the installed distribution's, as pip reports it
+        except PackageNotFoundError:  # running from a source tree that was not installed
+            from evalfleet import __version__ as number
+        sys.stdout.write(f"evalfleet {number}\n")
         raise typer.Exit()
 
 
