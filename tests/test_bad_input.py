@@ -129,3 +129,15 @@ def test_agent_factory_that_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     err = " ".join(capsys.readouterr().err.split())
     assert "p.yaml: field 'agents.0' cannot create agent x@0: OSError: libfoo.so" in err, err
     assert "second line" not in err and "Traceback" not in err
+
+
+def test_huge_plan_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A plan larger than any real one is refused before it is parsed."""
+    plan = tmp_path / "huge.yaml"
+    plan.write_text("name: p\ndescription: '" + "x" * (9 * 1024 * 1024) + "'\n")
+    monkeypatch.setattr(sys, "argv", ["evalfleet", "plan", "check", str(plan)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert "huge.yaml: file is larger than 8 MiB" in capsys.readouterr().err
