@@ -288,3 +288,17 @@ def test_plan_check_rejects_what_run_rejects(tmp_path: Path, monkeypatch: pytest
         assert expected in " ".join(err.split()), err
         assert out == "" and "Traceback" not in err
     assert not (tmp_path / "home").exists()
+
+
+def test_plan_check_of_the_demo_plan(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import evalfleet
+
+    demo = Path(evalfleet.__file__).parent / "plans" / "demo.yaml"
+    code, out, err = _run_main(["plan", "check", str(demo), "--json"], monkeypatch, capsys)
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["simulated_model"] is True
+    assert r["runs_planned"] == 164 * 2 * r["runs_per_task"]
+    assert [a["kind"] for a in r["agents"]] == ["openai", "openai"]
+    assert not any("unsandboxed" in w for w in r["warnings"])  # openai agents are not python

@@ -75,7 +75,7 @@ def _fields(console: Console, kind: str, index: str, event: dict[str, Any],
     short: list[str] = []
     long: list[tuple[str, str]] = []
     for key, value in event.items():
-        if key in ("t", "kind", *skip) or value is None or \
+        if key in ("t", "kind", *skip) or value is None or value == [] or value == {} or \
                 (isinstance(value, str) and not value.strip()):
             continue
         text = _fmt(value)
