@@ -620,8 +620,8 @@ def check_plan(plan_path: str | Path, *, settings: Settings | None = None) -> di
 
     Creates nothing (no home, no journal). The answer names the suite and its tasks, the
     agents, the runs planned, the sandbox provider that would be chosen here, and warnings:
-    python agents and python scorers run in the driver's process, outside any sandbox, and
-    tasks that allow the network.
+    python agents (in the driver's process) and python scorers (in a worker process of the
+    driver) run outside any sandbox, and tasks that allow the network.
 
     Raises:
         SpecError: the same file:line: field message ``run`` would give.
@@ -645,8 +645,8 @@ def check_plan(plan_path: str | Path, *, settings: Settings | None = None) -> di
     for kind in scorer_kinds:
         if kind in _UNSANDBOXED_SCORERS:
             n = sum(t.scorer.kind == kind for t in suite.tasks)
-            warnings.append(f"{n} task(s) use the {kind} scorer, which runs in the driver's "
-                            "process, unsandboxed")
+            warnings.append(f"{n} task(s) use the {kind} scorer, which runs unsandboxed, "
+                            "with your permissions (in a worker process of the driver)")
     networked = [t.id for t in suite.tasks if t.network]
     if networked:
         warnings.append(f"{len(networked)} task(s) allow the network in the sandbox "

@@ -34,8 +34,8 @@ def check(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")],
 
     Exit 0 when the plan is valid, 2 with the file:line: field message otherwise. Prints the
     suite and its tasks, the agents, the runs planned, the sandbox provider this machine would
-    use, and warnings: python agents and python scorers run unsandboxed in the driver, and
-    tasks that allow the network. Creates nothing (no home, no journal).
+    use, and warnings: python agents and python scorers run unsandboxed (in the driver and
+    its worker processes), and tasks that allow the network. Creates nothing (no home, no journal).
     """
     from evalfleet import api
     from evalfleet.settings import load_settings
