@@ -19,7 +19,7 @@ from evalfleet.store import Journal
 from evalfleet.store.schema import evals
 
 CLAIMERS = 4
-ROUNDS = 24
+ROUNDS = 60
 STALE_S = 60.0
 
 
