@@ -374,3 +374,20 @@ def test_junit_runner_without_a_report_fails_despite_exit_0(provider: Any) -> No
 def test_a_scorer_command_that_cannot_start_is_an_infra_error(provider: Any) -> None:
     out = run(_junit_task(["evalfleet-no-such-program"]), provider)
     assert out.error is not None and out.error.error_kind == "infra_error"
+
+
+@pytest.mark.parametrize("blocker", [
+    {"files": {"checks": "a file where the hidden tests' folder goes"}},
+    {"files": {"checks/test_small.py/inner.txt": "a folder where a hidden test goes"}},
+    {"commands": ("ln -s /tmp checks",)},
+], ids=["file-as-folder", "folder-as-file", "symlinked-folder"])
+def test_nothing_the_agent_leaves_blocks_a_nested_hidden_test(blocker: dict[str, Any],
+                                                              provider: Any) -> None:
+    base = _small_task()
+    task = base.model_copy(update={
+        "hidden_files": {"checks/test_small.py": base.hidden_files["test_small.py"]},
+        "scorer": ScorerSpec(kind="tests", args={
+            "tests": ["checks/test_small.py"], "timeout_s": 10,
+            "expected_tests": ["test_small.SmallTest.test_two", "test_small.SmallTest.test_int"]}),
+    })
+    assert graded(run(task, provider, **blocker)) == 0.5  # what doing nothing scores
