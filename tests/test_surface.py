@@ -92,3 +92,29 @@ def test_help_and_docs_send_readers_nowhere_missing() -> None:
             assert missing not in text, (where, missing)
     for link in re.findall(r"\]\(([^)#]+)\)", texts["README.md"]):
         assert (ROOT / link).exists(), link
+
+
+def test_dependency_ranges_hold_what_is_tested() -> None:
+    """Every dependency has an upper bound, and the versions installed (the ones the tests
+    ran against) are inside the ranges pyproject.toml declares."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for line in meta["dependencies"] + meta["optional-dependencies"]["test"]:
+        req = Requirement(line)
+        if req.name == "types-PyYAML":  # stubs: any version
+            continue
+        assert any(s.operator in ("<", "<=", "~=", "==") for s in req.specifier), line
+        assert req.specifier.contains(version(req.name), prereleases=True), \
+            (line, version(req.name))
+
+
+def test_ci_script_is_valid_bash_and_uses_a_fresh_venv() -> None:
+    ci = ROOT / ".ci" / "run"
+    subprocess.run(["bash", "-n", str(ci)], check=True)
+    text = ci.read_text()
+    assert text.index("python3 -m venv --clear .venv") < text.index(". .venv/bin/activate") \
+        < text.index("python3 -m pip install -e '.[test]'") < text.index("python3 -m pytest")
