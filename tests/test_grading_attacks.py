@@ -391,3 +391,48 @@ def test_nothing_the_agent_leaves_blocks_a_nested_hidden_test(blocker: dict[str,
             "expected_tests": ["test_small.SmallTest.test_two", "test_small.SmallTest.test_int"]}),
     })
     assert graded(run(task, provider, **blocker)) == 0.5  # what doing nothing scores
+
+
+@pytest.mark.parametrize("sandbox", [
+    pytest.param("local", id="local"),
+    pytest.param("bwrap", id="bwrap", marks=[
+        pytest.mark.sandbox,
+        pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap is not installed")])])
+def test_an_agent_cannot_opt_out_of_grading_in_an_eval(sandbox: str, tmp_path: Path,
+                                                       settings: Any) -> None:
+    """Through a whole eval: blocking the hidden tests' paths is graded like doing nothing (no
+    infra error to exclude the run), and exiting 0 at import is graded 0."""
+    import json
+
+    import pyarrow.parquet as pq
+    import yaml
+
+    from evalfleet import api
+
+    suite = tmp_path / "suite.jsonl"
+    task = _small_task().model_dump(mode="json")
+    suite.write_text(json.dumps(task) + "\n")
+    agent = textwrap.dedent("""\
+        import json, os, sys
+        json.load(sys.stdin)
+        mode = os.environ["MODE"]
+        if mode == "block":
+            os.makedirs("test_small.py/x", exist_ok=True)
+        elif mode == "exit0":
+            open("pkg/__init__.py", "w").write("import os\\nos._exit(0)\\n")
+        print(json.dumps({"answer": "done"}))
+        """)
+    agents = [{"name": mode, "version": "1", "kind": "command",
+               "args": {"command": ["python3", "agent.py"], "files": {"agent.py": agent},
+                        "env": {"MODE": mode}}} for mode in ("honest", "block", "exit0")]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({"name": "optout", "suite": {"path": str(suite)},
+                                    "agents": agents, "execution": {"sandbox": sandbox}}))
+    summary = api.run(plan, settings=settings)
+    assert summary.done == summary.planned == 3
+    rows = [r for f in sorted((settings.home / "results").rglob("*.parquet"))
+            for r in pq.read_table(f).to_pylist()]
+    by_agent = {r["agent_name"]: r for r in rows}
+    names = ["honest", "block", "exit0"]
+    assert [by_agent[n]["error_kind"] for n in names] == [None, None, None]
+    assert [by_agent[n]["score"] for n in names] == [0.5, 0.5, 0.0]
