@@ -22,9 +22,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(name="evalfleet", add_completion=False, invoke_without_command=True,
                   help="Run AI-agent evaluations durably and report them with honest error bars.")
-app.command("show")(inspect_cmds.show)
-app.command("suites")(inspect_cmds.suites)
-app.command("tasks")(inspect_cmds.tasks)
 app.add_typer(plan_app, name="plan")
 out = Console()
 err = Console(stderr=True)
@@ -52,6 +49,7 @@ def _root(ctx: typer.Context, version: Annotated[bool, typer.Option(
         # `evalfleet` alone is how people ask what it can do: help on stdout, exit 0
         sys.stdout.write(ctx.get_help())
         raise typer.Exit()
+
 
 HomeOpt = Annotated[Path | None, typer.Option("--home", help="Evalfleet home (default "
                                                "$EVALFLEET_HOME, else ./.evalfleet).")]
@@ -272,6 +270,12 @@ def query(sql: Annotated[str, typer.Argument(help="One SELECT over the view 'run
     for r in rows:
         t.add_row(*[str(v) for v in r])
     out.print(t)
+
+
+# after the commands above, so that --help lists them in the order a user needs them
+app.command("show")(inspect_cmds.show)
+app.command("suites")(inspect_cmds.suites)
+app.command("tasks")(inspect_cmds.tasks)
 
 
 def _usage_error(exc: typer.TyperException) -> int:
