@@ -75,6 +75,12 @@ class _NoProvider:
     def available(self) -> bool:
         return True
 
+    def warnings(self) -> list[str]:
+        return []
+
+    def isolates_network(self) -> bool:
+        return True
+
     async def create(self, limits: Any) -> Any:
         raise AssertionError("this scorer asked for a sandbox")
 

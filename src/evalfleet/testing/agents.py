@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evalfleet.agents.base import AgentContext, AgentOutput
+    from evalfleet.execution.attempt import AttemptOutcome
+    from evalfleet.sandbox.base import SandboxProvider
+    from evalfleet.spec.task import Task
 
 
 def noop(task: dict[str, Any]) -> str:
@@ -108,7 +114,7 @@ class ScriptedAgent:
         self.commands = commands
         self.answer = answer
 
-    async def run(self, ctx: Any) -> Any:
+    async def run(self, ctx: AgentContext) -> AgentOutput:
         """Act in the sandbox (only when there is something to do), then answer."""
         from evalfleet.agents.base import AgentOutput
 
@@ -121,8 +127,8 @@ class ScriptedAgent:
         return AgentOutput(self.answer)
 
 
-async def grade(task: Any, provider: Any, *, files: dict[str, str] | None = None,
-                commands: tuple[str, ...] = (), answer: str = "done") -> Any:
+async def grade(task: Task, provider: SandboxProvider, *, files: dict[str, str] | None = None,
+                commands: tuple[str, ...] = (), answer: str = "done") -> AttemptOutcome:
     """One real attempt at ``task`` by a :class:`ScriptedAgent`: its AttemptOutcome."""
     from evalfleet.agents.base import NoGate
     from evalfleet.cost.prices import PriceTable
