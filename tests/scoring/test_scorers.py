@@ -75,9 +75,11 @@ class _NoProvider:
     def available(self) -> bool:
         return True
 
+    @property
     def warnings(self) -> list[str]:
         return []
 
+    @property
     def isolates_network(self) -> bool:
         return True
 
