@@ -77,6 +77,7 @@ def test_driver_removes_only_its_own_old_unreferenced_files(tmp_path: Path) -> N
 
     store.journal.claim_driver("mine", DRIVER, stale_after_s=60)
     removed = store.remove_orphans("mine", DRIVER)
+    assert old.trajectories_path is not None
     assert removed == sorted([old.results_path, old.trajectories_path,
                               "results/eval_id=mine/def.parquet.tmp"])
     for rel in removed:

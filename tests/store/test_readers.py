@@ -36,7 +36,8 @@ def test_readers_of_an_empty_home_say_so_and_create_nothing(tmp_path: Path,
     if make_home:
         home.mkdir()
     settings = Settings(home=home)
-    calls = [lambda: api.status(settings=settings), lambda: api.status("x", settings=settings),
+    calls: list[Callable[[], object]] = [
+             lambda: api.status(settings=settings), lambda: api.status("x", settings=settings),
              lambda: api.report("x", settings=settings),
              lambda: api.query("SELECT 1", settings=settings),
              lambda: api.compare(["x", "y"], settings=settings)]
