@@ -63,7 +63,8 @@ SPILL = """
 import os, sys
 for d in ("/tmp", "/var/tmp", "/dev/shm"):
     p = os.path.join(d, sys.argv[1])
-    os.makedirs(os.path.join(p, "sub"))
+    os.makedirs(os.path.join(p, "sub"), exist_ok=True)  # /tmp may be /var/tmp here
+    os.chmod(os.path.join(p, "sub"), 0o700)
     open(os.path.join(p, "sub", "f"), "w").write("x")
     os.chmod(os.path.join(p, "sub"), 0o500)
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -135,5 +136,25 @@ def test_an_interpreter_under_tmp_is_the_one_commands_get(
             res = await sb.exec(["python3", "-c", "import sys; print(sys.prefix)"])
             assert res.ok, res
             assert res.stdout.strip() == str(tmp_venv) != sys.prefix
+
+    asyncio.run(main())
+
+
+def test_the_hosts_tmp_is_replaced_by_the_sandboxes_own(
+        isolated: DirSandboxProvider, hidden_dir: Path) -> None:
+    """World-readable files other programs leave in /tmp are not there; what the sandbox
+    writes to /tmp stays in its own (size-limited) directory."""
+    name = f"evalfleet-own-tmp-{os.getpid()}"
+
+    async def main() -> None:
+        async with await isolated.create(SandboxLimits()) as sb:
+            res = await sb.exec(["python3", "-c", READ, str(hidden_dir / "journal.db")])
+            assert res.exit_code == 1 and "FileNotFoundError" in res.stderr, res
+            res = await sb.exec(["sh", "-c", f"echo x > /tmp/{name} && cat /var/tmp/{name}"])
+            assert res.ok and res.stdout == "x\n", res
+            assert not await asyncio.to_thread(Path("/tmp", name).exists)
+            # Its own directory keeps its path, and the interpreter still runs.
+            res = await sb.exec(["python3", "-c", "import os; print(os.getcwd())"])
+            assert res.ok and res.stdout.strip() == sb.workdir, res
 
     asyncio.run(main())

@@ -64,7 +64,7 @@ import os, sys
 written = 0
 try:
     for i in range(40):  # 40 files of 2 MB: 80 MB, 2.5x the total, each under file_size_mb
-        d = (os.getcwd(), os.environ['HOME'], os.environ['TMPDIR'])[i % 3]
+        d = (os.getcwd(), os.environ['HOME'], os.environ['TMPDIR'], '/tmp', '/var/tmp')[i % 5]
         with open(os.path.join(d, f'f{i}'), 'wb') as f:
             for _ in range(2):
                 f.write(b'x' * 2**20)

@@ -288,8 +288,11 @@ class Host:
             if self.exposure is not None or hides or self.child_namespaces:
                 shm = limits.memory_mb * _MB if self.child_namespaces and \
                     os.path.isdir("/dev/shm") else 0
+                scratch, rebinds = self._scratch_plan(root, dirs[2]) if disk and \
+                    self.child_namespaces else ((), ())
                 namespaces = ChildNamespaces(
-                    exposure=self.exposure, hides=hides, shm_bytes=shm,
+                    exposure=self.exposure, hides=hides, shm_bytes=shm, scratch=scratch,
+                    scratch_source=str(dirs[2]).encode(), rebinds=rebinds,
                     new_ipc=self.child_namespaces,
                     new_net=self.child_namespaces and not limits.network)
         setup = ChildSetup(limits=limits, nproc=nproc, uid=uid,
@@ -309,6 +312,31 @@ class Host:
                           process_limit_mechanism="+".join(_mechanisms("pids" in controllers,
                                                                        uid is not None)),
                           isolation=isolation)
+
+    def _scratch_plan(self, root: Path, tmp: Path) -> tuple[
+            tuple[bytes, ...], tuple[tuple[bytes, bytes, bool], ...]]:
+        """Replace the host's /tmp and /var/tmp with the sandbox's own tmp (bounded by its
+        disk), keeping reachable what lives under them: the sandbox's own directory (its paths
+        stay valid) and the interpreter. Makes the mount points in ``tmp`` now, as root, under
+        a sticky bit, so the sandbox can neither move them nor swap in symlinks."""
+        scratch = [os.path.realpath(d) for d in SHARED_SCRATCH[:2] if os.path.isdir(d)]
+        keep = [(os.path.realpath(root), False)]
+        if self.interpreter is not None:
+            keep += [(p, True) for p in self.interpreter.prefixes]
+        rebinds: list[tuple[bytes, bytes, bool]] = []
+        for source, ro in keep:
+            for s in scratch:
+                if not source.startswith(s + "/"):
+                    continue
+                parts = source[len(s) + 1:].split("/")
+                cur = tmp
+                for part in parts:
+                    cur = cur / part
+                    with contextlib.suppress(FileExistsError):
+                        cur.mkdir(mode=0o755)
+                rebinds.append((source.encode(), f"{s}/{'/'.join(parts)}".encode(), ro))
+        os.chmod(tmp, 0o1700)
+        return tuple(s.encode() for s in scratch), tuple(rebinds)
 
     def _claim_root(self) -> tuple[int | None, Path, int]:
         if not self.switch_uid:

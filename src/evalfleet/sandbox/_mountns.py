@@ -213,6 +213,14 @@ class ChildNamespaces:
     shm_bytes: int = 0
     """When set, a private ``/dev/shm`` of at most this size (POSIX shared memory dies with the
     command, like System V's in the IPC namespace)."""
+    scratch: tuple[bytes, ...] = ()
+    """Host scratch directories (``/tmp``, ``/var/tmp``) replaced by ``scratch_source``."""
+    scratch_source: bytes = b""
+    """The sandbox's own tmp, inside its size-limited disk."""
+    rebinds: tuple[tuple[bytes, bytes, bool], ...] = ()
+    """(source, target under a scratch directory, read-only): what must stay reachable under
+    the replaced scratch (the sandbox's own directory, an interpreter there). The targets exist
+    in ``scratch_source``, made by the driver, owned by root under a sticky directory."""
     new_ipc: bool = False
     new_net: bool = False
     """A network namespace with only a loopback device, brought up."""
@@ -221,9 +229,27 @@ class ChildNamespaces:
     def _shm_options(self) -> bytes:
         return b"size=%d,mode=1777" % self.shm_bytes
 
+    def _replace_scratch(self) -> None:
+        flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+        source = os.open(self.scratch_source, flags)
+        fds = [os.open(src, flags) for src, _, _ in self.rebinds]  # before anything is covered
+        for target in self.scratch:
+            _check(_libc.mount(b"/proc/self/fd/%d" % source, target, None, _MS_BIND, None),
+                   "bind the sandbox's tmp")
+        for fd, (_, target, ro) in zip(fds, self.rebinds, strict=True):
+            _check(_libc.mount(b"/proc/self/fd/%d" % fd, target, None, _MS_BIND | _MS_REC,
+                               None), "bind back")
+            if ro:
+                _check(_libc.mount(None, target, None,
+                                   _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV,
+                                   None), "remount read-only")
+            os.close(fd)
+        os.close(source)
+
     def apply(self) -> None:
         """Unshare and mount. Runs in the forked child: no imports, little allocation."""
-        mounts = self.exposure is not None or bool(self.hides) or self.shm_bytes > 0
+        mounts = (self.exposure is not None or bool(self.hides) or self.shm_bytes > 0
+                  or bool(self.scratch))
         flags = ((_CLONE_NEWNS if mounts else 0) | (_CLONE_NEWIPC if self.new_ipc else 0)
                  | (_CLONE_NEWNET if self.new_net else 0))
         if not flags:
@@ -234,6 +260,8 @@ class ChildNamespaces:
                    "make / private")
             if self.exposure is not None:
                 self.exposure.mount()
+            if self.scratch:
+                self._replace_scratch()
             if self.shm_bytes > 0:
                 _check(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", _MS_NOSUID | _MS_NODEV,
                                    self._shm_options), "mount /dev/shm")
