@@ -319,7 +319,7 @@ class Host:
         disk), keeping reachable what lives under them: the sandbox's own directory (its paths
         stay valid) and the interpreter. Makes the mount points in ``tmp`` now, as root, under
         a sticky bit, so the sandbox can neither move them nor swap in symlinks."""
-        scratch = [os.path.realpath(d) for d in SHARED_SCRATCH[:2] if os.path.isdir(d)]
+        scratch = sorted({os.path.realpath(d) for d in _REPLACED_SCRATCH if os.path.isdir(d)})
         keep = [(os.path.realpath(root), False)]
         if self.interpreter is not None:
             keep += [(p, True) for p in self.interpreter.prefixes]
@@ -503,6 +503,8 @@ def _lock_if_stale(root: Path) -> Iterator[None]:
 
 SHARED_SCRATCH = ("/tmp", "/var/tmp", "/dev/shm")
 """World-writable host directories where local sandboxes can leave files; cleaned on close."""
+_REPLACED_SCRATCH = ("/tmp", "/var/tmp", "/run/lock", "/var/lock")
+"""World-writable host directories that ``local`` as root replaces with the sandbox's tmp."""
 
 
 def _kill_members(uid: int | None, cgroups: SandboxCgroups | None) -> bool:
