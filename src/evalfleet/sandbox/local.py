@@ -4,8 +4,10 @@ Commands run on the host file system. As root, each sandbox runs as a uid of its
 ``_host``), which keeps root's and other sandboxes' files out of reach, and each command's child
 enters namespaces of its own before dropping to that uid: a mount namespace in which the
 interpreter's site-packages, the evalfleet package and the provider's ``hidden_paths`` are covered
-by an empty read-only tmpfs; an IPC namespace, so System V shared memory dies with the command;
-and, unless ``limits.network``, a network namespace with only a loopback device. As an ordinary
+by an empty read-only tmpfs, ``/tmp``, ``/var/tmp`` and ``/run/lock`` are the sandbox's own tmp
+(inside its disk total) and ``/dev/shm`` is private; an IPC namespace, so System V shared memory
+dies with the command; and, unless ``limits.network``, a network namespace with only a loopback
+device. As an ordinary
 user none of this is possible: commands run as that user, can read what it can and reach the
 network, and the provider's ``warnings`` say so.
 """
