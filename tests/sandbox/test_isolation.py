@@ -106,6 +106,20 @@ def test_drivers_environment_is_unreadable_through_proc(
     asyncio.run(main())
 
 
+def test_the_drivers_command_line_is_invisible(isolated: DirSandboxProvider) -> None:
+    """Other users' processes (the driver, other sandboxes) do not show in /proc."""
+    async def main() -> None:
+        async with await isolated.create(SandboxLimits()) as sb:
+            res = await sb.exec(["cat", f"/proc/{os.getpid()}/cmdline"])
+            assert not res.ok and "pytest" not in res.stdout, res
+            res = await sb.exec(["python3", "-c", "import os; print(os.getpid() in "
+                                                  "[int(p) for p in os.listdir('/proc') "
+                                                  "if p.isdigit()])"])
+            assert res.ok and res.stdout == "True\n", res
+
+    asyncio.run(main())
+
+
 def test_python3_is_this_interpreter(provider: DirSandboxProvider) -> None:
     async def main() -> None:
         async with await provider.create(SandboxLimits()) as sb:

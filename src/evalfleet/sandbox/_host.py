@@ -292,6 +292,7 @@ class Host:
                     self.child_namespaces else ((), ())
                 namespaces = ChildNamespaces(
                     exposure=self.exposure, hides=hides, shm_bytes=shm, scratch=scratch,
+                    private_proc=self.child_namespaces,
                     scratch_source=str(dirs[2]).encode(), rebinds=rebinds,
                     new_ipc=self.child_namespaces,
                     new_net=self.child_namespaces and not limits.network)

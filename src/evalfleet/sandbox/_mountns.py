@@ -221,6 +221,9 @@ class ChildNamespaces:
     """(source, target under a scratch directory, read-only): what must stay reachable under
     the replaced scratch (the sandbox's own directory, an interpreter there). The targets exist
     in ``scratch_source``, made by the driver, owned by root under a sticky directory."""
+    private_proc: bool = False
+    """Mount ``/proc`` afresh with ``hidepid=2``: other users' processes (the driver, other
+    sandboxes), their command lines included, are invisible."""
     new_ipc: bool = False
     new_net: bool = False
     """A network namespace with only a loopback device, brought up."""
@@ -249,7 +252,7 @@ class ChildNamespaces:
     def apply(self) -> None:
         """Unshare and mount. Runs in the forked child: no imports, little allocation."""
         mounts = (self.exposure is not None or bool(self.hides) or self.shm_bytes > 0
-                  or bool(self.scratch))
+                  or bool(self.scratch) or self.private_proc)
         flags = ((_CLONE_NEWNS if mounts else 0) | (_CLONE_NEWIPC if self.new_ipc else 0)
                  | (_CLONE_NEWNET if self.new_net else 0))
         if not flags:
@@ -262,6 +265,10 @@ class ChildNamespaces:
                 self.exposure.mount()
             if self.scratch:
                 self._replace_scratch()
+            if self.private_proc:
+                _check(_libc.mount(b"proc", b"/proc", b"proc",
+                                   _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, b"hidepid=2"),
+                       "mount /proc")
             if self.shm_bytes > 0:
                 _check(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", _MS_NOSUID | _MS_NODEV,
                                    self._shm_options), "mount /dev/shm")
