@@ -273,6 +273,7 @@ class Host:
             if self.cgroups is not None:
                 cgroups = self.cgroups.create(self._cgroup_name(root.name), max_pids=max_procs,
                                               memory_bytes=limits.memory_mb * _MB)
+            namespaces = self._namespaces(uid, root, dirs[2], disk=disk, limits=limits)
         except BaseException:
             if lock_fd >= 0:
                 os.close(lock_fd)
@@ -281,21 +282,6 @@ class Host:
             finally:
                 self._give_back(uid, claim_fd)
             raise
-        namespaces = None
-        if uid is not None:
-            hides = tuple(d.encode() for d in self.hidden_dirs()) if self.child_namespaces \
-                else ()
-            if self.exposure is not None or hides or self.child_namespaces:
-                shm = limits.memory_mb * _MB if self.child_namespaces and \
-                    os.path.isdir("/dev/shm") else 0
-                scratch, rebinds = self._scratch_plan(root, dirs[2]) if disk and \
-                    self.child_namespaces else ((), ())
-                namespaces = ChildNamespaces(
-                    exposure=self.exposure, hides=hides, shm_bytes=shm, scratch=scratch,
-                    private_proc=self.child_namespaces,
-                    scratch_source=str(dirs[2]).encode(), rebinds=rebinds,
-                    new_ipc=self.child_namespaces,
-                    new_net=self.child_namespaces and not limits.network)
         setup = ChildSetup(limits=limits, nproc=nproc, uid=uid,
                            cgroup_procs_fds=tuple(cgroups.procs_fds) if cgroups else (),
                            namespaces=namespaces)
@@ -313,6 +299,22 @@ class Host:
                           process_limit_mechanism="+".join(_mechanisms("pids" in controllers,
                                                                        uid is not None)),
                           isolation=isolation)
+
+    def _namespaces(self, uid: int | None, root: Path, tmp: Path, *, disk: bool,
+                    limits: SandboxLimits) -> ChildNamespaces | None:
+        """What each command's child enters before dropping to ``uid`` (None: nothing)."""
+        if uid is None:
+            return None
+        own = self.child_namespaces
+        hides = tuple(d.encode() for d in self.hidden_dirs()) if own else ()
+        if self.exposure is None and not own:
+            return None
+        shm = limits.memory_mb * _MB if own and os.path.isdir("/dev/shm") else 0
+        scratch, rebinds = self._scratch_plan(root, tmp) if disk and own else ((), ())
+        return ChildNamespaces(exposure=self.exposure, hides=hides, shm_bytes=shm,
+                               scratch=scratch, scratch_source=str(tmp).encode(),
+                               rebinds=rebinds, private_proc=own, new_ipc=own,
+                               new_net=own and not limits.network)
 
     def _scratch_plan(self, root: Path, tmp: Path) -> tuple[
             tuple[bytes, ...], tuple[tuple[bytes, bytes, bool], ...]]:
