@@ -81,7 +81,7 @@ class CgroupRoots:
             return roots
         mine = v2 / own[""].lstrip("/")
         try:  # delegated: our own cgroup passes memory and pids on to its children
-            delegated = set((mine / "cgroup.subtree_control").read_text().split())
+            delegated = _controllers(mine / "cgroup.subtree_control")
         except OSError:
             return roots
         wanted = delegated & {"memory", "pids"}
@@ -91,7 +91,7 @@ class CgroupRoots:
         with contextlib.suppress(OSError):
             (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in wanted))
         try:
-            enabled = set((parent / "cgroup.subtree_control").read_text().split()) & wanted
+            enabled = _controllers(parent / "cgroup.subtree_control") & wanted
         except OSError:
             enabled = set()
         if enabled:
@@ -116,12 +116,13 @@ class CgroupRoots:
             if path is not None:
                 cg.dirs.append(path)
                 files = {"pids": [("pids.max", str(max_pids))],
-                         "memory": [("memory.max", str(memory_bytes)),
-                                    ("memory.swap.max", "0")]}
-                for ctl in sorted(self.v2_controllers):
-                    if _write_all(path, files[ctl]):
-                        cg.controllers.add(ctl)
-                cg.procs_fds.append(_open_procs(path))
+                         "memory": [("memory.max", str(memory_bytes))]}
+                if (path / "memory.swap.max").exists():  # only with swap accounting
+                    files["memory"].append(("memory.swap.max", "0"))
+                if _join_via(cg, path):
+                    for ctl in sorted(self.v2_controllers):
+                        if _write_all(path, files[ctl]):
+                            cg.controllers.add(ctl)
             return cg
         if self.memory is not None:
             path = _mkdir(self.memory / name)
@@ -131,16 +132,14 @@ class CgroupRoots:
                 limits = [("memory.limit_in_bytes", str(memory_bytes))]
                 if (path / "memory.memsw.limit_in_bytes").exists():
                     limits.append(("memory.memsw.limit_in_bytes", str(memory_bytes)))
-                if _write_all(path, limits):
+                if _write_all(path, limits) and _join_via(cg, path):
                     cg.controllers.add("memory")
-                    cg.procs_fds.append(_open_procs(path))
         if self.pids is not None:
             path = _mkdir(self.pids / name)
             if path is not None:
                 cg.dirs.append(path)
-                if _write_all(path, [("pids.max", str(max_pids))]):
+                if _write_all(path, [("pids.max", str(max_pids))]) and _join_via(cg, path):
                     cg.controllers.add("pids")
-                    cg.procs_fds.append(_open_procs(path))
         return cg
 
     def existing(self, name: str) -> SandboxCgroups:
@@ -171,8 +170,18 @@ def _write_all(path: Path, settings: list[tuple[str, str]]) -> bool:
     return True
 
 
-def _open_procs(path: Path) -> int:
-    return os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+def _controllers(path: Path) -> set[str]:
+    """The controllers a ``cgroup.subtree_control`` (or ``cgroup.controllers``) lists."""
+    return {c.lstrip("+") for c in path.read_text().split()}
+
+
+def _join_via(cg: SandboxCgroups, path: Path) -> bool:
+    """Keep ``path/cgroup.procs`` open for the children to join by; False if it cannot be."""
+    try:
+        cg.procs_fds.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+    except OSError:
+        return False
+    return True
 
 
 @dataclass(slots=True)
