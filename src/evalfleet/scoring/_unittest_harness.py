@@ -24,10 +24,24 @@ import unittest.case
 import unittest.loader
 import unittest.result
 import unittest.suite
+from typing import Any
 
 # Bound before any code under test runs: later monkey-patching of os or json cannot reach them.
 _write, _open, _close, _rename, _exit = os.write, os.open, os.close, os.replace, os._exit
-_dumps = json.dumps
+
+
+def _make_dump(quote: Any = json.encoder.encode_basestring_ascii, type_: Any = type,
+               str_: Any = str, items: Any = dict.items) -> Any:
+    # The report is nested dicts of strings; it is written with the C string quoting and
+    # built-ins taken now, not with json.dumps, whose Python parts code under test could patch.
+    def dump(obj: Any) -> str:
+        if type_(obj) is str_:
+            return quote(obj)  # type: ignore[no-any-return]
+        return "{" + ",".join(quote(k) + ":" + dump(v) for k, v in items(obj)) + "}"
+    return dump
+
+
+_dump = _make_dump()
 _OUT_LIMIT = 4000
 
 
@@ -45,10 +59,10 @@ def _machinery() -> _Guards:
     # code (functions, classes, descriptors) is compared.
     guards: _Guards = []
     for mod in (unittest.case, unittest.result, unittest.suite, unittest.loader, builtins,
-                sys.modules[__name__]):
+                json.encoder, sys.modules[__name__]):
         _guard(guards, mod.__name__, mod)
     for cls in (unittest.TestCase, unittest.TestResult, unittest.TestSuite, unittest.TestLoader,
-                getattr(unittest.case, "_Outcome", object), _Result):
+                getattr(unittest.case, "_Outcome", object), _Result, json.JSONEncoder):
         _guard(guards, cls.__qualname__, cls)
     return guards
 
@@ -73,13 +87,15 @@ def _test_code(guards: _Guards, module: str, suite: unittest.TestSuite) -> None:
             _guard(guards, cls.__qualname__, cls)
 
 
-def _tampered(guards: _Guards) -> str:
+def _tampered(guards: _Guards, vars_: Any = vars, callable_: Any = callable,
+              isinstance_: Any = isinstance, items: Any = dict.items) -> str:
+    # Built-ins taken at import: replacing builtins.callable cannot blind this check.
     for name, obj, saved in guards:
-        now = vars(obj)
-        for key, value in saved.items():
-            if not (callable(value) or isinstance(value, _DESCRIPTORS)):
+        now = vars_(obj)
+        for key, value in items(saved):
+            if not (callable_(value) or isinstance_(value, _DESCRIPTORS)):
                 continue
-            if now.get(key, _tampered) is not value:
+            if key not in now or now[key] is not value:
                 return f"{name}.{key} was replaced by the code under test"
     return ""
 
@@ -143,21 +159,25 @@ def main() -> None:
     guarded = _machinery()
     tests: dict[str, dict[str, str]] = {}
     state = {"note": ""}
-    tampered, dumps = _tampered, _dumps  # local: replacing the module globals changes nothing
+    # Locals: replacing this module's globals from code under test changes nothing here.
+    tampered, dump, open_, write, close, rename, exit_ = (_tampered, _dump, _open, _write,
+                                                         _close, _rename, _exit)
+    view_of = memoryview
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
     def flush() -> None:
         note = state["note"] or tampered(guarded)
         state["note"] = note
-        data = dumps({"nonce": nonce, "tests": {} if note else tests, "note": note})
+        data = dump({"nonce": nonce, "tests": {} if note else tests, "note": note})
         tmp = report_path + ".part"
-        fd = _open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = open_(tmp, flags, 0o600)
         try:
-            view = memoryview(data.encode())
+            view = view_of(data.encode())
             while view:
-                view = view[_write(fd, view):]
+                view = view[write(fd, view):]
         finally:
-            _close(fd)
-        _rename(tmp, report_path)
+            close(fd)
+        rename(tmp, report_path)
 
     flush()
     result = _Result(tests, flush)
@@ -180,7 +200,7 @@ def main() -> None:
         flush()
     sys.stdout = io.StringIO()  # output after the last test is nobody's business
     flush()
-    _exit(0)
+    exit_(0)
 
 
 if __name__ == "__main__":
