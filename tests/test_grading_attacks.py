@@ -457,3 +457,11 @@ def test_an_agent_cannot_opt_out_of_grading_in_an_eval(sandbox: str, tmp_path: P
     names = ["honest", "block", "exit0"]
     assert [by_agent[n]["error_kind"] for n in names] == [None, None, None]
     assert [by_agent[n]["score"] for n in names] == [0.5, 0.5, 0.0]
+
+
+def test_deleting_a_task_script_the_tests_run_through_is_the_agents_failure(
+        provider: Any) -> None:
+    base = _junit_task(["./run.sh"])
+    task = base.model_copy(update={"files": {**base.files, "run.sh": "#!/bin/sh\n"}})
+    out = run(task, provider, commands=("rm -f run.sh",))
+    assert graded(out) == 0.0
