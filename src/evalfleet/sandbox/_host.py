@@ -73,6 +73,32 @@ PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 hidden tests, so sandboxed code must not read it."""
 
 
+def _package_dirs(keep: Sequence[str]) -> list[str]:
+    """The installed evalfleet package to hide, or, for a source checkout (an editable install),
+    the whole checkout: its ``.git`` and tests hold the same reference solutions. Entries of the
+    checkout that hold one of the directories in ``keep`` (a venv inside it) stay visible."""
+    pkg = os.path.realpath(PACKAGE_DIR)
+    cur = os.path.dirname(pkg)
+    for _ in range(2):
+        if any(os.path.exists(os.path.join(cur, m)) for m in ("pyproject.toml", ".git")):
+            break
+        cur = os.path.dirname(cur)
+    else:
+        return [pkg]
+
+    def holds(d: str) -> bool:
+        return any(k == d or k.startswith(d + "/") for k in keep)
+
+    if not holds(cur):
+        return [cur]
+    try:
+        names = os.listdir(cur)
+    except OSError:
+        return [pkg]
+    return [os.path.join(cur, n) for n in names
+            if not holds(os.path.join(cur, n)) and os.path.isdir(os.path.join(cur, n))] + [pkg]
+
+
 def default_base_dir() -> Path:
     """``$TMPDIR/evalfleet-sandboxes``."""
     return Path(tempfile.gettempdir()) / "evalfleet-sandboxes"
@@ -239,7 +265,9 @@ class Host:
 
     def hidden_dirs(self) -> tuple[str, ...]:
         """Directories that sandboxed code must not read, resolved, outermost only."""
-        found = {os.path.realpath(p) for p in (PACKAGE_DIR, *self.hidden_paths)}
+        prefixes = self.interpreter.prefixes if self.interpreter is not None else ()
+        found = set(_package_dirs(prefixes))
+        found.update(os.path.realpath(p) for p in self.hidden_paths)
         if not self.site_packages and self.interpreter is not None:
             found.update(self.interpreter.site_dirs)
         return tuple(d for d in sorted(found)
