@@ -127,5 +127,6 @@ def test_refused_credentials_stop_the_eval_with_exit_2(
     (ev,) = api.status(settings=settings)["evals"]
     rep = api.report(ev["eval_id"], settings=settings)
     agent = rep["agents"][0]
-    assert agent["excluded"]["config_error"] == ev["done"] >= 1
-    assert agent["overall"]["n_tasks"] == 0  # nothing scored 0 for the provider's refusal
+    # nothing was scored 0 for the provider's refusal, nor recorded: all 20 wait for resume
+    assert ev["done"] == 0 and agent["overall"] is None
+    assert rep["coverage"]["planned"] == 20 and rep["coverage"]["scored"] == 0

@@ -351,13 +351,26 @@ def test_unknown_model_stops_the_eval_as_a_configuration_error(
     assert ev["status"] == "interrupted"  # resumable once the model name is fixed
     rep = api.report(ev["eval_id"], settings=settings)
     agent = rep["agents"][0]
-    assert agent["excluded"]["config_error"] >= 1
-    assert agent["overall"]["n_tasks"] == 0 and agent["errors"].get("agent_error") is None
-    # the first 404 stops leasing: only the runs already in flight ran
-    assert ev["done"] <= 4 < 20
+    assert agent["overall"] is None and not agent.get("errors")  # no score, no agent failure
+    # the runs the 404 ended are not results: nothing is committed, all wait for resume
+    assert ev["done"] == 0
     code, err = _main(monkeypatch, capsys, Settings(home=tmp_path / "other"), "run",
                       str(path), "--quiet")
     assert code == 2 and "no-such-model" in err and "404" in err
+    # the model name fixed, resume runs every run exactly once (none was lost to the error)
+    from evalfleet.spec.plan import Plan
+    from evalfleet.store.journal import Journal
+
+    journal = Journal.open(settings.home)
+    try:
+        row = journal.get_eval(ev["eval_id"])
+        plan = row["plan"]
+        plan["agents"][0]["model"] = "sim-large"
+        journal.update_plan(ev["eval_id"], Plan.model_validate(plan).model_dump_json())
+    finally:
+        journal.close()
+    summary = api.resume(ev["eval_id"], settings=settings)
+    assert summary.status == "completed" and summary.done == summary.planned == 20
 
 
 # -- progress --------------------------------------------------------------------------------

@@ -50,7 +50,9 @@ class DispatchStats:
     failed: int = 0
     """Scored runs that did not pass: failed tests, wrong answers, agent errors, timeouts."""
     errored: int = 0
-    """Runs excluded as missing data: infra, scorer or configuration errors."""
+    """Runs excluded as missing data: infra or scorer errors."""
+    config_errors: int = 0
+    """Runs a configuration error ended; not committed, they return to pending for ``resume``."""
     retries: int = 0
     duplicates: int = 0
     cost_usd: float = 0.0
@@ -274,6 +276,11 @@ class Dispatcher:
                 for t in done:
                     in_flight.pop(t)
                     result = t.result()
+                    if result.error_kind == "config_error":
+                        # not a result of the agent: the run stays leased by us and goes back
+                        # to pending at release, so `resume` runs it once the cause is fixed
+                        self.stats.config_errors += 1
+                        continue
                     self._account(result)
                     self._buffer.append(result)
                 self.stats.running = len(in_flight)
