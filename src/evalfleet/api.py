@@ -20,7 +20,7 @@ from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import load_price_table
 from evalfleet.errors import ConfigError, EvalfleetError, InfraError, SpecError, UnknownEvalError
 from evalfleet.execution.dispatcher import Dispatcher, DispatchOutcome, DispatchStats
-from evalfleet.sandbox import get_provider
+from evalfleet.sandbox import SandboxProvider, get_provider
 from evalfleet.scoring.registry import create_scorer
 from evalfleet.settings import Settings, load_settings
 from evalfleet.spec.loaders import load_plan, load_suite_ref
@@ -46,8 +46,10 @@ __all__ = ["EvalSummary", "ProgressHook", "check_plan", "compare", "create_eval"
 class ProgressHook(Protocol):
     """Receives live progress of an eval (the CLI draws a progress bar from it)."""
 
-    def start(self, eval_id: str, stats: DispatchStats, sandbox: str) -> None:
-        """The dispatcher started; ``stats`` updates live."""
+    def start(self, eval_id: str, stats: DispatchStats, sandbox: str,
+              warnings: Sequence[str] = ()) -> None:
+        """The dispatcher started; ``stats`` updates live. ``warnings`` says what the sandbox
+        here cannot enforce (show them before the run goes on)."""
         ...
 
     def stop(self) -> None:
@@ -67,6 +69,8 @@ class EvalSummary:
     sandbox: str
     duration_s: float
     home: Path
+    warnings: tuple[str, ...] = ()
+    """What the sandbox could not enforce on this machine (also given to the progress hook)."""
 
 
 def open_store(settings: Settings) -> Store:
@@ -238,7 +242,10 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
     store.journal.claim_driver(eval_id, driver, stale_after_s=plan.execution.lease_seconds)
     store.remove_orphans(eval_id, driver)  # a crashed driver's uncommitted batches, under claim
     store.journal.reset_leases(eval_id)
-    provider = get_provider(settings.sandbox or plan.execution.sandbox)
+    # sandboxed code must not read this home's journals and trajectories
+    provider = get_provider(settings.sandbox or plan.execution.sandbox, hidden_paths=[store.home])
+    _check_network(plan, suite, provider)
+    warnings = tuple(getattr(provider, "warnings", ()))
     counts = store.journal.counts(eval_id)
     stats = DispatchStats(planned=row["planned"], already_done=counts.get("done", 0))
     spent = _spent(store, eval_id)
@@ -263,7 +270,7 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                     loop.remove_signal_handler(sig)
 
         if progress is not None:
-            progress.start(eval_id, stats, provider.name)
+            progress.start(eval_id, stats, provider.name, warnings)
         try:
             outcome = asyncio.run(main())
         finally:
@@ -283,7 +290,21 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
     counts = store.journal.counts(eval_id)
     return EvalSummary(eval_id=eval_id, status=final, planned=row["planned"],
                        done=counts.get("done", 0), cost_usd=_spent(store, eval_id),
-                       sandbox=provider.name, duration_s=time.time() - t0, home=store.home)
+                       sandbox=provider.name, duration_s=time.time() - t0, home=store.home,
+                       warnings=warnings)
+
+
+def _check_network(plan: Plan, suite: Suite, provider: SandboxProvider) -> None:
+    """A task that forbids the network never runs where the sandbox leaves it open, unless the
+    plan says that is acceptable."""
+    if getattr(provider, "isolates_network", True) or plan.execution.allow_open_network:
+        return
+    closed = [t.id for t in suite.tasks if not t.network]
+    if closed:
+        raise SpecError(f"the {provider.name} sandbox cannot cut the network on this machine, "
+                        f"but {len(closed)} task(s) forbid it (e.g. {closed[0]}); use the bwrap "
+                        "sandbox, run as root, or set execution.allow_open_network: true",
+                        field="execution.sandbox")
 
 
 def _spent(store: Store, eval_id: str) -> float:
@@ -631,7 +652,9 @@ def check_plan(plan_path: str | Path, *, settings: Settings | None = None) -> di
     suite = validate_plan(plan, str(plan_path))
     warnings: list[str] = []
     try:
-        provider = get_provider(settings.sandbox or plan.execution.sandbox)
+        provider = get_provider(settings.sandbox or plan.execution.sandbox,
+                                hidden_paths=[settings.home])
+        _check_network(plan, suite, provider)
         sandbox = provider.name
         warnings.extend(getattr(provider, "warnings", ()))
     except InfraError as exc:

@@ -7,7 +7,7 @@ import io
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -380,7 +380,8 @@ class _Capture:
     def __init__(self) -> None:
         self.stats: DispatchStats | None = None
 
-    def start(self, eval_id: str, stats: DispatchStats, sandbox: str) -> None:
+    def start(self, eval_id: str, stats: DispatchStats, sandbox: str,
+              warnings: Sequence[str] = ()) -> None:
         self.stats = stats
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from evalfleet.cli import inspect_cmds
 from evalfleet.cli.plan_cmds import plan_app
@@ -84,10 +85,12 @@ def _export(data: dict[str, Any], json_: bool,
     return bool(to_stdout)
 
 
-def _finish(summary: EvalSummary, *, show_report: bool = True) -> None:
+def _finish(summary: EvalSummary, *, show_report: bool = True, warn: bool = False) -> None:
     from evalfleet import api
     from evalfleet.cli.render import render_report
 
+    for w in summary.warnings if warn else ():  # the progress display showed them at start
+        err.print(f"[yellow]warning:[/yellow] {escape(w)}")
     scored = 0
     if show_report and summary.done:
         settings = _settings(summary.home)
@@ -133,7 +136,7 @@ def run(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")], home: Hom
     del backend  # one backend so far; the option is there so scripts need not change
     summary = api.run(plan, settings=_settings(home), workers=workers,
                       progress=None if quiet else RichProgress(err))
-    _finish(summary)
+    _finish(summary, warn=quiet)
 
 
 @app.command()
@@ -149,7 +152,7 @@ def resume(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique pre
 
     summary = api.resume(eval_id, settings=_settings(home), budget_usd=budget,
                          progress=None if quiet else RichProgress(err))
-    _finish(summary)
+    _finish(summary, warn=quiet)
 
 
 @app.command()
@@ -244,7 +247,7 @@ def demo(home: HomeOpt = None,
     err.print(f"demo plan written to {plan_path}; the model is SIMULATED (no network, no key)")
     summary = api.run(plan_path, settings=settings,
                       progress=None if quiet else RichProgress(err, label="demo"))
-    _finish(summary)
+    _finish(summary, warn=quiet)
 
 
 @app.command()

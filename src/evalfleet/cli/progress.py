@@ -4,10 +4,12 @@ dollars spent."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -57,13 +59,16 @@ class RichProgress:
             (f"retries {st.retries}", "dim"), "  ", (f"sandbox {self._sandbox}", "dim"))
         return Group(bar, detail)
 
-    def start(self, eval_id: str, stats: Any, sandbox: str) -> None:
+    def start(self, eval_id: str, stats: Any, sandbox: str,
+              warnings: Sequence[str] = ()) -> None:
         self._stats = stats
         self._eval_id = eval_id
         self._sandbox = sandbox
         self._t0 = time.monotonic()
         self.console.print(f"eval [bold]{eval_id}[/bold]: {stats.planned} runs planned, "
                            f"{stats.already_done} already done; sandbox {sandbox}")
+        for w in warnings:
+            self.console.print(f"[yellow]warning:[/yellow] {escape(w)}")
         self._live = Live(get_renderable=self._render, console=self.console,
                           refresh_per_second=4, transient=False)
         self._live.start()

@@ -50,6 +50,9 @@ class ExecutionSettings(BaseModel):
     backoff_base_s: float = Field(0.5, ge=0, le=600, description="First retry delay.")
     backoff_max_s: float = Field(30.0, ge=0, le=3600, description="Longest retry delay.")
     sandbox: Literal["auto", "local", "bwrap"] = Field("auto", description="Sandbox provider.")
+    allow_open_network: bool = Field(
+        False, description="Run tasks that forbid the network even where the sandbox cannot "
+        "cut it (local without root); otherwise such a plan stops at start.")
     write_batch: int = Field(256, ge=1, le=100_000, description="Results per commit batch.")
 
     @model_validator(mode="after")
