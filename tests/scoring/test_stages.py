@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,45 +16,51 @@ from evalfleet.spec.task import ScorerSpec, Task
 from evalfleet.spec.trajectory import Trajectory
 
 
-def _alive(pid: int) -> bool:
-    """Running (a killed process may stay a zombie until its new parent reaps it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+def _running(cmdline: bytes) -> list[int]:
+    """Host pids of running (not zombie) processes with exactly this command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "cmdline").read_bytes() != cmdline:
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            found.append(int(entry.name))
+    return found
 
 
-async def _detached_pid_after_agent_stage(provider: LocalSandboxProvider) -> tuple[int, bool]:
+async def _left_after_agent_stage(provider: LocalSandboxProvider, seconds: str) -> list[int]:
+    mark = f"sleep\0{seconds}\0".encode()
     task = Task(id="t", input="x", target="x", scorer=ScorerSpec(kind="exact"))
     stages = _Stages(provider, task, Trajectory(), reserved=[])
     try:
         sb = await stages.agent.get()
-        await sb.exec(["/bin/sh", "-c", "setsid sh -c 'echo $$ > pid; exec sleep 300' "
+        await sb.exec(["/bin/sh", "-c", f"setsid sh -c 'exec sleep {seconds}' "
                        "</dev/null >/dev/null 2>&1 &"], timeout_s=10)
-        pid = 0
         for _ in range(250):
-            try:
-                pid = int((await sb.read_file("pid")).decode())
+            if _running(mark):
                 break
-            except (FileNotFoundError, ValueError):
-                await asyncio.sleep(0.02)
-        if not pid or not _alive(pid):
-            pytest.skip("this sandbox already ends detached processes with each command")
+            await asyncio.sleep(0.02)
+        else:
+            pytest.skip("this sandbox already ended the detached process with its command")
         await stages.end_agent_stage()
-        alive_after = _alive(pid)  # before the scorer's sandbox exists
+        left = _running(mark)  # before the scorer's sandbox exists
         assert await stages.scoring.get() is not sb
-        return pid, alive_after
+        return left
     finally:
         await stages.close()
 
 
 def test_a_detached_process_is_dead_when_the_scoring_stage_starts() -> None:
-    # local runs commands as host processes, so their pids can be checked from here (bwrap's
-    # live in a pid namespace that dies with each command anyway).
+    # local runs commands as host processes: the driver sees them in its /proc.
     base = Path(tempfile.mkdtemp(prefix="evalfleet-test-stages-"))
+    seconds = f"299.{random.randrange(10**6):06d}"
     try:
-        pid, alive = asyncio.run(_detached_pid_after_agent_stage(LocalSandboxProvider(base)))
-        assert not alive, f"process {pid} of the agent survived into scoring"
+        left = asyncio.run(_left_after_agent_stage(LocalSandboxProvider(base), seconds))
+        assert left == [], f"processes {left} of the agent survived into scoring"
     finally:
         shutil.rmtree(base, ignore_errors=True)
