@@ -72,6 +72,10 @@ def test_164_of_164_and_0_of_5_are_not_certain() -> None:
     k3 = rate_dict(np.ones(10), np.full(10, 3), np.ones(10, dtype=bool))
     assert k3["ci_low"] == pytest.approx(stats.wilson_interval(10, 10).ci_low)
     assert "Wilson on 10/10 tasks" in k3["method"]
+    # every task passed one run of two: SE 0 at 50% is no more certain than at 0% or 100%
+    half = rate_dict(np.full(3, 0.5), np.full(3, 2), np.ones(3, dtype=bool))
+    assert half["mean"] == 0.5 and half["ci_high"] - half["ci_low"] > 0.5
+    assert half["ci_low"] == pytest.approx(0.12533, abs=1e-4)  # Wilson(1.5, 3), by hand
 
 
 def test_report_intervals_never_collapse(make_plan: Callable[..., Path],

@@ -7,8 +7,8 @@ PARTIAL. Each task weighs the same, whatever its number of scored runs. Works on
 
 Intervals (the formulas are in docs/analysis.md): with one binary run per task the pass rate is a
 binomial proportion and gets a Wilson score interval; otherwise the mean over tasks gets a
-t interval on SE_CLT (CR1 by cluster with ``cluster``). An interval never collapses to a point at
-0% or 100%: when every task scored the same extreme, Wilson on the task counts is used instead.
+t interval on SE_CLT (CR1 by cluster with ``cluster``). An interval never collapses to a point:
+when every task has the same mean (SE 0), Wilson on the task count is used instead.
 Every interval carries the ``method`` that produced it.
 """
 
@@ -69,11 +69,7 @@ def rate_dict(values: npt.NDArray[np.float64], n_runs: npt.NDArray[Any],
     est = stats.mean_with_se(values, clusters)
     # SE 0 at 0% or 100% would claim certainty no finite sample has: every task is a success
     # (or a failure), so count tasks and take Wilson on that
-    d = _no_collapse(mean_dict(est))
-    if n > 1 and d["se"] == 0.0 and d["mean"] not in (0.0, 1.0):
-        d["method"] = (f"{est.method}; every task has the same mean, so SE is 0 and the "
-                       "interval understates the uncertainty")
-    return d
+    return _no_collapse(mean_dict(est))
 
 
 def _groups(labels: npt.NDArray[Any], values: npt.NDArray[np.float64], n_runs: npt.NDArray[Any],
@@ -117,14 +113,21 @@ def _pass_k(t: dict[str, npt.NDArray[Any]]) -> list[dict[str, Any]]:
 
 
 def _no_collapse(d: dict[str, Any]) -> dict[str, Any]:
-    """Replace a zero-width interval at 0% or 100% by Wilson on the task count."""
+    """Replace a zero-width interval by Wilson on the task count.
+
+    SE 0 means every task has the same mean (all 0%, all 100%, or e.g. every task passing one
+    run of two), which a finite sample cannot make certain. For scores in [0, 1] the variance of
+    a task's mean is at most mu(1 - mu), the Bernoulli case, so a Wilson interval with n = the
+    number of tasks and x = mean * n is a conservative interval for the mean over tasks.
+    """
     n, mean = int(d["n_tasks"]), d["mean"]
-    if n and d["se"] in (0.0, None) and mean in (0.0, 1.0):
-        x = n if mean == 1.0 else 0
-        w = stats.wilson_interval(x, n)
-        d.update(ci_low=_f(w.ci_low), ci_high=_f(w.ci_high),
-                 method=f"{d['method']}; SE 0 at {100 * x // n}%, so the interval is Wilson on "
-                        f"{x}/{n} tasks")
+    if n and mean is not None and d["se"] in (0.0, None):
+        x = mean * n
+        lo, hi = proportion_confint(x, n, alpha=0.05, method="wilson")
+        shown = f"{x:g}/{n}" if float(x).is_integer() else f"{mean:.3g} x {n}"
+        d.update(ci_low=_f(lo), ci_high=_f(hi),
+                 method=f"{d['method']}; SE 0 (every task has the same mean), so the interval "
+                        f"is Wilson on {shown} tasks")
     return d
 
 
