@@ -99,8 +99,11 @@ class _Open:
 def test_a_task_that_forbids_the_network_never_runs_where_it_is_open(
         tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    real = api.get_provider
-    monkeypatch.setattr(api, "get_provider", lambda *a, **k: _Open(real(*a, **k)))
+    from evalfleet.api import driver, validation
+
+    real = driver.get_provider
+    for module in (driver, validation):
+        monkeypatch.setattr(module, "get_provider", lambda *a, **k: _Open(real(*a, **k)))
     secret = tmp_path / "nothing.txt"
     with pytest.raises(SpecError, match="allow_open_network"):
         api.run(_plan(tmp_path, secret), settings=settings)

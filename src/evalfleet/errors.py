@@ -5,17 +5,17 @@ EvalfleetError
 ├── SpecError                 bad plan, suite, task or argument (exit 2): file, line, field
 ├── StoreError                journal / warehouse problems
 │   └── UnknownEvalError      no eval with that id (exit code 2)
-├── BudgetExhaustedError      the budget stopped scheduling (exit code 3)
-├── MissingDependencyError    an optional extra is not installed
 └── RunError                  one attempt at a run failed; ``error_kind`` drives policy
     ├── AgentError            agent raised or gave invalid output  (terminal, counts as fail)
     ├── TaskTimeoutError      the task's own time limit            (terminal, counts as fail)
     ├── InfraError            sandbox, model 429/5xx, connection   (transient, retried)
     │   └── RateLimitedError  the provider said 429 (Retry-After)
     ├── ScorerError           the task's scorer broke, not the agent (terminal, not counted)
-    ├── ConfigError           credentials, unknown model, 401/403  (stops the eval, exit 2)
-    └── CancelledRunError     budget exhausted or operator stop    (terminal, not counted)
+    └── ConfigError           credentials, unknown model, 401/403  (stops the eval, exit 2)
 ```
+
+A budget stop is not an exception: the eval ends with status ``budget_stopped`` (exit code 3)
+and its never-started runs are recorded as ``cancelled``.
 
 Every exception keeps its constructor arguments in ``args`` so it survives pickling (Ray
 re-raises worker exceptions on the driver).
@@ -75,14 +75,6 @@ class UnknownEvalError(StoreError):
     exit_code: ClassVar[int] = 2
 
 
-class BudgetExhaustedError(EvalfleetError):
-    """Scheduling stopped because the dollar budget was reached; completed runs are kept."""
-
-    exit_code: ClassVar[int] = 3
-
-
-class MissingDependencyError(EvalfleetError):
-    """An optional dependency is needed: the message names the extra to install."""
 
 
 class RunError(EvalfleetError):
@@ -135,9 +127,3 @@ class ConfigError(RunError):
 
     error_kind: ClassVar[ErrorKind] = "config_error"
     exit_code: ClassVar[int] = 2
-
-
-class CancelledRunError(RunError):
-    """The run was cancelled (budget exhausted or operator stop); not counted as a failure."""
-
-    error_kind: ClassVar[ErrorKind] = "cancelled"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalfleet.analysis.format import (
+from evalfleet._util.formatting import (
     count,
     excluded_text,
     interval,

@@ -177,11 +177,11 @@ def report(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique pre
            markdown_out: MarkdownOpt = None, html_out: HtmlOpt = None) -> None:
     """Scores with 95% intervals, categories, cost and latency of an eval (partial or not)."""
     from evalfleet import api
-    from evalfleet.analysis.export import report_html, report_markdown
     from evalfleet.cli.render import render_report
 
     rep = api.report(eval_id, settings=_settings(home), cluster=cluster)
-    if _export(rep, json_, [(markdown_out, report_markdown), (html_out, report_html)]):
+    if _export(rep, json_, [(markdown_out, lambda r: api.report_text(r, "markdown")),
+                            (html_out, lambda r: api.report_text(r, "html"))]):
         return
     if json_:
         sys.stdout.write(api.dumps(rep) + "\n")
@@ -208,12 +208,12 @@ def compare(sides: Annotated[list[str], typer.Argument(
             html_out: HtmlOpt = None) -> None:
     """Paired comparison on shared tasks: difference with CI and p, categories, regressions."""
     from evalfleet import api
-    from evalfleet.analysis.export import compare_html, compare_markdown
     from evalfleet.cli.render import render_compare
 
     cmp = api.compare(sides, settings=_settings(home), margin=margin / 100, alpha=alpha,
                       cluster=cluster)
-    if _export(cmp, json_, [(markdown_out, compare_markdown), (html_out, compare_html)]):
+    if _export(cmp, json_, [(markdown_out, lambda c: api.compare_text(c, "markdown")),
+                            (html_out, lambda c: api.compare_text(c, "html"))]):
         return
     if json_:
         sys.stdout.write(api.dumps(cmp) + "\n")

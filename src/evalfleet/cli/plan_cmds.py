@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from evalfleet.errors import EvalfleetError, SpecError
-
-if TYPE_CHECKING:
-    from evalfleet.analysis.power import PowerInputs
+from evalfleet.errors import EvalfleetError
 
 plan_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="Plan evals: check a plan without running it; tasks and runs per "
@@ -114,7 +111,9 @@ def power(
     the formulas (Miller 2024, Eq. 9 and 10) are in docs/analysis.md.
     """
     try:
-        result = _plan_power(from_eval=from_eval, base=base, new=new, rho=rho, omega2=omega2,
+        from evalfleet import api
+
+        result = api.plan_power(from_eval=from_eval, base=base, new=new, rho=rho, omega2=omega2,
                              sigma2=sigma2, sigma2_new=sigma2_new, delta=delta, tasks=tasks,
                              alpha=alpha, two_sided=not one_sided, power=power_, home=home)
     except EvalfleetError as exc:
@@ -128,58 +127,6 @@ def power(
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
         render_power(Console(), result)
-
-
-def _plan_power(*, from_eval: str | None, base: str | None, new: str | None, rho: float,
-                omega2: float | None, sigma2: float | None, sigma2_new: float | None,
-                delta: float, tasks: int | None, alpha: float, two_sided: bool, power: float,
-                home: Path | None) -> dict[str, Any]:
-    from evalfleet.analysis.power import assumed_inputs, plan_power
-
-    if sigma2_new is not None and sigma2 is None:
-        raise SpecError("--sigma2-new needs --sigma2 (the base version's run variance)",
-                        field="--sigma2-new")
-    source = "--tasks" if tasks is not None else None
-    if from_eval is None:
-        if omega2 is None or sigma2 is None:
-            raise SpecError("give --from EVAL_ID to estimate the variances from an eval, or "
-                            "assumed values --omega2 X --sigma2 Y", field="--from")
-        if base or new:
-            raise SpecError("--base and --new name agents of an eval: use them with --from",
-                            field="--base")
-        inputs = assumed_inputs(omega2, sigma2, sigma2_new)
-    else:
-        if omega2 is not None:
-            raise SpecError("--omega2 is estimated from the eval with --from; drop one of them "
-                            "(assumed sigma^2 values may be combined with --from)",
-                            field="--omega2")
-        inputs, planned = _estimate(from_eval, base=base, new=new, rho=rho, sigma2=sigma2,
-                                    sigma2_new=sigma2_new, home=home)
-        if tasks is None and planned:
-            tasks, source = planned, f"tasks planned in {inputs.eval_id}"
-    return plan_power(inputs, delta=delta, alpha=alpha, power=power, two_sided=two_sided,
-                      n_tasks=tasks, n_tasks_source=source)
-
-
-def _estimate(eval_ref: str, *, base: str | None, new: str | None, rho: float,
-              sigma2: float | None, sigma2_new: float | None, home: Path | None
-              ) -> tuple[PowerInputs, int]:
-    """The estimated inputs and the eval's planned task count."""
-    from evalfleet import api
-    from evalfleet.analysis.power import estimate_inputs
-    from evalfleet.settings import load_settings
-
-    settings = load_settings(home)
-    store = api.open_reader(settings)  # read-only: never creates or sweeps
-    try:
-        eval_id = api.resolve_eval_id(store, eval_ref)
-        paths = store.results_paths(eval_id)
-        planned = len(store.journal.planned_tasks(eval_id, 0))
-    finally:
-        store.close()
-    inputs = estimate_inputs(settings.home, paths, eval_id, base=base, new=new, rho=rho,
-                             sigma2_base=sigma2, sigma2_new=sigma2_new)
-    return inputs, planned
 
 
 def _num(x: float | None) -> str:

@@ -8,7 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from evalfleet.analysis.format import (
+from evalfleet._util.formatting import (
     excluded_text,
     mde_text,
     method_label,

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from evalfleet.analysis.format import money
+from evalfleet._util.formatting import money
 
 
 def _started(iso: str | None) -> str:

@@ -1,0 +1,43 @@
+"""The store seen through the dispatcher's journal port, for one eval.
+
+The execution package does not import the store; this adapter is the one place the two meet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from evalfleet.spec.result import RunResult
+from evalfleet.store import RowContext, Store
+from evalfleet.store.journal import LeasedRun
+
+
+class StorePort:
+    """Adapts the store to the dispatcher's RunJournal port for one eval."""
+
+    def __init__(self, store: Store, ctx: RowContext, driver: str) -> None:
+        self.store = store
+        self.ctx = ctx
+        self.driver = driver
+
+    def lease(self, owner: str, n: int, lease_s: float) -> Sequence[LeasedRun]:
+        return self.store.journal.lease(self.ctx.eval_id, owner, n, lease_s)
+
+    def renew(self, owner: str, run_ids: Sequence[str], lease_s: float) -> int:
+        return self.store.journal.renew(self.ctx.eval_id, owner, run_ids, lease_s)
+
+    def release(self, owner: str) -> None:
+        self.store.journal.release(self.ctx.eval_id, owner)
+
+    def commit(self, results: Sequence[RunResult]) -> tuple[int, int]:
+        rep = self.store.commit(self.ctx, results)
+        return rep.committed, rep.duplicates
+
+    def lease_state(self) -> tuple[int, int, float | None]:
+        return self.store.journal.lease_state(self.ctx.eval_id)
+
+    def cancel_pending(self) -> int:
+        return self.store.journal.cancel_pending(self.ctx.eval_id)
+
+    def heartbeat(self) -> None:
+        self.store.journal.heartbeat_driver(self.ctx.eval_id, self.driver)

@@ -1,0 +1,268 @@
+"""Reading evals, read-only: status, reports, comparisons, queries and single runs.
+
+Everything here opens the store with ``open_reader`` (creates, sweeps and locks nothing), so
+it is safe to call while a driver runs the same eval; ``open_store`` is for the driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from evalfleet.cost.prices import load_price_table
+from evalfleet.errors import SpecError, UnknownEvalError
+from evalfleet.settings import Settings, load_settings
+from evalfleet.spec.plan import Plan
+from evalfleet.store import Store
+from evalfleet.store.journal import driver_alive
+
+if TYPE_CHECKING:
+    from evalfleet.analysis.compare import Side
+
+# Analysis (scipy, statsmodels, duckdb) is imported where it is used, so that running an eval
+# does not pay its import time and memory (about 100 MB) in the driver.
+
+
+CLUSTER_KEYS = ("repository", "category")
+"""Coarser keys a report or comparison may cluster the SE by."""
+
+
+def open_store(settings: Settings) -> Store:
+    """The store of the configured home, for writing (creates the home 0700 if missing)."""
+    return Store(settings.home, settings.journal_url)
+
+
+def open_reader(settings: Settings) -> Store:
+    """The store of the configured home, read-only: creates, sweeps and locks nothing.
+
+    Raises:
+        UnknownEvalError: the home or its journal does not exist ("no evals in HOME").
+    """
+    return Store.open_readonly(settings.home, settings.journal_url)
+
+
+def resolve_eval_id(store: Store, eval_id: str) -> str:
+    """An exact eval id, or a unique prefix of one."""
+    try:
+        store.journal.get_eval(eval_id)
+        return eval_id
+    except UnknownEvalError:
+        matches = store.journal.find_evals(eval_id)
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise UnknownEvalError(f"'{eval_id}' matches {len(matches)} evals: "
+                                   f"{', '.join(matches[:5])}") from None
+        raise
+
+
+def status(eval_id: str | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
+    """Status of every eval, or of one with per-agent progress (read-only)."""
+    settings = settings or load_settings()
+    store = open_reader(settings)
+    try:
+        if eval_id is None:
+            return {"evals": [status_row(store, e) for e in store.journal.list_evals()]}
+        eval_id = resolve_eval_id(store, eval_id)
+        row = store.journal.get_eval(eval_id)
+        out = status_row(store, row)
+        prog = store.journal.progress(eval_id)["agents"]
+        agents = Plan.model_validate(row["plan"]).agents
+        out["agents"] = [{"agent_name": a.name, "agent_version": a.version, "model": a.model,
+                          **prog.get(i, {})} for i, a in enumerate(agents)]
+        out["duplicates_dropped"] = row["duplicates_dropped"]
+        return out
+    finally:
+        store.close()
+
+
+def status_row(store: Store, e: dict[str, Any]) -> dict[str, Any]:
+    prog = store.journal.progress(e["eval_id"])["agents"].values()
+    status_value = e["status"]
+    if status_value == "running" and not driver_alive(e.get("driver"), e.get("driver_heartbeat")):
+        status_value = "interrupted"  # the driver died without saying so (crash, SIGKILL)
+    return {
+        "eval_id": e["eval_id"], "plan_name": e["plan_name"], "status": status_value,
+        "planned": e["planned"], "done": sum(a["done"] for a in prog),
+        "errored": sum(a["errored"] for a in prog), "running": sum(a["running"] for a in prog),
+        "cancelled": sum(a["cancelled"] for a in prog),
+        "cost_usd": round(sum(a["cost_usd"] for a in prog), 6),
+        "started_at": _iso(e.get("started_at") or e.get("created_at")),
+        "finished_at": _iso(e.get("finished_at")),
+    }
+
+
+def _iso(t: float | None) -> str | None:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds") if t else None
+
+
+def report(eval_id: str, *, settings: Settings | None = None, cluster: str | None = None,
+           max_tasks: int | None = None) -> dict[str, Any]:
+    """The report of an eval, complete or partial (read-only).
+
+    ``cluster`` (repository or category) clusters the overall SE by that key (CR1);
+    ``max_tasks`` keeps only the first (worst) tasks of each agent's per-task list.
+    """
+    check_cluster(cluster)
+    settings = settings or load_settings()
+    store = open_reader(settings)
+    try:
+        eval_id = resolve_eval_id(store, eval_id)
+        row = store.journal.get_eval(eval_id)
+        plan = Plan.model_validate(row["plan"])
+        st = status_row(store, row)
+        from evalfleet.analysis.report import build_report
+
+        prog = store.journal.progress(eval_id)["agents"]
+        rep = build_report(home=store.home, paths=store.results_paths(eval_id),
+                           eval_row={**row, "status": st["status"],
+                                     "cancelled": st["cancelled"],
+                                     "cancelled_by_agent": [
+                                         prog.get(i, {}).get("cancelled", 0)
+                                         for i in range(len(plan.agents))]},
+                           plan=plan, cluster=cluster, max_tasks=max_tasks)
+        prices = load_price_table(settings.prices)
+        for agent_rep, spec in zip(rep["agents"], plan.agents, strict=True):
+            # an unpriced model's $0 is not a measurement: say so rather than show it as cost
+            agent_rep["priced"] = prices.knows(spec.model)
+            agent_rep["model"] = spec.model
+        return rep
+    finally:
+        store.close()
+
+
+def check_cluster(cluster: str | None) -> None:
+    if cluster is not None and cluster not in CLUSTER_KEYS:
+        raise SpecError(f"cannot cluster by '{cluster}' (choose {', '.join(CLUSTER_KEYS)})",
+                        field="--cluster")
+
+
+def resolve_side(store: Store, ref: str) -> Side:
+    """``EVAL_ID``, ``EVAL_ID/AGENT@VERSION`` or ``AGENT@VERSION`` (its latest eval) as a Side."""
+    eval_part, _, agent_part = ref.partition("/")
+    if not agent_part and "@" in ref:
+        name, _, version = ref.partition("@")
+        for e in store.journal.list_evals():  # newest first
+            agents = Plan.model_validate(store.journal.get_eval(e["eval_id"])["plan"]).agents
+            for i, a in enumerate(agents):
+                if a.name == name and a.version == version:
+                    return _side(store, e["eval_id"], i, a.name, a.version)
+        raise UnknownEvalError(f"no eval has agent {ref}")
+    eval_id = resolve_eval_id(store, eval_part)
+    agents = Plan.model_validate(store.journal.get_eval(eval_id)["plan"]).agents
+    if not agent_part:
+        if len(agents) != 1:
+            raise SpecError(f"eval {eval_id} has {len(agents)} agents; name one as "
+                            f"{eval_id}/AGENT@VERSION (one of: "
+                            f"{', '.join(a.label for a in agents)})")
+        return _side(store, eval_id, 0, agents[0].name, agents[0].version)
+    for i, a in enumerate(agents):
+        if a.label == agent_part or (a.name == agent_part and len(agents) == 1):
+            return _side(store, eval_id, i, a.name, a.version)
+    raise SpecError(f"eval {eval_id} has no agent {agent_part} (it has: "
+                    f"{', '.join(a.label for a in agents)})")
+
+
+def _side(store: Store, eval_id: str, index: int, name: str, version: str) -> Side:
+    from evalfleet.analysis.compare import Side
+
+    return Side(eval_id=eval_id, agent_name=name, agent_version=version,
+                paths=store.results_paths(eval_id),
+                planned_tasks=store.journal.planned_tasks(eval_id, index))
+
+
+def compare(refs: Sequence[str], *, settings: Settings | None = None, margin: float = 0.01,
+            alpha: float = 0.05, cluster: str | None = None) -> dict[str, Any]:
+    """Paired comparison of BASE (first) with NEW (the others) on their shared tasks."""
+    if len(refs) < 2:
+        raise SpecError("compare needs a BASE and at least one NEW")
+    if not 0 <= margin < 1:
+        raise SpecError(f"margin must be in [0, 1) as a fraction, got {margin}", field="--margin")
+    check_cluster(cluster)
+    settings = settings or load_settings()
+    store = open_reader(settings)
+    try:
+        from evalfleet.analysis.compare import compare as compare_sides
+
+        sides = [resolve_side(store, r) for r in refs]
+        out = compare_sides(store.home, sides, margin=margin, alpha=alpha, cluster=cluster)
+        out["status"] = {s.eval_id: status_row(store, store.journal.get_eval(s.eval_id))["status"]
+                         for s in sides}
+        return out
+    finally:
+        store.close()
+
+
+def query(sql: str, *, eval_id: str | None = None,
+          settings: Settings | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """One SELECT over the view ``runs`` of the committed results (of one eval, or all).
+
+    Read-only and confined: the SQL must be a single SELECT, and DuckDB runs it in memory with
+    access to nothing but the committed Parquet files (no COPY, ATTACH, other files, settings).
+
+    Raises:
+        SpecError: the SQL is not one SELECT, or DuckDB refused or failed it.
+        UnknownEvalError: no such eval, or no evals in the home.
+    """
+    from evalfleet.store.warehouse import check_read_only
+    from evalfleet.store.warehouse import query as run_query
+
+    check_read_only(sql)  # before touching the store: a refused query reads nothing
+    settings = settings or load_settings()
+    store = open_reader(settings)
+    try:
+        if eval_id:
+            paths = store.results_paths(resolve_eval_id(store, eval_id))
+        else:
+            paths = store.all_results_paths()
+    finally:
+        store.close()
+    return run_query(settings.home, paths, sql)
+
+
+def show_run(run_ref: str, *, settings: Settings | None = None) -> dict[str, Any]:
+    """One committed run, read-only: its results row, its trajectory's events in order, and
+    the scorer's reports (the trajectory events of kind ``scorer``).
+
+    ``run_ref`` is a run id or a unique prefix of one (matched literally).
+
+    Raises:
+        SpecError: no committed run matches, or the prefix matches several.
+        UnknownEvalError: the home has no evals.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from evalfleet.store import read_trajectory
+
+    if not run_ref:
+        raise SpecError("give a run id (or a unique prefix of one)", field="RUN_ID")
+    settings = settings or load_settings()
+    store = open_reader(settings)
+    try:
+        found: dict[str, str] = {}  # run id -> results file
+        for rel in store.all_results_paths():
+            ids = pq.read_table(store.home / rel, columns=["run_id"]).column("run_id")
+            hits = ids.filter(pc.starts_with(ids, pattern=run_ref)).to_pylist()
+            found.update({rid: rel for rid in hits})
+        if not found:
+            raise SpecError(f"no committed run '{run_ref}' in {store.home} (runs appear once "
+                            "committed; `evalfleet query` lists run ids)", field="RUN_ID")
+        if len(found) > 1:
+            some = ", ".join(sorted(found)[:5])
+            raise SpecError(f"'{run_ref}' matches {len(found)} runs: {some}"
+                            f"{', ...' if len(found) > 5 else ''}", field="RUN_ID")
+        (run_id, rel), = found.items()
+        table = pq.read_table(store.home / rel)
+        row = table.filter(pc.equal(table.column("run_id"), run_id)).to_pylist()[0]
+        row["metrics"] = dict(row.get("metrics") or [])
+        uri = row.get("trajectory_uri")
+        trajectory = read_trajectory(store.home, uri) if uri else None
+    finally:
+        store.close()
+    events = list((trajectory or {}).get("events", []))
+    return {"run": row, "events": events,
+            "dropped_events": (trajectory or {}).get("dropped_events", 0),
+            "trajectory_found": trajectory is not None or not uri,
+            "scorer_reports": [e for e in events if e.get("kind") == "scorer"]}
