@@ -3,7 +3,7 @@
 It is standalone (standard library only): the scorer passes this file's text with ``-c``, so
 nothing of it lives in the working directory where the agent's files are. Usage::
 
-    python3 -I -X pycache_prefix=DIR -c SOURCE REPORT_PATH WORKDIR TEST_FILE...
+    python3 -I -B -c SOURCE REPORT_PATH WORKDIR TEST_FILE...
 
 The first line of stdin is the attempt's nonce; it is read before any code under test is
 imported and is written into the report, so a report the code under test forges without it is

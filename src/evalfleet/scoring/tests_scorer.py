@@ -180,7 +180,11 @@ class TestsScorer:
         nonce = secrets.token_hex(16)
         if self.args.runner == "unittest":
             name = f"report-{token}.json"
-            argv = ["python3", "-I", "-X", f"pycache_prefix={sandbox.outdir}/pycache-{token}",
+            # -B: nothing is cached for later; the snapshot never carries the agent's
+            # __pycache__, so only bytecode compiled here from the files here can be loaded.
+            # (A pycache_prefix would do the same but recompile the standard library on every
+            # run: 0.4 s per scoring.)
+            argv = ["python3", "-I", "-B",
                     "-c", _harness_source(), posixpath.join(sandbox.outdir, name),
                     sandbox.workdir, *self.args.tests]
             res = await sandbox.exec(argv, stdin=(nonce + "\n").encode(),
