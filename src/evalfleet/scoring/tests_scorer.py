@@ -9,6 +9,7 @@ Exit codes and printed text are never read as results.
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import posixpath
 import secrets
@@ -90,6 +91,18 @@ class TestsArgs(BaseModel):
         return self
 
 
+def _module_doubles(path: str) -> list[str]:
+    """What the import system would take for the module ``path`` (``x/m.py``) before the file
+    itself, were an agent to leave it beside it: the package ``x/m/`` and extension modules
+    ``x/m.<suffix>`` (an agent's ``test_hidden/__init__.py`` would be imported as the hidden
+    ``test_hidden.py``)."""
+    if not path.endswith(".py"):
+        return []
+    stem = path[:-3]
+    suffixes = {*importlib.machinery.EXTENSION_SUFFIXES, ".so", ".abi3.so", ".pyd"}
+    return [stem, *(stem + s for s in sorted(suffixes))]
+
+
 @cache
 def _harness_source() -> str:
     return (Path(__file__).with_name("_unittest_harness.py")).read_text(encoding="utf-8")
@@ -152,8 +165,10 @@ class TestsScorer:
         self.args = args
 
     def reserved_paths(self, hidden_files: dict[str, str]) -> list[str]:
-        """Paths this scorer writes after the agent: no agent file may stand in their way."""
-        return [*hidden_files, *([self.args.answer_file] if self.args.answer_file else [])]
+        """Paths this scorer writes after the agent: no agent file may stand in their way, nor
+        take the place of a Python module written there when it is imported by name."""
+        written = [*hidden_files, *([self.args.answer_file] if self.args.answer_file else [])]
+        return [*written, *(p for w in written for p in _module_doubles(w))]
 
     def _answer_text(self, ctx: ScoreContext) -> str:
         fmt = self.args.answer_format

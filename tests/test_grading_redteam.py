@@ -1,0 +1,121 @@
+"""Red-team attacks on grading found after tests/test_grading_attacks.py: each goes through the
+real two-stage attempt in both sandboxes and must score no more than an honest agent that does
+nothing, never an excluded run (infra or scorer error)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalfleet.execution.attempt import AttemptOutcome
+from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider
+from evalfleet.spec.humaneval import load_humaneval
+from evalfleet.spec.loaders import builtin_suite_dir, load_suite
+from evalfleet.spec.task import ScorerSpec, Task
+from evalfleet.testing.agents import grade
+
+HAVE_BWRAP = shutil.which("bwrap") is not None
+
+REPO_TASK = "calc-division-by-zero"  # 4 hidden tests; doing nothing passes 1 of them
+HONEST = 0.25
+PASSING_TESTS = textwrap.dedent("""\
+    import unittest
+
+    class DivisionTest(unittest.TestCase):
+        def test_divide_by_zero(self): pass
+        def test_modulo_by_zero(self): pass
+        def test_zero_variable(self): pass
+        def test_ordinary_division(self): pass
+    """)
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param("local", id="local"),
+    pytest.param("bwrap", id="bwrap", marks=[
+        pytest.mark.sandbox,
+        pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap is not installed")])])
+def provider(request: pytest.FixtureRequest) -> Iterator[Any]:
+    # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, closed to sandbox uids.
+    base = Path(tempfile.mkdtemp(prefix="evalfleet-test-redteam-"))
+    cls = LocalSandboxProvider if request.param == "local" else BwrapSandboxProvider
+    p = cls(base)
+    assert p.available(), p.unavailable_reason
+    yield p
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def run(task: Task, provider: Any, **kwargs: Any) -> AttemptOutcome:
+    return asyncio.run(grade(task, provider, **kwargs))
+
+
+def graded(out: AttemptOutcome) -> float:
+    """The score of an attempt that must have been graded (no error of any kind)."""
+    assert out.error is None, f"{out.error.error_kind}: {out.error}"
+    assert out.score is not None
+    return out.score.value
+
+
+@pytest.fixture(scope="module")
+def repo_task() -> Task:
+    return load_suite(builtin_suite_dir("repo-tasks")).by_id[REPO_TASK]
+
+
+@pytest.fixture(scope="module")
+def humaneval() -> dict[str, Task]:
+    return {t.id: t for t in load_humaneval().tasks}
+
+
+# --- a module the agent leaves under the hidden test's module name ---------------------------
+
+# C without Python.h: the extension's init imports the agent's passing tests and returns them as
+# the module the runner asked for.
+_EXTENSION = textwrap.dedent("""\
+    void *PyImport_ImportModule(const char *);
+    void *PyInit_test_hidden_division(void) { return PyImport_ImportModule("fake_tests"); }
+    """)
+SHADOWS: dict[str, dict[str, Any]] = {
+    # The import system prefers a package directory to a module file of the same name.
+    "package-named-like-the-hidden-test": {
+        "files": {"test_hidden_division/__init__.py": PASSING_TESTS}},
+    # ... and an extension module to a source file.
+    "extension-named-like-the-hidden-test": {
+        "files": {"fake_tests.py": PASSING_TESTS, "ext.c": _EXTENSION},
+        "commands": ("gcc -shared -fPIC -o \"test_hidden_division$(python3 -c 'import "
+                     "importlib.machinery as m; print(m.EXTENSION_SUFFIXES[0])')\" ext.c",)},
+}
+
+
+@pytest.mark.parametrize("attack", sorted(SHADOWS))
+def test_nothing_takes_the_place_of_the_hidden_test_module(attack: str, provider: Any,
+                                                            repo_task: Task) -> None:
+    if "gcc" in str(SHADOWS[attack]) and shutil.which("gcc") is None:
+        pytest.skip("no C compiler")
+    out = run(repo_task, provider, **SHADOWS[attack])
+    assert graded(out) == HONEST
+
+
+def test_nothing_takes_the_place_of_a_nested_hidden_test_module(provider: Any) -> None:
+    task = Task(
+        id="nested", input="make f return 2",
+        files={"pkg/__init__.py": "def f():\n    return 1\n"},
+        hidden_files={"checks/test_small.py": textwrap.dedent("""\
+            import unittest
+            from pkg import f
+
+            class SmallTest(unittest.TestCase):
+                def test_two(self):
+                    self.assertEqual(f(), 2)
+            """)},
+        scorer=ScorerSpec(kind="tests", args={
+            "tests": ["checks/test_small.py"], "timeout_s": 10,
+            "expected_tests": ["test_small.SmallTest.test_two"]}))
+    fake = "import unittest\nclass SmallTest(unittest.TestCase):\n    def test_two(self): pass\n"
+    assert graded(run(task, provider, files={"checks/test_small/__init__.py": fake,
+                                             "test_small/__init__.py": fake})) == 0.0
