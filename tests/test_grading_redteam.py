@@ -119,3 +119,15 @@ def test_nothing_takes_the_place_of_a_nested_hidden_test_module(provider: Any) -
     fake = "import unittest\nclass SmallTest(unittest.TestCase):\n    def test_two(self): pass\n"
     assert graded(run(task, provider, files={"checks/test_small/__init__.py": fake,
                                              "test_small/__init__.py": fake})) == 0.0
+
+
+# --- answer text that cannot be written as UTF-8 ---------------------------------------------
+
+@pytest.mark.parametrize("answer", [
+    "    return False\n# \ud800\n",  # a lone surrogate, as JSON's "\ud800" decodes
+    "```python\ndef has_close_elements(numbers, threshold):\n    return '\udcff'\n```\n",
+], ids=["completion", "fenced"])
+def test_an_answer_with_lone_surrogates_is_graded_not_excluded(answer: str, provider: Any,
+                                                               humaneval: dict[str, Task]) -> None:
+    out = run(humaneval["HumanEval/0"], provider, answer=answer)
+    assert graded(out) == 0.0

@@ -170,11 +170,15 @@ class TestsScorer:
         written = [*hidden_files, *([self.args.answer_file] if self.args.answer_file else [])]
         return [*written, *(p for w in written for p in _module_doubles(w))]
 
-    def _answer_text(self, ctx: ScoreContext) -> str:
+    def _answer_text(self, ctx: ScoreContext) -> bytes:
         fmt = self.args.answer_format
         if fmt == "humaneval":
-            return humaneval_program(ctx.task.input, ctx.answer, self.args.entry_point or "")
-        return extract_code(ctx.answer) if fmt == "code" else ctx.answer
+            text = humaneval_program(ctx.task.input, ctx.answer, self.args.entry_point or "")
+        else:
+            text = extract_code(ctx.answer) if fmt == "code" else ctx.answer
+        # An answer is any str, lone surrogates included (JSON's "\ud800" decodes to one): what
+        # UTF-8 cannot encode becomes "?", so the answer is graded instead of crashing the scorer.
+        return text.encode("utf-8", errors="replace")
 
     async def score(self, ctx: ScoreContext) -> Score:
         sandbox = await ctx.sandbox.get()
