@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider
 from evalfleet.settings import Settings
+
+HAVE_BWRAP = shutil.which("bwrap") is not None
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param("local", id="local"),
+    pytest.param("bwrap", id="bwrap", marks=[
+        pytest.mark.sandbox,
+        pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap is not installed")])])
+def provider(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Each sandbox provider in turn (local, bwrap), with a base directory of its own; the
+    tests under tests/sandbox/ have their own ``provider`` fixture."""
+    # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, closed to sandbox uids.
+    base = Path(tempfile.mkdtemp(prefix="evalfleet-test-provider-"))
+    cls = LocalSandboxProvider if request.param == "local" else BwrapSandboxProvider
+    p = cls(base)
+    assert p.available(), p.unavailable_reason
+    yield p
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evalfleet.execution.attempt import AttemptOutcome
-from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider
 from evalfleet.spec.humaneval import load_humaneval, read_problems
 from evalfleet.spec.loaders import builtin_suite_dir, load_suite
 from evalfleet.spec.task import ScorerSpec, Task
@@ -25,20 +22,6 @@ from evalfleet.testing.agents import grade
 HAVE_BWRAP = shutil.which("bwrap") is not None
 REPO_TASK = "calc-division-by-zero"  # 4 hidden tests; doing nothing passes 1 of them
 
-
-@pytest.fixture(scope="module", params=[
-    pytest.param("local", id="local"),
-    pytest.param("bwrap", id="bwrap", marks=[
-        pytest.mark.sandbox,
-        pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap is not installed")])])
-def provider(request: pytest.FixtureRequest) -> Iterator[Any]:
-    # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, closed to sandbox uids.
-    base = Path(tempfile.mkdtemp(prefix="evalfleet-test-attacks-"))
-    cls = LocalSandboxProvider if request.param == "local" else BwrapSandboxProvider
-    p = cls(base)
-    assert p.available(), p.unavailable_reason
-    yield p
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def run(task: Task, provider: Any, **kwargs: Any) -> AttemptOutcome:

@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import shutil
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider
 from evalfleet.spec.loaders import builtin_suite_dir, load_suite, load_suite_ref
 from evalfleet.spec.plan import SuiteRef
 from evalfleet.spec.task import Suite, Task, unittest_ids
 from evalfleet.testing.agents import grade
 
 SUITE_DIR = builtin_suite_dir("repo-tasks")
-HAVE_BWRAP = shutil.which("bwrap") is not None
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +85,6 @@ def test_solutions_change_only_repository_files(suite: Suite) -> None:
             assert text != task.files[rel], f"{task.id}: {rel} is unchanged"
             ast.parse(text)
 
-
-@pytest.fixture(scope="module", params=[
-    pytest.param("local", id="local"),
-    pytest.param("bwrap", id="bwrap", marks=[
-        pytest.mark.sandbox,
-        pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap is not installed")])])
-def provider(request: pytest.FixtureRequest) -> Iterator[Any]:
-    # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, closed to sandbox uids.
-    base = Path(tempfile.mkdtemp(prefix="evalfleet-test-repo-tasks-"))
-    cls = LocalSandboxProvider if request.param == "local" else BwrapSandboxProvider
-    p = cls(base)
-    assert p.available(), p.unavailable_reason
-    yield p
-    shutil.rmtree(base, ignore_errors=True)
 
 
 async def _grade_all(suite: Suite, provider: Any) -> dict[str, tuple[float, float, str]]:
