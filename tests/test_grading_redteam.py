@@ -131,3 +131,15 @@ def test_an_answer_with_lone_surrogates_is_graded_not_excluded(answer: str, prov
                                                                humaneval: dict[str, Task]) -> None:
     out = run(humaneval["HumanEval/0"], provider, answer=answer)
     assert graded(out) == 0.0
+
+
+# --- what the agent leaves is its failure, never the scorer's --------------------------------
+
+def test_deeply_nested_directories_are_the_agents_failure(provider: Any, repo_task: Task) -> None:
+    """A thousand nested directories once made the snapshot's walk raise RecursionError, a
+    scorer_error that excluded the run."""
+    nest = ("python3 -c \"import os\nfor _ in range(1200):\n    os.mkdir('d'); os.chdir('d')\n"
+            "open('f', 'w').write('x')\"")
+    out = run(repo_task, provider, commands=(nest,))
+    assert out.error is not None and out.error.error_kind == "agent_error", out.error
+    assert "nested" in str(out.error)

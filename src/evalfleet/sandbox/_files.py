@@ -148,6 +148,9 @@ def read_file(root: Path, rel: str, max_bytes: int, owner: int | None = None) ->
 
 
 _SKIPPED_DIRS = frozenset({"__pycache__"})
+MAX_DEPTH = 200
+"""Deepest directory nesting a snapshot follows: the walk recurses, and an agent's thousand
+nested directories must be its failure, not a RecursionError of the driver."""
 
 
 def snapshot_tree(root: Path, *, owner: int | None, max_files: int,
@@ -163,8 +166,11 @@ def snapshot_tree(root: Path, *, owner: int | None, max_files: int,
     out: dict[str, bytes] = {}
     total = 0
 
-    def walk(dir_fd: int, prefix: str) -> None:
+    def walk(dir_fd: int, prefix: str, depth: int = 0) -> None:
         nonlocal total
+        if depth > MAX_DEPTH:
+            raise AgentError(f"the agent left directories nested more than {MAX_DEPTH} deep in "
+                             f"its working directory")
         with os.scandir(dir_fd) as it:
             entries = sorted(it, key=lambda e: e.name)
         for entry in entries:
@@ -183,7 +189,7 @@ def snapshot_tree(root: Path, *, owner: int | None, max_files: int,
                 except OSError:
                     continue
                 try:
-                    walk(sub, rel + "/")
+                    walk(sub, rel + "/", depth + 1)
                 finally:
                     os.close(sub)
             elif stat.S_ISREG(st.st_mode):
