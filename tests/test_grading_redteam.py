@@ -143,3 +143,53 @@ def test_deeply_nested_directories_are_the_agents_failure(provider: Any, repo_ta
     out = run(repo_task, provider, commands=(nest,))
     assert out.error is not None and out.error.error_kind == "agent_error", out.error
     assert "nested" in str(out.error)
+
+
+# --- HumanEval: what check() relies on besides the candidate ---------------------------------
+
+# Each answer is wrong, and passed check() before: 32, 38 and 50 check through the prompt's own
+# helpers (poly, encode_cyclic, encode_shift), which the solution could redefine; and checks use
+# math, random, copy and string, whose functions and data the solution could replace.
+HUMANEVAL_HELPER_ATTACKS = {
+    "redefines-poly": ("HumanEval/32", "    return 0.0\npoly = lambda xs, x: 0.0\n"),
+    "redefines-encode_cyclic": ("HumanEval/38",
+                                "    return s\nencode_cyclic = lambda s: s\n"),
+    "redefines-encode_shift": ("HumanEval/50", "    return s\n"
+                               "def encode_shift(s):\n    return s\n"),
+    "whole-module-redefines-helper": ("HumanEval/38", textwrap.dedent("""\
+        ```python
+        def encode_cyclic(s):
+            return s
+
+        def decode_cyclic(s):
+            return s
+        ```
+        """)),
+    "patches-math.fabs": ("HumanEval/32", "    return 0.0\nimport math\n"
+                          "math.fabs = lambda x: 0.0\n"),
+    "patches-math-from-the-candidate": ("HumanEval/32", textwrap.dedent("""\
+            import math
+            math.fabs = lambda x: 0.0
+            return 0.0
+        """)),
+    "patches-random.choice": ("HumanEval/38", "    return s\nimport random\n"
+                              "random.choice = lambda seq: 'a'\n"),
+    "patches-the-random-instance": ("HumanEval/38", textwrap.dedent("""\
+            return s
+        import random
+        random._inst.choice = lambda seq: 'a'
+        random.choice = random._inst.choice
+        """)),
+    "patches-the-Random-class": ("HumanEval/38", "    return s\nimport random\n"
+                                 "random.Random._randbelow = lambda self, n: 0\n"),
+    "rebinds-string-data": ("HumanEval/38", "    return s\nimport string\n"
+                            "string.ascii_lowercase = 'a'\nimport random\n"
+                            "random.randint = lambda a, b: 3\n"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(HUMANEVAL_HELPER_ATTACKS))
+def test_humaneval_check_is_not_judged_by_the_solution(attack: str, provider: Any,
+                                                       humaneval: dict[str, Task]) -> None:
+    task_id, answer = HUMANEVAL_HELPER_ATTACKS[attack]
+    assert graded(run(humaneval[task_id], provider, answer=answer)) == 0.0

