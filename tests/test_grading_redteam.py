@@ -193,3 +193,40 @@ def test_humaneval_check_is_not_judged_by_the_solution(attack: str, provider: An
                                                        humaneval: dict[str, Task]) -> None:
     task_id, answer = HUMANEVAL_HELPER_ATTACKS[attack]
     assert graded(run(humaneval[task_id], provider, answer=answer)) == 0.0
+
+
+# --- repo tasks: unittest's helpers beside TestCase ------------------------------------------
+
+REPO_PATCHES = {
+    # assertRaises returns a context object of a class of unittest.case: its __exit__ decides
+    # whether the missing (or wrong) exception fails the test.
+    "patches-the-assertRaises-context": textwrap.dedent("""\
+        import unittest.case as _case
+        from .evaluator import CalcError, evaluate
+
+        def _exit(self, exc_type, exc, tb):
+            self.exception = CalcError("division by zero")
+            return True
+
+        _case._AssertRaisesContext.__exit__ = _exit
+        """),
+    "patches-the-context-base": textwrap.dedent("""\
+        import unittest.case as _case
+        from .evaluator import CalcError, evaluate
+
+        _orig = _case._AssertRaisesBaseContext.handle
+
+        def _handle(self, name, args, kwargs):
+            self.expected = BaseException
+            return _orig(self, name, args, kwargs)
+
+        _case._AssertRaisesBaseContext.handle = _handle
+        """),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(REPO_PATCHES))
+def test_patching_unittest_helpers_voids_the_report(attack: str, provider: Any,
+                                                     repo_task: Task) -> None:
+    out = run(repo_task, provider, files={"calc/__init__.py": REPO_PATCHES[attack]})
+    assert graded(out) <= HONEST

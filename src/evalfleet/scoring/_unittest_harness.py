@@ -25,6 +25,7 @@ import unittest.case
 import unittest.loader
 import unittest.result
 import unittest.suite
+import unittest.util
 from typing import Any
 
 # Bound before any code under test runs: later monkey-patching of os or json cannot reach them.
@@ -59,11 +60,14 @@ def _machinery() -> _Guards:
     # (TestCase.maxDiff, a fixture set up by setUpClass) may be set by honest tests, so only
     # code (functions, classes, descriptors) is compared.
     guards: _Guards = []
-    for mod in (unittest.case, unittest.result, unittest.suite, unittest.loader, builtins,
-                json.encoder, sys.modules[__name__]):
+    machinery = (unittest.case, unittest.result, unittest.suite, unittest.loader, unittest.util)
+    for mod in (*machinery, builtins, json.encoder, sys.modules[__name__]):
         _guard(guards, mod.__name__, mod)
-    for cls in (unittest.TestCase, unittest.TestResult, unittest.TestSuite, unittest.TestLoader,
-                getattr(unittest.case, "_Outcome", object), _Result, json.JSONEncoder):
+    # Every class of unittest's machinery, not only TestCase: the verdict of assertRaises is
+    # decided in _AssertRaisesContext.__exit__, of subTest in _Outcome, and so on.
+    classes = [value for mod in machinery for value in vars(mod).values()
+               if isinstance(value, type) and value.__module__ == mod.__name__]
+    for cls in (*classes, _Result, json.JSONEncoder):
         _guard(guards, cls.__qualname__, cls)
     return guards
 
