@@ -230,3 +230,14 @@ def test_patching_unittest_helpers_voids_the_report(attack: str, provider: Any,
                                                      repo_task: Task) -> None:
     out = run(repo_task, provider, files={"calc/__init__.py": REPO_PATCHES[attack]})
     assert graded(out) <= HONEST
+
+
+# --- repo tasks: what the hidden tests take from the package ----------------------------------
+
+@pytest.mark.parametrize("alias", ["Exception", "ArithmeticError", "ZeroDivisionError"])
+def test_the_error_class_cannot_be_an_alias_of_the_bare_error(alias: str, provider: Any,
+                                                               repo_task: Task) -> None:
+    """The hidden tests take CalcError from the package: naming the builtin error CalcError
+    passed every assertRaises(CalcError) while evaluate still leaked ZeroDivisionError."""
+    package = f"from .evaluator import evaluate\nCalcError = {alias}\n"
+    assert graded(run(repo_task, provider, files={"calc/__init__.py": package})) <= HONEST
