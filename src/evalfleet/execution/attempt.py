@@ -4,6 +4,7 @@ of the agent stage dead, the scorer grades in a fresh sandbox holding the agent'
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Collection
@@ -47,13 +48,18 @@ def sandbox_limits(task: Task) -> SandboxLimits:
     """The sandbox limits a task asks for."""
     lim = task.limits
     return SandboxLimits(cpu_s=lim.cpu_s, memory_mb=lim.memory_mb, file_size_mb=lim.file_size_mb,
-                         max_processes=lim.max_processes, max_output_bytes=lim.max_output_bytes,
-                         network=task.network)
+                         max_processes=lim.max_processes, disk_mb=lim.disk_mb,
+                         max_output_bytes=lim.max_output_bytes, network=task.network)
 
 
-async def _create(provider: SandboxProvider, task: Task) -> Sandbox:
+async def _create(provider: SandboxProvider, task: Task, *, network: bool = True) -> Sandbox:
+    """A sandbox with the task's limits; ``network=False`` keeps it off the network even when
+    the task may use it (the scoring sandbox holds the hidden tests)."""
+    limits = sandbox_limits(task)
+    if not network:
+        limits = dataclasses.replace(limits, network=False)
     try:
-        return await provider.create(sandbox_limits(task))
+        return await provider.create(limits)
     except RunError:
         raise
     except Exception as exc:
@@ -132,17 +138,27 @@ class _Stages:
             await sb.kill_all()
 
     async def _scoring_sandbox(self) -> Sandbox:
+        # The scoring sandbox never has the network: the hidden tests are in it, and code under
+        # test could send them out (to an agent's later runs) as easily as read them.
         agent_sb = self.agent.created
         if agent_sb is None:
-            sb = await _provision(self.provider, self.task, self.traj, stage="scorer")
-            self._note(sb, "scorer")
-            return sb
-        files = await agent_sb.snapshot()
-        await self.agent.close()
+            if not self.task.network:
+                sb = await _provision(self.provider, self.task, self.traj, stage="scorer")
+                self._note(sb, "scorer")
+                return sb
+            # Set-up may need the network: it runs in a sandbox of its own, copied from.
+            setup_sb = await _provision(self.provider, self.task, self.traj, stage="setup")
+            try:
+                files = await setup_sb.snapshot()
+            finally:
+                await setup_sb.close()
+        else:
+            files = await agent_sb.snapshot()
+            await self.agent.close()
         kept = {p: b for p, b in files.items()
                 if _is_clean(p) and not _in_the_way(p, self.reserved)}
         dropped = sorted(set(files) - set(kept))
-        sb = await _create(self.provider, self.task)
+        sb = await _create(self.provider, self.task, network=False)
         try:
             await sb.write_files(kept)
         except (OSError, InfraError, SpecError) as exc:
