@@ -342,3 +342,25 @@ def test_code_under_test_cannot_send_the_hidden_tests_out(provider: Any) -> None
         listener.close()
     assert b"agent-stage" in listener.received  # the agent stage had the network
     assert not any(b"SECRET-HIDDEN-TEST" in r for r in listener.received)
+
+
+# --- a forged report must be refused, never crash the scorer ----------------------------------
+
+FORGED_REPORTS = {
+    "non-ascii-nonce": '{"nonce": "\\u00e9", "tests": {}, "note": ""}',
+    "nonce-not-a-string": '{"nonce": ["x"], "tests": {}, "note": ""}',
+    "deeply-nested": "[" * 100_000 + "]" * 100_000,
+    "tests-not-a-dict-of-dicts": '{"nonce": "x", "tests": {"a": [1]}, "note": ""}',
+}
+
+
+@pytest.mark.parametrize("report", sorted(FORGED_REPORTS))
+def test_a_forged_report_is_the_agents_failure(report: str, provider: Any,
+                                               humaneval: dict[str, Task]) -> None:
+    answer = "    return False\n" + textwrap.dedent(f"""\
+        import os, sys
+        with open(sys.argv[1], "w") as fh:
+            fh.write({FORGED_REPORTS[report]!r})
+        os._exit(0)
+        """)
+    assert graded(run(humaneval["HumanEval/0"], provider, answer=answer)) == 0.0

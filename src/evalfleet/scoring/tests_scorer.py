@@ -109,11 +109,15 @@ def _harness_source() -> str:
 
 
 def _parse_json_report(data: bytes, nonce: str) -> tuple[dict[str, dict[str, str]] | None, str]:
+    # Code under test can write this file (the runner cannot stop it): whatever is in it is
+    # refused or read, never an exception of the scorer (that would exclude the run).
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None, "the test report is not valid JSON"
-    if not isinstance(doc, dict) or not secrets.compare_digest(str(doc.get("nonce", "")), nonce):
+    found = str(doc.get("nonce", "")) if isinstance(doc, dict) else ""
+    # As bytes: compare_digest refuses str with non-ASCII characters (TypeError).
+    if not secrets.compare_digest(found.encode("utf-8", "replace"), nonce.encode()):
         return None, "the test report does not carry this attempt's nonce (not the runner's)"
     if doc.get("note"):
         return None, f"the test run was tampered with: {str(doc['note'])[:300]}"
