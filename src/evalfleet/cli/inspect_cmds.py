@@ -212,8 +212,8 @@ def suites(json_: JsonOpt = False) -> None:
     for col in ("suite", "version", "tasks", "categories"):
         t.add_column(col, no_wrap=col != "categories", overflow="fold")
     for s in data:
-        t.add_row(s["suite"], s["version"], str(s["tasks"]),
-                  ", ".join(f"{c} ({n})" for c, n in s["categories"].items()))
+        t.add_row(escape(s["suite"]), escape(s["version"]), str(s["tasks"]),
+                  escape(", ".join(f"{c} ({n})" for c, n in s["categories"].items())))
     console.print(t)
     console.print("in a plan: suite: {builtin: NAME}; or suite: {path: FOLDER_OR_JSONL} for "
                   "your own (see docs/plan-format.md). List tasks with: evalfleet tasks NAME")
@@ -240,8 +240,8 @@ def tasks(suite: Annotated[str, typer.Argument(
     for col in ("category", "difficulty", "scorer", "network"):
         t.add_column(col, no_wrap=True)
     for task in listed:
-        t.add_row(task["id"], task["category"], str(task["difficulty"]), task["scorer"],
-                  "yes" if task["network"] else "")
+        t.add_row(escape(task["id"]), escape(task["category"]), str(task["difficulty"]),
+                  escape(task["scorer"]), "yes" if task["network"] else "")
     width = console.width
     console.width = max(width, 200)  # ids are copied into plans: never cut them
     try:

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evalfleet._util.formatting import (
@@ -51,7 +52,9 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
     cov = rep["coverage"]
     scored = cov.get("scored", cov["done"])
     state = "[yellow]PARTIAL[/yellow]" if cov["partial"] else "complete"
-    console.print(f"[bold]{rep['eval_id']}[/bold]  suite {rep['suite']}  status {rep['status']}  "
+    # user data (suite, categories, models, messages) is escaped: Rich must not read it as markup
+    console.print(f"[bold]{escape(rep['eval_id'])}[/bold]  suite {escape(str(rep['suite']))}  "
+                  f"status {escape(str(rep['status']))}  "
                   f"coverage {scored}/{cov['planned']} scored ({state}); "
                   f"{cov['errored']} errored (infra, scorer or configuration), "
                   f"{cov['cancelled']} cancelled and {cov.get('missing', 0)} not run are "
@@ -61,8 +64,8 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
     if rep.get("simulated"):
         console.print("[yellow]model: SIMULATED (evalfleet.testing.simulator), not a real "
                       "model[/yellow]")
-    t = Table(title="mean score over tasks, 95% CI (± half-width, or [low-high]); excl. = runs "
-                    "not in the score",
+    t = Table(title=escape("mean score over tasks, 95% CI (± half-width, or [low-high]); "
+                           "excl. = runs not in the score"),
               box=box.SIMPLE_HEAD, pad_edge=False)
     # runs and latency are in the notes below: the table must fit 80 columns with long agent
     # names and asymmetric (Wilson) intervals
@@ -72,7 +75,8 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
     for a in rep["agents"]:
         o = a.get("overall")
         if not o:
-            t.add_row(f"{a['agent_name']}@{a['agent_version']}", "no results yet", *[""] * 4)
+            t.add_row(escape(f"{a['agent_name']}@{a['agent_version']}"), "no results yet",
+                      *[""] * 4)
             continue
         lat = a["latency"]
         label = f"{a['agent_name']}@{a['agent_version']}"
@@ -92,7 +96,7 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
             more = fr["count"] - len(ids)
             notes.append(f"{label}: {fr['count']} failing runs (see one with: evalfleet show "
                          f"RUN_ID): {' '.join(ids)}" + (f" ... and {more} more" if more else ""))
-        t.add_row(label,
+        t.add_row(escape(label),
                   pct(o["mean"], o["ci_low"], o["ci_high"]),
                   str(o["n_tasks"]), str(ex.get("total", 0)) if ex else "-",
                   money(a["cost"]["total_usd"]) if a.get("priced", True) else "unpriced",
@@ -104,20 +108,20 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
                          "no price in the table, so its cost is unknown (add it with "
                          "EVALFLEET_PRICES)")
     for note in notes:
-        console.print(note)
+        console.print(note, markup=False)
     cats = sorted({c["category"] for a in rep["agents"] for c in a.get("by_category", [])})
     if cats:
         ct = Table(title="by category", box=box.SIMPLE_HEAD)
         ct.add_column("category")
         for a in rep["agents"]:
-            ct.add_column(f"{a['agent_name']}@{a['agent_version']}", justify="right")
+            ct.add_column(escape(f"{a['agent_name']}@{a['agent_version']}"), justify="right")
         for cat in cats:
             cells = []
             for a in rep["agents"]:
                 c = next((x for x in a.get("by_category", []) if x["category"] == cat), None)
                 cells.append(pct(c["mean"], c["ci_low"], c["ci_high"]) + f" (n={c['n_tasks']})"
                              if c else "-")
-            ct.add_row(cat, *cells)
+            ct.add_row(escape(cat), *cells)
         console.print(ct)
 
 
@@ -132,7 +136,8 @@ SHORT_TEST_LABELS = {"mcnemar-midp": "mid-p", "permutation-exact": "perm", "pair
 
 def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
     """One BASE vs NEW comparison."""
-    console.print(f"[bold]BASE[/bold] {cmp['base']}\n[bold]NEW[/bold]  {cmp['new']}")
+    console.print(f"[bold]BASE[/bold] {escape(str(cmp['base']))}\n[bold]NEW[/bold]  "
+                  f"{escape(str(cmp['new']))}")
     un = cmp["unshared"]
     console.print(f"paired on {cmp['n_shared_tasks']} shared tasks; only in BASE "
                   f"{un['only_base']['count']} (not in NEW's plan "
@@ -148,11 +153,12 @@ def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
                   f"(95% CI {pts(d['ci_low'])} to {pts(d['ci_high'])}, SE {pts(d['se'], False)},"
                   f" {method_label(d)} p {_p_eq(d['p_value'])}); {pct(d['mean_base'])} -> "
                   f"{pct(d['mean_new'])}; [{color}]{cmp['overall_verdict']}[/{color}]")
-    console.print(f"[dim]method: {d['method']}; margin {100 * cmp['margin']:.1f} pts[/dim]")
-    console.print(f"[dim]{mde_text(cmp.get('mde_note'))}[/dim]")
+    console.print(f"[dim]method: {escape(str(d['method']))}; "
+                  f"margin {100 * cmp['margin']:.1f} pts[/dim]")
+    console.print(f"[dim]{escape(mde_text(cmp.get('mde_note')))}[/dim]")
     flag = excluded_text(cmp.get("excluded"))
     if flag:
-        console.print(f"[yellow]{flag}[/yellow]")
+        console.print(f"[yellow]{escape(flag)}[/yellow]")
     t = Table(title="by category (p adjusted over categories; BH in --json)",
               box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
     for col in ("category (n)", "BASE", "NEW", "diff pts", "95% CI", "p", "test", "Holm"):
@@ -161,14 +167,15 @@ def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
         t.add_column(col, justify="left" if wraps or col == "test" else "right",
                      no_wrap=not wraps, min_width=10 if wraps else None)
     for c in cmp["by_category"]:
-        t.add_row(f"{c['category']} ({c['n_tasks']})", pct(c["mean_base"]),
+        t.add_row(escape(f"{c['category']} ({c['n_tasks']})"), pct(c["mean_base"]),
                   pct(c["mean_new"]), pts(c["estimate"]),
                   f"{pts(c['ci_low'])}..{pts(c['ci_high'])}", pval(c["p_value"]),
                   SHORT_TEST_LABELS.get(str(c.get("test")), "-"), pval(c["p_holm"]))
     console.print(t)
     for key, style in (("regressions", "red"), ("improvements", "green")):
         items = cmp.get(key, [])
-        names = ", ".join(f"{i['category']} ({pts(i['estimate'])})" for i in items) or "none"
+        names = escape(", ".join(f"{i['category']} ({pts(i['estimate'])})" for i in items)
+                       or "none")
         console.print(f"[{style}]{key}:[/{style}] {names}")
     console.print("[dim]tests: mid-p = McNemar mid-p (one binary run per task), perm = exact "
                   "sign-flip permutation (fewer than 30 tasks), t = paired t[/dim]")
@@ -176,7 +183,7 @@ def render_compare_pair(console: Console, cmp: dict[str, Any]) -> None:
     broke = [f["task_id"] for f in flips if f["direction"] == "broke"]
     fixed = [f["task_id"] for f in flips if f["direction"] == "fixed"]
     console.print(f"flipped tasks: {len(broke)} broke ({', '.join(broke[:8])}"
-                  f"{'...' if len(broke) > 8 else ''}), {len(fixed)} fixed")
+                  f"{'...' if len(broke) > 8 else ''}), {len(fixed)} fixed", markup=False)
     cost, lat = cmp["cost"], cmp["latency"]
     console.print(f"cost per run {money(cost['base_mean_per_run'])} -> "
                   f"{money(cost['new_mean_per_run'])}; mean latency "
@@ -193,7 +200,8 @@ def render_compare(console: Console, cmp: dict[str, Any]) -> None:
         for col in ("side", "score", "cost/run", "non-dominated", "convex frontier"):
             t.add_column(col)
         for p in points:
-            t.add_row(p["side"], pct(p["mean_score"]), money(p["mean_cost_per_run"]),
+            t.add_row(escape(str(p["side"])), pct(p["mean_score"]),
+                      money(p["mean_cost_per_run"]),
                       "yes" if p["non_dominated"] else "", "yes" if p["on_convex_frontier"]
                       else "")
         console.print(t)

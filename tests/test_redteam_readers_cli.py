@@ -1,0 +1,180 @@
+"""Red-team findings on the readers and the command line, each pinned by a test.
+
+What a user's shell sees is checked through the real entry point (``python -m evalfleet``):
+exit code, one error line, no traceback, valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evalfleet.settings import Settings
+
+
+def _run(*args: str, cwd: Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "100", "EVALFLEET_HOME": str(home or cwd / "home")}
+    return subprocess.run([sys.executable, "-m", "evalfleet", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=180)
+
+
+def _strict_json(text: str) -> Any:
+    """Parse JSON as any strict parser would: NaN and Infinity are not JSON."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _one_line_error(r: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "──" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+_AGENTS = [{"name": "noop", "version": "1", "kind": "python",
+            "args": {"callable": "evalfleet.testing.agents:noop"}},
+           {"name": "echo", "version": "1", "kind": "python",
+            "args": {"callable": "evalfleet.testing.agents:echo_target"}}]
+
+
+def _suite(path: Path, categories: list[str]) -> Path:
+    with path.open("w") as fh:
+        for i, cat in enumerate(categories):
+            fh.write(json.dumps({"id": f"t{i}", "input": "say ok", "category": cat,
+                                 "difficulty": 1, "target": "ok",
+                                 "scorer": {"kind": "exact"}}) + "\n")
+    return path
+
+
+def _plan(tmp_path: Path, categories: list[str], name: str = "p") -> Path:
+    suite = _suite(tmp_path / f"{name}.jsonl", categories)
+    plan = tmp_path / f"{name}.yaml"
+    plan.write_text(yaml.safe_dump({"name": name, "suite": {"path": str(suite)},
+                                    "agents": _AGENTS}))
+    return plan
+
+
+def _eval(tmp_path: Path, home: Path, categories: list[str]) -> str:
+    from evalfleet import api
+
+    summary = api.run(_plan(tmp_path, categories), settings=Settings(home=home))
+    return summary.eval_id
+
+
+# -- user data is never read as Rich markup ------------------------------------------------------
+
+MARKUP_CATEGORIES = ["[/bad]", "[bold red]loud", "plain"]
+
+
+@pytest.fixture(scope="module")
+def markup_eval(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("markup")
+    home = tmp / "home"
+    return home, _eval(tmp, home, MARKUP_CATEGORIES)
+
+
+def test_tasks_prints_a_category_that_looks_like_markup(tmp_path: Path) -> None:
+    suite = _suite(tmp_path / "s.jsonl", MARKUP_CATEGORIES)
+    r = _run("tasks", str(suite), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "[/bad]" in r.stdout and "[bold red]loud" in r.stdout
+
+
+def test_report_prints_a_category_that_looks_like_markup(markup_eval: tuple[Path, str],
+                                                         tmp_path: Path) -> None:
+    home, eval_id = markup_eval
+    r = _run("report", eval_id, cwd=tmp_path, home=home)
+    assert r.returncode == 0, r.stderr
+    assert "[/bad]" in r.stdout and "[bold red]loud" in r.stdout
+    # the legend of the interval notation is shown, not eaten as a markup tag
+    assert "[low-high]" in r.stdout
+
+
+def test_compare_prints_a_category_that_looks_like_markup(markup_eval: tuple[Path, str],
+                                                          tmp_path: Path) -> None:
+    home, eval_id = markup_eval
+    r = _run("compare", f"{eval_id}/noop@1", f"{eval_id}/echo@1", cwd=tmp_path, home=home)
+    assert r.returncode == 0, r.stderr
+    assert "[/bad]" in r.stdout and "[bold red]loud" in r.stdout
+
+
+def test_run_prints_its_report_with_a_markup_category(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, MARKUP_CATEGORIES)
+    r = _run("run", str(plan), "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "[/bad]" in r.stdout
+
+
+# -- --home that is not a directory ---------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [("run", "PLAN", "--quiet"), ("resume", "x", "--quiet"),
+                                  ("demo", "--limit", "1", "--quiet")], ids=" ".join)
+def test_driver_commands_with_home_a_file_fail_in_one_line(argv: tuple[str, ...],
+                                                           tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory\n")
+    plan = _plan(tmp_path, ["c"])
+    args = [str(plan) if a == "PLAN" else a for a in argv]
+    r = _run(*args, "--home", str(afile), cwd=tmp_path)
+    line = _one_line_error(r)
+    assert str(afile) in line and "not a directory" in line
+    assert afile.read_text() == "not a directory\n"
+
+
+def test_run_with_home_under_a_file_fails_in_one_line(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = _run("run", str(_plan(tmp_path, ["c"])), "--quiet", "--home", str(afile / "h"),
+             cwd=tmp_path)
+    _one_line_error(r)
+
+
+# -- --json is JSON --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def plain_eval(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    tmp = tmp_path_factory.mktemp("plain")
+    home = tmp / "home"
+    return home, _eval(tmp, home, ["a", "b", "c"])
+
+
+def test_query_json_has_no_infinity_tokens(plain_eval: tuple[Path, str], tmp_path: Path) -> None:
+    home, _ = plain_eval
+    r = _run("query", "SELECT 'inf'::DOUBLE AS a, '-inf'::FLOAT AS b, 'nan'::DOUBLE AS c, "
+             "[1.0, 'inf'::DOUBLE] AS l", "--json", cwd=tmp_path, home=home)
+    assert r.returncode == 0, r.stderr
+    assert _strict_json(r.stdout) == [{"a": None, "b": None, "c": None, "l": [1.0, None]}]
+
+
+def test_query_json_keeps_every_column_of_the_same_name(plain_eval: tuple[Path, str],
+                                                        tmp_path: Path) -> None:
+    home, _ = plain_eval
+    r = _run("query", "SELECT 1 AS a, 2 AS a, 3 AS a_1", "--json", cwd=tmp_path, home=home)
+    assert r.returncode == 0, r.stderr
+    row = _strict_json(r.stdout)[0]
+    assert sorted(row.values()) == [1, 2, 3], row
+
+
+def test_plan_power_with_a_vanishing_delta_is_a_usage_error(tmp_path: Path) -> None:
+    r = _run("plan", "power", "--omega2", "0.1", "--sigma2", "0.1", "--delta", "1e-300",
+             cwd=tmp_path)
+    assert "--delta" in _one_line_error(r) or "delta" in r.stderr
+
+
+def test_plan_power_json_is_strict_json(tmp_path: Path) -> None:
+    r = _run("plan", "power", "--omega2", "0.1", "--sigma2", "0.1", "--delta", "1e-150",
+             "--tasks", "10", "--json", cwd=tmp_path)
+    assert r.returncode in (0, 2), r.stderr
+    if r.returncode == 0:
+        _strict_json(r.stdout)
