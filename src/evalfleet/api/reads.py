@@ -29,8 +29,24 @@ CLUSTER_KEYS = ("repository", "category")
 
 
 def open_store(settings: Settings) -> Store:
-    """The store of the configured home, for writing (creates the home 0700 if missing)."""
-    return Store(settings.home, settings.journal_url)
+    """The store of the configured home, for writing (creates the home 0700 if missing).
+
+    Raises:
+        SpecError: the home, or the nearest of its parents that exists, is not a directory,
+            or the home cannot be created or opened (``--home``).
+    """
+    home = settings.home
+    existing = home
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == home else f" ({existing} is not a directory)"
+        raise SpecError(f"home {home} is not a directory{where}", field="--home")
+    try:
+        return Store(home, settings.journal_url)
+    except OSError as exc:  # a read-only file system, no permission
+        raise SpecError(f"cannot use home {home}: {exc.strerror or exc}",
+                        field="--home") from None
 
 
 def open_reader(settings: Settings) -> Store:

@@ -234,9 +234,10 @@ def demo(home: HomeOpt = None,
     from evalfleet.cli.progress import RichProgress
 
     settings = _settings(home)
-    # 0700 like the store makes it: sandboxed code running under other uids must not read the
-    # journal or other evals' trajectories (an existing home keeps its mode)
-    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # the home as the driver makes it (0700, so sandboxed code running under other uids cannot
+    # read the journal or other evals' trajectories; an existing home keeps its mode), and the
+    # same one-line error when --home is not a directory
+    api.open_store(settings).close()
     plan: dict[str, Any] = yaml.safe_load(
         (Path(__file__).resolve().parent.parent / "plans" / "demo.yaml").read_text())
     plan["runs_per_task"] = runs
