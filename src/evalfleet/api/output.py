@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Literal
 
 
 def dumps(obj: Any) -> str:
-    """JSON for ``--json`` output (NaN becomes null)."""
-    return json.dumps(_clean(obj), indent=2, default=str)
+    """JSON for ``--json`` output: NaN and +-Infinity become null (they are not JSON)."""
+    return json.dumps(_clean(obj), indent=2, default=str, allow_nan=False)
 
 
 def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and obj != obj:
+    if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
         return {k: _clean(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_clean(v) for v in obj]
     return obj
-
 
 
 def report_text(rep: dict[str, Any], fmt: Literal["markdown", "html"]) -> str:

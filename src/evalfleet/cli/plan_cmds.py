@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -124,7 +123,7 @@ def power(
                                    soft_wrap=True)
         sys.exit(exc.exit_code)
     if json_:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.write(api.dumps(result) + "\n")
     else:
         render_power(Console(), result)
 

@@ -63,7 +63,11 @@ def sample_size_for_difference(
     variance, z_sum, label = _design(
         omega2, sigma2_a, sigma2_b, k_a, k_b, alpha, power, two_sided, design_effect
     )
-    n = z_sum**2 * variance / float(delta) ** 2
+    ratio = z_sum / float(delta)
+    n = variance * ratio * ratio  # not / delta**2, which underflows to 0 for a tiny delta
+    if not math.isfinite(n):
+        raise ValueError(f"delta {delta!r} is too small: the number of tasks needed is "
+                         "beyond any number that can be computed")
     return SampleSize(
         n=n,
         n_required=math.ceil(n - 1e-9),

@@ -82,12 +82,30 @@ def query(home: Path, paths: list[str], sql: str) -> tuple[list[str], list[tuple
     con = connect(home, paths)
     try:
         cur = con.execute(sql)
-        names = [d[0] for d in cur.description or []]
+        names = _unique([d[0] for d in cur.description or []])
         return names, cur.fetchall()
     except duckdb.Error as exc:
         raise SpecError(f"query failed: {_first_line(exc)}") from None
     finally:
         con.close()
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names made unique (``a``, ``a_1``, ...), so that no column is lost by name.
+
+    A repeated name gets the first free ``_N`` suffix that no other column is named.
+    """
+    literal = set(names)
+    used: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        new, i = name, 0
+        while new in used or (i and new in literal):
+            i += 1
+            new = f"{name}_{i}"
+        used.add(new)
+        out.append(new)
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
