@@ -92,8 +92,13 @@ def _test_code(guards: _Guards, module: str, suite: unittest.TestSuite) -> None:
             _guard(guards, cls.__qualname__, cls)
 
 
+_BUILTIN_NAMES = frozenset(vars(builtins))
+
+
 def _tampered(guards: _Guards, vars_: Any = vars, callable_: Any = callable,
-              isinstance_: Any = isinstance, items: Any = dict.items) -> str:
+              isinstance_: Any = isinstance, items: Any = dict.items, dict_: Any = dict,
+              any_: Any = any, type_: Any = type, builtins_: Any = builtins,
+              builtin_names: Any = _BUILTIN_NAMES) -> str:
     # Built-ins taken at import: replacing builtins.callable cannot blind this check.
     for name, obj, saved in guards:
         now = vars_(obj)
@@ -102,6 +107,18 @@ def _tampered(guards: _Guards, vars_: Any = vars, callable_: Any = callable,
                 continue
             if key not in now or now[key] is not value:
                 return f"{name}.{key} was replaced by the code under test"
+        is_class = isinstance_(obj, type_)
+        if not is_class and obj is builtins_:
+            continue  # a new built-in shadows nothing (gettext.install adds _)
+        for key, value in items(dict_(now)):
+            if key in saved:
+                continue
+            # A name added to a class shadows what it inherits (TestCase.run, assertRaises);
+            # one added to a module shadows a built-in its functions use (str, isinstance).
+            if (any_(key in vars_(base) for base in getattr(obj, "__mro__", ())[1:])
+                    and (callable_(value) or isinstance_(value, _DESCRIPTORS))
+                    if is_class else key in builtin_names):
+                return f"{name}.{key} was added by the code under test"
     return ""
 
 
