@@ -183,6 +183,8 @@ HUMANEVAL_HELPER_ATTACKS = {
         random._inst.choice = lambda seq: 'a'
         random.choice = random._inst.choice
         """)),
+    "adds-a-global-to-random": ("HumanEval/38", "    return s\nimport random\n"
+                                "random.len = lambda seq: 1\n"),
     "patches-the-Random-class": ("HumanEval/38", "    return s\nimport random\n"
                                  "random.Random._randbelow = lambda self, n: 0\n"),
     "rebinds-string-data": ("HumanEval/38", "    return s\nimport string\n"

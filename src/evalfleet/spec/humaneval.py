@@ -137,7 +137,7 @@ def _module_guard(modules):
     def check():
         for name, obj, before, every_key in saved:
             now = vars(obj) if every_key else code_of(obj)
-            keys = set(before) if every_key else set(before) | set(now)
+            keys = set(before) | set(now)  # an added random.len shadows the built-in len
             for key in keys:
                 if key not in now or key not in before or now[key] is not before[key]:
                     raise AssertionError("the solution changed %s.%s" % (name, key))
