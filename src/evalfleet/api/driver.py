@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from evalfleet._util.plugins import find_kind
 from evalfleet.api.evals import create_eval
 from evalfleet.api.journal_port import StorePort
-from evalfleet.api.reads import open_store, resolve_eval_id
+from evalfleet.api.reads import open_reader, open_store, resolve_eval_id
 from evalfleet.api.validation import check_network, validate_plan
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import load_price_table
@@ -199,9 +199,15 @@ def resume(eval_id: str, *, settings: Settings | None = None,
     ``budget_usd`` replaces the plan's budget (to continue an eval the budget stopped).
     """
     settings = settings or load_settings()
+    # the eval must exist before anything is created: a mistyped --home or id leaves no home
+    # or journal behind, and says "no evals in HOME" like the readers
+    reader = open_reader(settings)
+    try:
+        eval_id = resolve_eval_id(reader, eval_id)
+    finally:
+        reader.close()
     store = open_store(settings)
     try:
-        eval_id = resolve_eval_id(store, eval_id)
         row = store.journal.get_eval(eval_id)
         if budget_usd is not None:
             plan = Plan.model_validate({**row["plan"], "budget_usd": budget_usd})
