@@ -128,8 +128,25 @@ def test_driver_commands_with_home_a_file_fail_in_one_line(argv: tuple[str, ...]
     args = [str(plan) if a == "PLAN" else a for a in argv]
     r = _run(*args, "--home", str(afile), cwd=tmp_path)
     line = _one_line_error(r)
-    assert str(afile) in line and "not a directory" in line
+    # resume looks for the eval first, read-only: "no evals in HOME", like the readers
+    assert str(afile) in line and ("not a directory" in line or "no evals" in line)
     assert afile.read_text() == "not a directory\n"
+
+
+def test_resume_in_a_missing_home_creates_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "typo"
+    r = _run("resume", "x", "--quiet", "--home", str(home), cwd=tmp_path)
+    assert "no evals" in _one_line_error(r)
+    assert not home.exists()
+
+
+def test_resume_of_an_unknown_eval_writes_nothing(plain_eval: tuple[Path, str],
+                                                  tmp_path: Path) -> None:
+    home, _ = plain_eval
+    before = (home / "journal.db").read_bytes()
+    r = _run("resume", "no-such-eval", "--quiet", cwd=tmp_path, home=home)
+    assert "no eval" in _one_line_error(r)
+    assert (home / "journal.db").read_bytes() == before
 
 
 def test_run_with_home_under_a_file_fails_in_one_line(tmp_path: Path) -> None:
@@ -178,3 +195,32 @@ def test_plan_power_json_is_strict_json(tmp_path: Path) -> None:
     assert r.returncode in (0, 2), r.stderr
     if r.returncode == 0:
         _strict_json(r.stdout)
+
+
+# -- compare never claims certainty from a handful of ties ---------------------------------------
+
+def test_compare_of_all_ties_gives_no_point_interval(tmp_path: Path) -> None:
+    from evalfleet import api
+
+    home = tmp_path / "home"
+    plan = tmp_path / "ties.yaml"
+    suite = _suite(tmp_path / "ties.jsonl", ["a", "a", "b", "b", "c", "c"])
+    agents = [{**_AGENTS[0], "name": n} for n in ("noop", "same")]
+    plan.write_text(yaml.safe_dump({"name": "ties", "suite": {"path": str(suite)},
+                                    "agents": agents}))
+    eval_id = api.run(plan, settings=Settings(home=home)).eval_id
+    cmp = api.compare([f"{eval_id}/noop@1", f"{eval_id}/same@1"], settings=Settings(home=home))
+    d = cmp["diff"]
+    assert d["estimate"] == 0.0 and d["p_value"] == 1.0
+    # six tied tasks do not show the difference is exactly 0: no zero-width interval
+    assert not (d["ci_low"] == d["ci_high"] == 0.0), d
+    assert "SE 0" in d["method"]
+    for c in cmp["by_category"]:
+        assert c["ci_low"] is None or c["ci_low"] < c["ci_high"], c
+    r = _run("compare", f"{eval_id}/noop@1", f"{eval_id}/same@1", cwd=tmp_path, home=home)
+    assert r.returncode == 0, r.stderr
+    assert "+0.0 to +0.0" not in r.stdout
+    for fmt in ("--markdown", "--html"):
+        r = _run("compare", f"{eval_id}/noop@1", f"{eval_id}/same@1", fmt, "-", cwd=tmp_path,
+                 home=home)
+        assert r.returncode == 0, r.stderr

@@ -106,6 +106,13 @@ def paired_test(new: npt.NDArray[np.float64], base: npt.NDArray[np.float64], *,
     """
     diff = stats.paired_difference(new, base, clusters)
     out = _diff_dict(diff)
+    interval_note = ""
+    if diff.se == 0.0:
+        # every task changed by the same amount (all ties, say): t * 0 would be a point
+        # interval, certainty that a handful of tasks cannot give, so there is none
+        out.update(ci_low=None, ci_high=None)
+        interval_note = ("; SE 0 (every task changed by the same amount), so no interval: "
+                         "a point would claim certainty")
     n = int(new.size)
     if binary_k1 and clusters is None:
         pass_n, pass_b = new >= 0.5, base >= 0.5
@@ -114,16 +121,17 @@ def paired_test(new: npt.NDArray[np.float64], base: npt.NDArray[np.float64], *,
         mc = stats.mcnemar_test(b, c, n, method="midp")
         out.update(p_value=_f(mc.p_value), test="mcnemar-midp",
                    method=f"McNemar mid-p on {b + c} discordant of {n} tasks "
-                          f"({b} pass only in NEW, {c} only in BASE); interval: {diff.method}",
+                          f"({b} pass only in NEW, {c} only in BASE); interval: {diff.method}"
+                          f"{interval_note}",
                    mcnemar={"b_new_only": b, "c_base_only": c, "p_midp": _f(mc.p_midp),
                             "p_exact": _f(mc.p_exact)})
     elif n < SMALL_N:
         perm = stats.paired_permutation_test(new, base, clusters, n_resamples=math.inf)
         out.update(p_value=_f(perm.p_value), test="permutation-exact",
                    method=f"exact {perm.method} (fewer than {SMALL_N} tasks); interval: "
-                          f"{diff.method}")
+                          f"{diff.method}{interval_note}")
     else:
-        out.update(test="paired-t", method=f"paired t: {diff.method}")
+        out.update(test="paired-t", method=f"paired t: {diff.method}{interval_note}")
     return out
 
 
