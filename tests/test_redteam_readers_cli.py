@@ -224,3 +224,35 @@ def test_compare_of_all_ties_gives_no_point_interval(tmp_path: Path) -> None:
         r = _run("compare", f"{eval_id}/noop@1", f"{eval_id}/same@1", fmt, "-", cwd=tmp_path,
                  home=home)
         assert r.returncode == 0, r.stderr
+
+
+# -- a home on a read-only file system (an archive, a snapshot) can still be read ---------------
+
+def test_readers_read_a_home_on_a_read_only_file_system(plain_eval: tuple[Path, str],
+                                                        tmp_path: Path) -> None:
+    import shutil
+
+    src, eval_id = plain_eval
+    home = tmp_path / "archive"
+    shutil.copytree(src, home)
+    wal = home / "journal.db-wal"
+    if wal.exists():
+        assert wal.stat().st_size == 0  # the driver checkpointed and closed
+        wal.unlink()
+    (home / "journal.db-shm").unlink(missing_ok=True)
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    bind = subprocess.run(["mount", "--bind", str(home), str(mnt)], capture_output=True)
+    if bind.returncode != 0:
+        pytest.skip("cannot bind-mount here (needs root)")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("cannot remount read-only here")
+        for argv in (("status",), ("report", eval_id),
+                     ("query", "SELECT count(*) AS n FROM runs", "--json")):
+            r = _run(*argv, cwd=tmp_path, home=mnt)
+            assert r.returncode == 0, (argv, r.stderr)
+        assert _strict_json(r.stdout) == [{"n": 6}]
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

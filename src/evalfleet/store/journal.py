@@ -107,6 +107,22 @@ def _private_file(path: Path) -> None:
         os.close(fd)
 
 
+def _frozen(path: Path) -> bool:
+    """Whether the journal is on a read-only file system and complete without its WAL.
+
+    Then no process can write it, so SQLite may open it ``immutable`` (without the ``-shm``
+    index a WAL reader otherwise creates, which a read-only file system cannot hold). A
+    non-empty ``-wal`` holds committed transactions that ``immutable`` would not read.
+    """
+    try:
+        if not os.statvfs(path).f_flag & os.ST_RDONLY:
+            return False
+        wal = path.with_name(path.name + "-wal")
+        return not wal.exists() or wal.stat().st_size == 0
+    except OSError:
+        return False
+
+
 class NoJournalError(UnknownEvalError):
     """A reader found no journal: nothing has run in that home yet."""
 
@@ -163,6 +179,9 @@ class Journal:
                 raise NoJournalError(f"no evals in {home} (the home {where}; nothing has run "
                                      "there yet)")
             uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+            if _frozen(path):
+                # nobody can write here, and SQLite cannot add the WAL index it needs
+                uri += "&immutable=1"
 
             def connect() -> sqlite3.Connection:
                 return sqlite3.connect(uri, uri=True, check_same_thread=False)
