@@ -256,3 +256,11 @@ def test_readers_read_a_home_on_a_read_only_file_system(plain_eval: tuple[Path, 
         assert _strict_json(r.stdout) == [{"n": 6}]
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_query_with_an_empty_eval_id_is_refused_not_all_evals(plain_eval: tuple[Path, str],
+                                                              tmp_path: Path) -> None:
+    # `evalfleet query ... --eval "$EVAL"` with EVAL unset must not quietly mix every eval
+    home, _ = plain_eval
+    r = _run("query", "SELECT count(*) FROM runs", "--eval", "", cwd=tmp_path, home=home)
+    assert "no eval" in _one_line_error(r)

@@ -228,7 +228,7 @@ def query(sql: str, *, eval_id: str | None = None,
     settings = settings or load_settings()
     store = open_reader(settings)
     try:
-        if eval_id:
+        if eval_id is not None:  # "--eval ''" (an unset variable) is an error, not "all"
             paths = store.results_paths(resolve_eval_id(store, eval_id))
         else:
             paths = store.all_results_paths()
