@@ -264,3 +264,15 @@ def test_query_with_an_empty_eval_id_is_refused_not_all_evals(plain_eval: tuple[
     home, _ = plain_eval
     r = _run("query", "SELECT count(*) FROM runs", "--eval", "", cwd=tmp_path, home=home)
     assert "no eval" in _one_line_error(r)
+
+
+def test_plan_power_never_says_zero_tasks_are_needed(tmp_path: Path) -> None:
+    r = _run("plan", "power", "--omega2", "0", "--sigma2", "0", "--tasks", "50", "--json",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = _strict_json(r.stdout)
+    for row in doc["rows"]:
+        assert row["tasks_needed"] != 0 and row["mde"] != 0.0, row
+    assert any("assumed variance" in n for n in doc["notes"]), doc["notes"]
+    r = _run("plan", "power", "--omega2", "0", "--sigma2", "0", "--tasks", "50", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr

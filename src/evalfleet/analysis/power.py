@@ -199,15 +199,24 @@ def plan_power(inputs: PowerInputs, *, delta: float = 0.02, alpha: float = 0.05,
             raise SpecError(str(exc)) from None
         methods["tasks_needed"] = need.method
         methods["mde"] = mde.method if mde is not None else None
-        rows.append({"k": int(k), "tasks_needed": need.n_required, "tasks_exact": need.n,
+        # a variance of 0 gives "0 tasks needed" and an MDE of 0 points: certainty that no
+        # design has, so those are left out (None) and a note says why
+        known = need.variance > 0.0
+        rows.append({"k": int(k), "tasks_needed": need.n_required if known else None,
+                     "tasks_exact": need.n if known else None,
                      "variance": need.variance,
-                     "mde": mde.delta if mde is not None else None,
-                     "mde_se": mde.se if mde is not None else None,
+                     "mde": mde.delta if mde is not None and known else None,
+                     "mde_se": mde.se if mde is not None and known else None,
                      "upper_bound": not inputs.separable and k > 1})
     notes = list(inputs.notes)
-    if all(row["variance"] == 0.0 for row in rows):
-        notes.append("the per-task variance of the difference is 0 (every task gives the same "
-                     "result): the numbers above carry no information; use assumed values")
+    if any(row["variance"] == 0.0 for row in rows):
+        if inputs.source == "assumed":
+            notes.append("an assumed variance of the difference of 0 says every comparison is "
+                         "certain: no number of tasks follows from it; give positive --omega2 "
+                         "or --sigma2")
+        else:
+            notes.append("the per-task variance of the difference is 0 (every task gives the "
+                         "same result): no number of tasks follows from it; use assumed values")
     if n_tasks is None:
         notes.append("no number of tasks given (--tasks N): no minimum detectable effect")
     return {

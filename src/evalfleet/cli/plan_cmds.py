@@ -151,9 +151,11 @@ def render_power(console: Console, result: dict[str, Any]) -> None:
         t.add_column(f"MDE pts ({n_tasks:,} tasks)", justify="right")
     for row in result["rows"]:
         bound = "≤ " if row["upper_bound"] else ""
-        cells = [str(row["k"]), f"{bound}{row['tasks_needed']:,}", f"{row['variance']:.4f}"]
+        need, mde = row["tasks_needed"], row["mde"]
+        cells = [str(row["k"]), "-" if need is None else f"{bound}{need:,}",
+                 f"{row['variance']:.4f}"]
         if n_tasks is not None:
-            cells.append(f"{bound}{100 * row['mde']:.1f}")
+            cells.append("-" if mde is None else f"{bound}{100 * mde:.1f}")
         t.add_row(*cells)
     console.print(t)
     sigma = (f"sigma^2 base {_num(inp['sigma2_base'])}, new {_num(inp['sigma2_new'])}"
