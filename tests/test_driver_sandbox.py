@@ -30,9 +30,11 @@ except OSError as exc:
 '''
 
 
-def _plan(tmp_path: Path, secret: Path, **execution: Any) -> Path:
-    suite = tmp_path / "suite.jsonl"
+def _plan(tmp_path: Path, secret: Path, suite_dir: Path | None = None,
+          **execution: Any) -> Path:
+    suite = (suite_dir or tmp_path) / "suite.jsonl"
     suite.write_text(json.dumps({"id": "peek", "input": "read it", "target": "x",
+                                 "metadata": {"note": "the-suite-secret"},
                                  "scorer": {"kind": "exact"}}) + "\n")
     plan = tmp_path / "plan.yaml"
     plan.write_text(yaml.safe_dump({
@@ -80,6 +82,26 @@ def test_the_home_is_hidden_from_sandboxed_code(tmp_path: Path, sandbox: str) ->
     finally:
         shutil.rmtree(home, ignore_errors=True)
     assert "the-home-secret" not in seen
+    assert "refused:" in seen
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hiding paths from local sandboxes needs root")
+@pytest.mark.parametrize("sandbox", ["local", "bwrap"])
+def test_a_user_suite_is_hidden_from_sandboxed_code(tmp_path: Path, sandbox: str) -> None:
+    # A suite of the user's in a world-readable folder (not under /tmp, which sandboxes replace
+    # with their own): its JSONL holds the hidden tests and targets, so the agent must not read it.
+    folder = Path(tempfile.mkdtemp(prefix="evalfleet-test-suite-", dir="/var/lib"))
+    try:
+        folder.chmod(0o755)
+        plan = _plan(tmp_path, folder / "suite.jsonl", suite_dir=folder)
+        (folder / "suite.jsonl").chmod(0o644)
+        settings = Settings(home=tmp_path / "home", sandbox=sandbox)
+        summary = api.run(plan, settings=settings)
+        assert summary.done == 1
+        seen = _answer(settings)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert "the-suite-secret" not in seen
     assert "refused:" in seen
 
 

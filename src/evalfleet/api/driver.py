@@ -16,7 +16,7 @@ from evalfleet._util.plugins import find_kind
 from evalfleet.api.evals import create_eval
 from evalfleet.api.journal_port import StorePort
 from evalfleet.api.reads import open_reader, open_store, resolve_eval_id
-from evalfleet.api.validation import check_network, validate_plan
+from evalfleet.api.validation import check_network, hidden_from_sandboxes, validate_plan
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import load_price_table
 from evalfleet.errors import ConfigError, SpecError
@@ -113,8 +113,9 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
     store.journal.claim_driver(eval_id, driver, stale_after_s=plan.execution.lease_seconds)
     store.remove_orphans(eval_id, driver)  # a crashed driver's uncommitted batches, under claim
     store.journal.reset_leases(eval_id)
-    # sandboxed code must not read this home's journals and trajectories
-    provider = get_provider(settings.sandbox or plan.execution.sandbox, hidden_paths=[store.home])
+    # sandboxed code must not read this home's journals, nor a user suite's hidden tests
+    provider = get_provider(settings.sandbox or plan.execution.sandbox,
+                            hidden_paths=hidden_from_sandboxes(plan, store.home))
     check_network(plan, suite, provider)
     warnings = tuple(getattr(provider, "warnings", ()))
     counts = store.journal.counts(eval_id)

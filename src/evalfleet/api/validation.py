@@ -73,6 +73,24 @@ def one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def hidden_from_sandboxes(plan: Plan, home: Path) -> list[Path]:
+    """Directories sandboxed code must not read, beyond what the sandbox always hides: the
+    evalfleet home (journals, trajectories) and a suite of the user's own (its hidden tests and
+    reference solutions), the folder of a folder suite or the folder holding a JSONL suite.
+
+    /tmp and /var/tmp are left out: sandboxes have their own there, so nothing of the host's is
+    visible in them anyway.
+    """
+    hidden = [home]
+    if plan.suite.path:
+        path = Path(plan.suite.path).resolve()
+        folder = path if path.is_dir() else path.parent
+        private = any(folder == Path(t) or Path(t) in folder.parents for t in ("/tmp", "/var/tmp"))
+        if not private and folder != Path(folder.anchor):
+            hidden.append(folder)
+    return hidden
+
+
 def check_network(plan: Plan, suite: Suite, provider: SandboxProvider) -> None:
     """A task that forbids the network never runs where the sandbox leaves it open, unless the
     plan says that is acceptable."""
@@ -109,7 +127,7 @@ def check_plan(plan_path: str | Path, *, settings: Settings | None = None) -> di
     warnings: list[str] = []
     try:
         provider = get_provider(settings.sandbox or plan.execution.sandbox,
-                                hidden_paths=[settings.home])
+                                hidden_paths=hidden_from_sandboxes(plan, settings.home))
         check_network(plan, suite, provider)
         sandbox = provider.name
         warnings.extend(getattr(provider, "warnings", ()))
