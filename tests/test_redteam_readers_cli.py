@@ -276,3 +276,13 @@ def test_plan_power_never_says_zero_tasks_are_needed(tmp_path: Path) -> None:
     assert any("assumed variance" in n for n in doc["notes"]), doc["notes"]
     r = _run("plan", "power", "--omega2", "0", "--sigma2", "0", "--tasks", "50", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("target", ["missing-dir/r.md", "."], ids=["missing folder", "a directory"])
+@pytest.mark.parametrize("option", ["--markdown", "--html"])
+def test_export_to_an_unwritable_path_is_one_line(plain_eval: tuple[Path, str], tmp_path: Path,
+                                                  target: str, option: str) -> None:
+    home, eval_id = plain_eval
+    r = _run("report", eval_id, option, target, cwd=tmp_path, home=home)
+    line = _one_line_error(r)
+    assert option in line and "cannot write" in line

@@ -73,14 +73,18 @@ def _export(data: dict[str, Any], json_: bool,
     to_stdout = [path for path, _ in targets if path is not None and str(path) == "-"]
     if len(to_stdout) + json_ > 1:
         raise SpecError("only one of --json, --markdown - and --html - can use stdout")
-    for path, render in targets:
+    for (path, render), option in zip(targets, ("--markdown", "--html"), strict=True):
         if path is None:
             continue
         text = render(data)
         if str(path) == "-":
             sys.stdout.write(text)
         else:
-            path.write_text(text, encoding="utf-8")
+            try:
+                path.write_text(text, encoding="utf-8")
+            except OSError as exc:  # a missing folder, a directory, no permission
+                raise SpecError(f"cannot write {path}: {exc.strerror or exc}",
+                                field=option) from None
             err.print(f"wrote {path}")
     return bool(to_stdout)
 
