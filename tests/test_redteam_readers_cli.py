@@ -286,3 +286,14 @@ def test_export_to_an_unwritable_path_is_one_line(plain_eval: tuple[Path, str], 
     r = _run("report", eval_id, option, target, cwd=tmp_path, home=home)
     line = _one_line_error(r)
     assert option in line and "cannot write" in line
+
+
+@pytest.mark.parametrize("url", ["foo://x", "not a url"])
+@pytest.mark.parametrize("argv", [("status",), ("report", "x"), ("run", "PLAN", "--quiet")],
+                         ids=" ".join)
+def test_a_bad_journal_url_is_one_line(url: str, argv: tuple[str, ...], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALFLEET_JOURNAL_URL", url)
+    plan = _plan(tmp_path, ["c"])
+    r = _run(*[str(plan) if a == "PLAN" else a for a in argv], cwd=tmp_path)
+    assert "EVALFLEET_JOURNAL_URL" in _one_line_error(r)

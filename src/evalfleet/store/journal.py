@@ -32,9 +32,9 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from evalfleet.errors import StoreError, UnknownEvalError
+from evalfleet.errors import SpecError, StoreError, UnknownEvalError
 from evalfleet.store.schema import batches, evals, metadata, runs
 
 _CHUNK = 5000
@@ -107,6 +107,20 @@ def _private_file(path: Path) -> None:
         os.close(fd)
 
 
+def _engine(url: str) -> Engine:
+    """An engine for a journal URL (``EVALFLEET_JOURNAL_URL``).
+
+    Raises:
+        SpecError: the URL does not parse, names an unknown database, or its driver is not
+            installed (a setting to fix, exit 2, not a traceback).
+    """
+    try:
+        return create_engine(url, future=True)
+    except (ArgumentError, ImportError) as exc:
+        raise SpecError(f"journal URL {url!r} cannot be used: {exc}",
+                        field="EVALFLEET_JOURNAL_URL") from None
+
+
 def _frozen(path: Path) -> bool:
     """Whether the journal is on a read-only file system and complete without its WAL.
 
@@ -133,7 +147,7 @@ class Journal:
     def __init__(self, url: str, *, engine: Engine | None = None, readonly: bool = False) -> None:
         self.url = url
         self.readonly = readonly
-        self.engine: Engine = engine or create_engine(url, future=True)
+        self.engine: Engine = engine or _engine(url)
         if readonly:
             return  # tables are never created by a reader
         if url.startswith("sqlite"):
@@ -190,7 +204,7 @@ class Journal:
             event.listen(engine, "connect", _sqlite_reader_pragmas)
             journal = cls(f"sqlite:///{path}", engine=engine, readonly=True)
         else:
-            engine = create_engine(url, future=True)
+            engine = _engine(url)
             if engine.dialect.name == "postgresql":
                 event.listen(engine, "connect", _postgres_read_only)
             journal = cls(url, engine=engine, readonly=True)
