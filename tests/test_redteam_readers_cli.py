@@ -297,3 +297,11 @@ def test_a_bad_journal_url_is_one_line(url: str, argv: tuple[str, ...], tmp_path
     plan = _plan(tmp_path, ["c"])
     r = _run(*[str(plan) if a == "PLAN" else a for a in argv], cwd=tmp_path)
     assert "EVALFLEET_JOURNAL_URL" in _one_line_error(r)
+
+
+@pytest.mark.parametrize("budget", ["inf", "1e300"])
+def test_resume_with_an_absurd_budget_is_one_line(plain_eval: tuple[Path, str], tmp_path: Path,
+                                                  budget: str) -> None:
+    home, eval_id = plain_eval
+    r = _run("resume", eval_id, "--budget", budget, "--quiet", cwd=tmp_path, home=home)
+    assert "--budget" in _one_line_error(r)

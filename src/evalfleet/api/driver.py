@@ -211,7 +211,13 @@ def resume(eval_id: str, *, settings: Settings | None = None,
     try:
         row = store.journal.get_eval(eval_id)
         if budget_usd is not None:
-            plan = Plan.model_validate({**row["plan"], "budget_usd": budget_usd})
+            from pydantic import ValidationError
+
+            try:
+                plan = Plan.model_validate({**row["plan"], "budget_usd": budget_usd})
+            except ValidationError as exc:  # out of the plan's range (inf, 1e300 ...)
+                raise SpecError(f"budget {budget_usd:g}: {exc.errors()[0]['msg']}",
+                                field="--budget") from None
             store.journal.update_plan(eval_id, plan.model_dump_json())
         if row["status"] == "completed":
             counts = store.journal.counts(eval_id)
