@@ -305,3 +305,18 @@ def test_resume_with_an_absurd_budget_is_one_line(plain_eval: tuple[Path, str], 
     home, eval_id = plain_eval
     r = _run("resume", eval_id, "--budget", budget, "--quiet", cwd=tmp_path, home=home)
     assert "--budget" in _one_line_error(r)
+
+
+def test_readers_with_a_committed_file_missing_say_so_in_one_line(
+        plain_eval: tuple[Path, str], tmp_path: Path) -> None:
+    import shutil
+
+    src, eval_id = plain_eval
+    home = tmp_path / "copy"
+    shutil.copytree(src, home)
+    next((home / "results" / f"eval_id={eval_id}").glob("*.parquet")).unlink()
+    for argv in (("report", eval_id), ("query", "SELECT 1 FROM runs"), ("show", "0"),
+                 ("compare", f"{eval_id}/noop@1", f"{eval_id}/echo@1"),
+                 ("plan", "power", "--from", eval_id, "--base", "noop@1")):
+        r = _run(*argv, cwd=tmp_path, home=home)
+        assert "missing" in _one_line_error(r, code=1), argv

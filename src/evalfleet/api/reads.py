@@ -251,6 +251,7 @@ def show_run(run_ref: str, *, settings: Settings | None = None) -> dict[str, Any
     import pyarrow.parquet as pq
 
     from evalfleet.store import read_trajectory
+    from evalfleet.store.warehouse import require_files
 
     if not run_ref:
         raise SpecError("give a run id (or a unique prefix of one)", field="RUN_ID")
@@ -258,6 +259,7 @@ def show_run(run_ref: str, *, settings: Settings | None = None) -> dict[str, Any
     store = open_reader(settings)
     try:
         found: dict[str, str] = {}  # run id -> results file
+        require_files(store.home, store.all_results_paths())
         for rel in store.all_results_paths():
             ids = pq.read_table(store.home / rel, columns=["run_id"]).column("run_id")
             hits = ids.filter(pc.starts_with(ids, pattern=run_ref)).to_pylist()

@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from evalfleet.errors import SpecError
+from evalfleet.errors import SpecError, StoreError
 from evalfleet.store.results import RESULTS_SCHEMA
 
 _READ_ONLY_STATEMENTS = frozenset({"SELECT"})
@@ -27,7 +27,7 @@ def connect(home: Path, paths: list[str]) -> duckdb.DuckDBPyConnection:
         # a query must not see the caller's Python variables as tables, nor spill to disk
         con.execute("SET python_enable_replacements = false")
         con.execute("SET temp_directory = ''")
-        files = [str((home / p).absolute()) for p in paths]
+        files = require_files(home, paths)
         if files:
             allowed = _allow(con, files)
             rel = con.read_parquet(files, union_by_name=True)
@@ -43,6 +43,21 @@ def connect(home: Path, paths: list[str]) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
+
+
+def require_files(home: Path, paths: list[str]) -> list[str]:
+    """The absolute paths of committed results files, all of which must exist.
+
+    Raises:
+        StoreError: a file a committed batch references is gone (deleted or not copied with
+            the home): one line, rather than a reader's traceback.
+    """
+    files = [str((home / p).absolute()) for p in paths]
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        raise StoreError(f"{len(missing)} committed results file(s) missing from {home}, e.g. "
+                         f"{missing[0]}: the home was changed outside evalfleet")
+    return files
 
 
 def _allow(con: duckdb.DuckDBPyConnection, files: list[str]) -> bool:
