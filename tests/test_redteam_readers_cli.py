@@ -320,3 +320,17 @@ def test_readers_with_a_committed_file_missing_say_so_in_one_line(
                  ("plan", "power", "--from", eval_id, "--base", "noop@1")):
         r = _run(*argv, cwd=tmp_path, home=home)
         assert "missing" in _one_line_error(r, code=1), argv
+
+
+def test_report_of_one_task_does_not_say_its_se_is_0(tmp_path: Path) -> None:
+    from evalfleet import api
+
+    home = tmp_path / "home"
+    plan = _plan(tmp_path, ["only"])
+    plan.write_text(yaml.safe_dump({**yaml.safe_load(plan.read_text()), "runs_per_task": 2}))
+    eval_id = api.run(plan, settings=Settings(home=home)).eval_id
+    rep = api.report(eval_id, settings=Settings(home=home))
+    for a in rep["agents"]:
+        o = a["overall"]
+        assert o["se"] is None and o["ci_low"] < o["ci_high"], o
+        assert "SE 0" not in o["method"] and "no SE" in o["method"], o["method"]

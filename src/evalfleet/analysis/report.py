@@ -125,9 +125,10 @@ def _no_collapse(d: dict[str, Any]) -> dict[str, Any]:
         x = mean * n
         lo, hi = proportion_confint(x, n, alpha=0.05, method="wilson")
         shown = f"{x:g}/{n}" if float(x).is_integer() else f"{mean:.3g} x {n}"
+        why = ("SE 0 (every task has the same mean)" if d["se"] == 0.0 else
+               "no SE (too few tasks or clusters to estimate one)")
         d.update(ci_low=_f(lo), ci_high=_f(hi),
-                 method=f"{d['method']}; SE 0 (every task has the same mean), so the interval "
-                        f"is Wilson on {shown} tasks")
+                 method=f"{d['method']}; {why}, so the interval is Wilson on {shown} tasks")
     return d
 
 
