@@ -8,23 +8,17 @@ import asyncio
 import contextlib
 import shutil
 import socket
-import tempfile
 import textwrap
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evalfleet.execution.attempt import AttemptOutcome
-from evalfleet.sandbox import BwrapSandboxProvider, LocalSandboxProvider
 from evalfleet.spec.humaneval import load_humaneval
 from evalfleet.spec.loaders import builtin_suite_dir, load_suite
 from evalfleet.spec.task import Limits, ScorerSpec, Task
 from evalfleet.testing.agents import grade
-
-HAVE_BWRAP = shutil.which("bwrap") is not None
 
 REPO_TASK = "calc-division-by-zero"  # 4 hidden tests; doing nothing passes 1 of them
 HONEST = 0.25
@@ -37,21 +31,6 @@ PASSING_TESTS = textwrap.dedent("""\
         def test_zero_variable(self): pass
         def test_ordinary_division(self): pass
     """)
-
-
-@pytest.fixture(scope="module", params=[
-    pytest.param("local", id="local"),
-    pytest.param("bwrap", id="bwrap", marks=[
-        pytest.mark.sandbox,
-        pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap is not installed")])])
-def provider(request: pytest.FixtureRequest) -> Iterator[Any]:
-    # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, closed to sandbox uids.
-    base = Path(tempfile.mkdtemp(prefix="evalfleet-test-redteam-"))
-    cls = LocalSandboxProvider if request.param == "local" else BwrapSandboxProvider
-    p = cls(base)
-    assert p.available(), p.unavailable_reason
-    yield p
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def run(task: Task, provider: Any, **kwargs: Any) -> AttemptOutcome:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -15,6 +15,15 @@ from evalfleet.errors import EvalfleetError
 plan_app = typer.Typer(no_args_is_help=True, add_completion=False,
                        help="Plan evals: check a plan without running it; tasks and runs per "
                             "task needed, minimum detectable effects.")
+
+
+def _fail(exc: EvalfleetError) -> NoReturn:
+    """The same one-line message and exit code as evalfleet.cli.main.main, so the sub-app
+    behaves the same on its own (tests) and registered; SystemExit, not typer.Exit, whose code
+    click drops under standalone_mode=False."""
+    Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
+                               soft_wrap=True)
+    sys.exit(exc.exit_code)
 
 
 @plan_app.callback()
@@ -39,9 +48,7 @@ def check(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")],
     try:
         result = api.check_plan(plan, settings=load_settings())
     except EvalfleetError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
-                                   soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     if json_:
         sys.stdout.write(api.dumps(result) + "\n")
     else:
@@ -116,12 +123,7 @@ def power(
                              sigma2=sigma2, sigma2_new=sigma2_new, delta=delta, tasks=tasks,
                              alpha=alpha, two_sided=not one_sided, power=power_, home=home)
     except EvalfleetError as exc:
-        # the same one-line message and exit code as evalfleet.cli.main.main, so the sub-app
-        # behaves the same on its own (tests) and registered; SystemExit, not typer.Exit,
-        # whose code click drops under standalone_mode=False
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
-                                   soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     if json_:
         sys.stdout.write(api.dumps(result) + "\n")
     else:
