@@ -119,9 +119,10 @@ class _Plugin:
 
 @pytest.mark.parametrize("result", [Score(math.nan), Score(2.0),
                                     Score(0.5, metrics={"x": math.inf}), "1.0",
+                                    Score(1.0, "yes"),  # type: ignore[arg-type]
                                     RuntimeError("plugin bug"), SpecError("bad arg")],
-                         ids=["nan", "above-1", "inf-metric", "not-a-score", "raises",
-                              "spec-error"])
+                         ids=["nan", "above-1", "inf-metric", "not-a-score", "passed-not-bool",
+                              "raises", "spec-error"])
 def test_any_scorer_returning_no_valid_grade_is_a_scorer_error(result: Any) -> None:
     task = Task(id="t", input="x", target="x", scorer=ScorerSpec(kind="exact"))
     out = _attempt(task, scorer=_Plugin(result))

@@ -21,32 +21,6 @@ from evalfleet._util.formatting import (
 )
 
 
-def render_status(console: Console, data: dict[str, Any]) -> None:
-    """A table of evals, or one eval with its agents."""
-    if "evals" in data:
-        t = Table(title="evals")
-        for col in ("eval_id", "plan", "status", "done/planned", "errored", "running", "cost",
-                    "started"):
-            t.add_column(col)
-        for e in data["evals"]:
-            t.add_row(e["eval_id"], e["plan_name"], e["status"], f"{e['done']}/{e['planned']}",
-                      str(e["errored"]), str(e["running"]), money(e["cost_usd"]),
-                      e["started_at"] or "")
-        console.print(t)
-        return
-    console.print(f"[bold]{data['eval_id']}[/bold] ({data['plan_name']}): {data['status']}, "
-                  f"{data['done']}/{data['planned']} done, {data['errored']} infra-errored, "
-                  f"{data['running']} running, {money(data['cost_usd'])}")
-    t = Table()
-    for col in ("agent", "model", "done/planned", "passed", "errored", "cancelled", "cost"):
-        t.add_column(col)
-    for a in data.get("agents", []):
-        t.add_row(f"{a['agent_name']}@{a['agent_version']}", a.get("model") or "",
-                  f"{a.get('done', 0)}/{a.get('planned', 0)}", str(a.get("passed", 0)),
-                  str(a.get("errored", 0)), str(a.get("cancelled", 0)), money(a.get("cost_usd")))
-    console.print(t)
-
-
 def render_report(console: Console, rep: dict[str, Any]) -> None:
     """The summary table of a report, per agent and per category."""
     cov = rep["coverage"]

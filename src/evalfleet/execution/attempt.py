@@ -179,6 +179,8 @@ class _Stages:
 
 
 def _check_score(score: object) -> Score:
+    """The one place a grade is validated: a Score, a finite value in [0, 1], a bool or None
+    for ``passed``, finite metrics; anything else is the scorer's fault (ScorerError)."""
     if not isinstance(score, Score):
         raise ScorerError(f"the scorer returned {type(score).__name__}, not a Score")
     try:
@@ -187,9 +189,13 @@ def _check_score(score: object) -> Score:
         raise ScorerError(f"the scorer returned the value {score.value!r}") from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise ScorerError(f"the scorer returned the value {score.value!r}, not one in [0, 1]")
+    passed: object = score.passed  # python scorers are user code: check, don't trust
+    if passed is not None and not isinstance(passed, bool):
+        raise ScorerError(f"the scorer returned passed={passed!r:.100}, not a bool")
     for key, metric in score.metrics.items():
         if not isinstance(metric, int | float) or not math.isfinite(metric):
             raise ScorerError(f"the scorer returned the metric {key}={metric!r}")
+    score.value = value
     return score
 
 

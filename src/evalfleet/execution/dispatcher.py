@@ -10,7 +10,6 @@ credentials, unknown model) stops leasing, since no later run could succeed.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import random
 import time
@@ -23,7 +22,7 @@ from evalfleet.agents.base import Agent, ModelGate, NoGate
 from evalfleet.agents.registry import create_agent
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import PriceTable
-from evalfleet.errors import RunError, ScorerError
+from evalfleet.errors import ScorerError
 from evalfleet.execution.attempt import AttemptOutcome, run_attempt
 from evalfleet.execution.policy import ERROR_POLICY, backoff_delay
 from evalfleet.execution.ports import LeasedRunLike, RunJournal
@@ -160,8 +159,13 @@ class Dispatcher:
             trajectory=traj, isolation=str(getattr(out, "isolation", "") or ""),
         )
         error = out.error
-        if error is None:
-            error = self._apply_score(result, out)
+        if error is None and out.score is None:
+            error = ScorerError("the scorer returned no score")
+        elif error is None and out.score is not None:
+            # run_attempt validated the grade (finite, in [0, 1], passed a bool or None)
+            result.score = float(out.score.value)
+            result.passed = out.score.passed
+            result.metrics = dict(out.score.metrics)
         if error is not None:
             policy = ERROR_POLICY[error.error_kind]
             result.status = policy.status
@@ -175,27 +179,6 @@ class Dispatcher:
                 self._config_error = str(error)
                 self._stop.set()  # no later run can succeed: stop leasing, let in-flight finish
         return result
-
-    @staticmethod
-    def _apply_score(result: RunResult, out: AttemptOutcome) -> RunError | None:
-        """Copy a valid score into ``result``; a missing, non-finite or out-of-range one (a
-        broken scorer, not the agent) is returned as a ScorerError, never committed."""
-        score = out.score
-        if score is None:
-            return ScorerError("the scorer returned no score")
-        try:
-            value = float(score.value)
-        except (TypeError, ValueError):
-            return ScorerError(f"the scorer returned a non-numeric score {score.value!r:.100}")
-        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-            return ScorerError(f"the scorer returned score {value!r}, outside [0, 1]")
-        passed: object = score.passed  # python scorers are user code: check, don't trust
-        if passed is not None and not isinstance(passed, bool):
-            return ScorerError(f"the scorer returned passed={passed!r:.100}, not a bool")
-        result.score = value
-        result.passed = score.passed
-        result.metrics = dict(score.metrics)
-        return None
 
     def _flush(self) -> None:
         if not self._buffer:
