@@ -6,10 +6,8 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,8 @@ import pytest
 from evalfleet.sandbox import SandboxLimits
 from evalfleet.sandbox._common import DirSandboxProvider
 from evalfleet.sandbox._mountns import interpreter_dirs
+
+from .conftest import CONNECT
 
 SECRET = "s3cr3t-planted-outside"
 
@@ -131,37 +131,6 @@ def test_python3_is_this_interpreter(provider: DirSandboxProvider) -> None:
     asyncio.run(main())
 
 
-@pytest.fixture
-def tcp_server() -> Iterator[int]:
-    """A TCP server on 127.0.0.1 that answers every connection with ``hello``."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    srv.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.sendall(b"hello")
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    t.join()
-    srv.close()
-
-
-CONNECT = """
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
-print(s.recv(5).decode())
-"""
 
 
 @pytest.mark.sandbox

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ import pytest
 from evalfleet.sandbox import LocalSandboxProvider, SandboxLimits
 from evalfleet.sandbox._common import DirSandbox, DirSandboxProvider
 
-from .conftest import IS_ROOT
+from .conftest import CONNECT, IS_ROOT
 
 TEN_CHILDREN = """
 import subprocess, sys
@@ -167,37 +164,6 @@ def test_commands_cannot_gain_privileges(provider: DirSandboxProvider) -> None:
     asyncio.run(main())
 
 
-@pytest.fixture
-def tcp_server() -> Iterator[int]:
-    """A TCP server on 127.0.0.1 that answers every connection with ``hello``."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    srv.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.sendall(b"hello")
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    t.join()
-    srv.close()
-
-
-CONNECT = """
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
-print(s.recv(5).decode())
-"""
 
 OWN_LOOPBACK = """
 import socket
