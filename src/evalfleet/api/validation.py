@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from evalfleet.agents.registry import create_agent
+from evalfleet.api.evals import planned_runs
 from evalfleet.errors import EvalfleetError, InfraError, SpecError
 from evalfleet.sandbox import SandboxProvider, get_provider
 from evalfleet.scoring.registry import create_scorer
@@ -156,8 +157,8 @@ def check_plan(plan_path: str | Path, *, settings: Settings | None = None) -> di
         "suite": {"name": suite.name, "version": suite.version, "tasks": len(suite.tasks),
                   "categories": dict(sorted(cats.items())), "scorers": scorer_kinds},
         "agents": [{"label": a.label, "kind": a.kind, "model": a.model} for a in plan.agents],
-        "runs_per_task": plan.runs_per_task,
-        "runs_planned": len(suite.tasks) * len(plan.agents) * plan.runs_per_task,
+        "runs_per_task": plan.first_runs,
+        "runs_planned": planned_runs(plan, suite),
         "budget_usd": plan.budget_usd, "max_in_flight": plan.execution.max_in_flight,
         "sandbox": sandbox, "simulated_model": plan.simulator is not None,
         "warnings": warnings,

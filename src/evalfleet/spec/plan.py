@@ -93,6 +93,91 @@ class SimulatorSpec(BaseModel):
     seed: int | None = Field(None, description="Random seed; none means fresh randomness.")
 
 
+SAMPLE_FRACTIONS = {"smoke": 0.05, "weekly": 0.20, "full": 1.0}
+"""Default share of the suite each tier runs: 5% daily smoke, 20% weekly, the full suite at
+release."""
+
+STRATA_FIELDS = ("category", "difficulty", "domain", "repository")
+"""Task fields a sample may be stratified by."""
+
+
+class SampleSpec(BaseModel):
+    """Run a deterministic stratified sample of the suite instead of all of it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tier: Literal["smoke", "weekly", "full"] = Field(
+        "full", description="smoke (daily, 5%), weekly (20%) or full (every task).")
+    fraction: float | None = Field(None, gt=0, le=1,
+                                   description="Share of each stratum to run; default by tier.")
+    strata: tuple[Literal["category", "difficulty", "domain", "repository"], ...] = Field(
+        ("category",), description="Task fields whose combinations are the strata.")
+    seed: int | None = Field(
+        None, ge=0, le=2**62,
+        description="Which rotation of the suite to run; none takes it from the date (the day "
+                    "for smoke, the ISO week for weekly), so successive runs cover the suite.")
+
+    @property
+    def share(self) -> float:
+        """The fraction of each stratum this sample runs."""
+        return self.fraction if self.fraction is not None else SAMPLE_FRACTIONS[self.tier]
+
+
+class AdaptiveRuns(BaseModel):
+    """Adaptive depth: extra runs go where they narrow the interval most."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: int = Field(1, ge=1, le=1000, description="Runs every task gets first.")
+    max: int = Field(10, ge=1, le=1000, description="Most runs any task gets.")
+    target_halfwidth: float = Field(0.02, gt=0, le=0.5,
+                                    description="Stop once the 95% interval of each agent's "
+                                                "mean is this narrow (half its width).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptiveRuns:
+        if self.max < self.min:
+            raise ValueError("runs.max must be at least runs.min")
+        return self
+
+
+class CostSettings(BaseModel):
+    """What a run costs besides its model calls."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    infra_usd_per_hour: float = Field(0.0, ge=0, le=10_000,
+                                      description="On-demand price of one run's sandbox, per "
+                                                  "hour it exists.")
+    spot_usd_per_hour: float | None = Field(None, ge=0, le=10_000,
+                                            description="Spot price, per sandbox hour.")
+    capacity: Literal["on_demand", "spot"] = Field("on_demand",
+                                                   description="Which of the two rates applies.")
+    review_usd_per_run: float = Field(0.0, ge=0, le=10_000,
+                                      description="Human review cost of one reviewed run.")
+    review_fraction: float = Field(0.0, ge=0, le=1,
+                                   description="Share of scored runs sent to human review.")
+
+    @property
+    def infra_rate(self) -> float:
+        """Dollars per sandbox hour at the capacity in use."""
+        if self.capacity == "spot":
+            return self.spot_usd_per_hour if self.spot_usd_per_hour is not None \
+                else self.infra_usd_per_hour
+        return self.infra_usd_per_hour
+
+
+class RunEstimate(BaseModel):
+    """Per-run assumptions for `plan review` where no earlier eval of the task and agent exists."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokens_in: int | None = Field(None, ge=0, le=100_000_000, description="Prompt tokens per run.")
+    tokens_out: int | None = Field(None, ge=0, le=100_000_000,
+                                   description="Completion tokens per run.")
+    seconds: float | None = Field(None, ge=0, le=86_400, description="Wall seconds per run.")
+
+
 class Plan(BaseModel):
     """An evaluation plan: suite, agents, repeats, budget, execution settings."""
 
@@ -103,6 +188,15 @@ class Plan(BaseModel):
     suite: SuiteRef = Field(description="The suite and task filter.")
     agents: tuple[AgentSpec, ...] = Field(min_length=1, description="Agents to evaluate.")
     runs_per_task: int = Field(1, ge=1, le=1000, description="Repeats of each task per agent.")
+    runs: AdaptiveRuns | None = Field(None, description="Adaptive depth instead of a fixed "
+                                                        "runs_per_task.")
+    sample: SampleSpec | None = Field(None, description="Run a stratified sample of the suite.")
+    reuse: bool = Field(False, description="Take a run's result from an earlier committed run "
+                                           "of the same task, agent, scorer, sandbox and repeat.")
+    costs: CostSettings = Field(default_factory=CostSettings,
+                                description="Infrastructure and human-review rates.")
+    estimate: RunEstimate = Field(default_factory=RunEstimate,
+                                  description="Per-run assumptions for plan review.")
     budget_usd: float | None = Field(None, gt=0, le=10_000_000,
                                      description="Stop scheduling once this much is spent.")
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings,
@@ -121,7 +215,19 @@ class Plan(BaseModel):
             if agent.label in seen:
                 raise ValueError(f"agent {agent.label} is listed twice")
             seen.add(agent.label)
+        if self.runs is not None and "runs_per_task" in self.model_fields_set:
+            raise ValueError("give either runs_per_task (fixed) or runs (adaptive), not both")
         return self
+
+    @property
+    def first_runs(self) -> int:
+        """Runs per task created with the eval: runs_per_task, or runs.min when adaptive."""
+        return self.runs.min if self.runs is not None else self.runs_per_task
+
+    @property
+    def max_runs(self) -> int:
+        """The most runs a task can get."""
+        return self.runs.max if self.runs is not None else self.runs_per_task
 
     def resolve(self, rel: str) -> Path:
         """A path from the plan, resolved against the plan's folder."""
