@@ -17,8 +17,9 @@ from evalfleet.store.results import RESULTS_SCHEMA
 CONTRACT_COLUMNS = (
     "run_id eval_id plan_name suite suite_hash task_id task_hash category difficulty domain "
     "repository agent_name agent_version agent_fingerprint model model_tier repeat status "
-    "error_kind score passed metrics tokens_in tokens_out cost_usd infra_cost_usd latency_s "
-    "attempts worker started_at finished_at trajectory_uri cache_source_run_id").split()
+    "error_kind score passed metrics tokens_in tokens_cached tokens_out cost_usd infra_cost_usd "
+    "latency_s attempts worker started_at finished_at trajectory_uri reused_from "
+    "reused_cost_usd").split()
 
 
 def test_run_report_status(make_plan: Callable[..., Path], settings: Settings) -> None:

@@ -36,12 +36,16 @@ class RunResult:
     """Extra named metrics from the scorer."""
     tokens_in: int = 0
     """Prompt tokens over all model calls."""
+    tokens_cached: int = 0
+    """Prompt tokens served from the provider's cache, over all model calls (part of
+    ``tokens_in``)."""
     tokens_out: int = 0
     """Completion tokens over all model calls."""
     cost_usd: float = 0.0
     """Model cost in dollars, all attempts included."""
     infra_cost_usd: float = 0.0
-    """Sandbox / compute cost in dollars."""
+    """Sandbox cost in dollars: seconds of all attempts (agent and scoring stages) x the plan's
+    infra rate / 3600."""
     latency_s: float = 0.0
     """Wall time of the final attempt."""
     attempts: int = 1
@@ -59,5 +63,12 @@ class RunResult:
     """Unix time the run finished."""
     trajectory: dict[str, Any] | None = None
     """Events of the final attempt: model calls, tool calls, outputs, scorer output."""
-    cache_source_run_id: str | None = None
-    """Run whose result was reused, when cached."""
+    reused_from: str | None = None
+    """Run whose result this one reuses (plan ``reuse``); its own costs are then 0."""
+    reused_cost_usd: float | None = None
+    """What the reused source run cost, model + infra (None when not reused)."""
+
+    @property
+    def total_cost_usd(self) -> float:
+        """Model plus infrastructure dollars of this run (what budgets count)."""
+        return self.cost_usd + self.infra_cost_usd

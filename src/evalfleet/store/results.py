@@ -54,9 +54,14 @@ RESULTS_SCHEMA = pa.schema([
     pa.field("passed", pa.bool_(), metadata={"doc": "Whether the run passed."}),
     pa.field("metrics", pa.map_(pa.string(), pa.float64()), metadata={"doc": "Extra metrics."}),
     pa.field("tokens_in", pa.int64(), metadata={"doc": "Prompt tokens."}),
+    pa.field("tokens_cached", pa.int64(),
+             metadata={"doc": "Prompt tokens served from the provider's cache (part of "
+                              "tokens_in)."}),
     pa.field("tokens_out", pa.int64(), metadata={"doc": "Completion tokens."}),
     pa.field("cost_usd", pa.float64(), metadata={"doc": "Model dollars, all attempts."}),
-    pa.field("infra_cost_usd", pa.float64(), metadata={"doc": "Compute dollars."}),
+    pa.field("infra_cost_usd", pa.float64(),
+             metadata={"doc": "Sandbox dollars: seconds of all attempts x the plan's infra "
+                              "rate / 3600."}),
     pa.field("latency_s", pa.float64(), metadata={"doc": "Wall time of the final attempt."}),
     pa.field("attempts", pa.int32(), metadata={"doc": "Attempts made."}),
     pa.field("worker", pa.string(), metadata={"doc": "Worker of the final attempt."}),
@@ -64,7 +69,10 @@ RESULTS_SCHEMA = pa.schema([
     pa.field("started_at", pa.timestamp("ms", tz="UTC"), metadata={"doc": "Start time."}),
     pa.field("finished_at", pa.timestamp("ms", tz="UTC"), metadata={"doc": "Finish time."}),
     pa.field("trajectory_uri", pa.string(), metadata={"doc": "Where the trajectory is."}),
-    pa.field("cache_source_run_id", pa.string(), metadata={"doc": "Reused run, if cached."}),
+    pa.field("reused_from", pa.string(),
+             metadata={"doc": "Run whose result this row reuses (plan reuse), if any."}),
+    pa.field("reused_cost_usd", pa.float64(),
+             metadata={"doc": "What the reused source run cost, model + infra"}),
 ])
 
 
@@ -166,9 +174,9 @@ class ResultsWriter:
                 r.task_id, task.task_hash, task.category, task.difficulty, task.domain,
                 task.repository, agent.name, agent.version, agent.fingerprint, agent.model,
                 agent.tier, r.repeat, r.status, r.error_kind, r.error, r.score, r.passed,
-                list(r.metrics.items()), r.tokens_in, r.tokens_out, r.cost_usd,
-                r.infra_cost_usd, r.latency_s, r.attempts, r.worker, r.sandbox,
-                _ts(r.started_at), _ts(r.finished_at), uri, r.cache_source_run_id,
+                list(r.metrics.items()), r.tokens_in, r.tokens_cached, r.tokens_out,
+                r.cost_usd, r.infra_cost_usd, r.latency_s, r.attempts, r.worker, r.sandbox,
+                _ts(r.started_at), _ts(r.finished_at), uri, r.reused_from, r.reused_cost_usd,
             )
             for name, value in zip(cols, values, strict=True):
                 cols[name].append(value)
