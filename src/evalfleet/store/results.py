@@ -24,10 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from evalfleet._util.hashing import short_hash
 from evalfleet.errors import StoreError
 from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.result import RunResult
-from evalfleet.spec.task import Suite
+from evalfleet.spec.task import ScorerSpec, Suite
 
 RESULTS_SCHEMA = pa.schema([
     pa.field("run_id", pa.string(), metadata={"doc": "Deterministic run id."}),
@@ -37,6 +38,9 @@ RESULTS_SCHEMA = pa.schema([
     pa.field("suite_hash", pa.string(), metadata={"doc": "Hash of the suite's tasks."}),
     pa.field("task_id", pa.string(), metadata={"doc": "Task id."}),
     pa.field("task_hash", pa.string(), metadata={"doc": "Hash of everything about the task."}),
+    pa.field("scorer_hash", pa.string(),
+             metadata={"doc": "Hash of the task's scorer spec (kind and args); part of the "
+                              "reuse key."}),
     pa.field("category", pa.string(), metadata={"doc": "Task category."}),
     pa.field("difficulty", pa.int8(), metadata={"doc": "Difficulty 1-5."}),
     pa.field("domain", pa.string(), metadata={"doc": "Task domain."}),
@@ -104,6 +108,12 @@ TMP_GRACE_S = 3600.0
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,199}$")
 
 
+def scorer_hash(scorer: ScorerSpec) -> str:
+    """Hash of a scorer spec (kind and args): the ``scorer_hash`` column, part of the key under
+    which a plan with ``reuse: true`` takes an earlier run's result."""
+    return short_hash(scorer.model_dump(mode="json"))
+
+
 def _ts(t: float) -> datetime | None:
     return datetime.fromtimestamp(t, UTC) if t else None
 
@@ -160,9 +170,13 @@ class ResultsWriter:
         cols: dict[str, list[Any]] = {f.name: [] for f in RESULTS_SCHEMA}
         traj = io.BytesIO()
         has_traj = False
+        scorer_hashes: dict[int, str] = {}
         for r in results:
             task = by_id[r.task_id]
             agent = ctx.agents[r.agent_index]
+            s_hash = scorer_hashes.get(id(task.scorer))  # tasks of a suite share scorer objects
+            if s_hash is None:
+                s_hash = scorer_hashes[id(task.scorer)] = scorer_hash(task.scorer)
             uri = None
             if r.trajectory is not None:
                 has_traj = True
@@ -171,7 +185,7 @@ class ResultsWriter:
                                       default=str).encode("utf-8") + b"\n")
             values = (
                 r.run_id, ctx.eval_id, ctx.plan_name, ctx.suite.name, ctx.suite.suite_hash,
-                r.task_id, task.task_hash, task.category, task.difficulty, task.domain,
+                r.task_id, task.task_hash, s_hash, task.category, task.difficulty, task.domain,
                 task.repository, agent.name, agent.version, agent.fingerprint, agent.model,
                 agent.tier, r.repeat, r.status, r.error_kind, r.error, r.score, r.passed,
                 list(r.metrics.items()), r.tokens_in, r.tokens_cached, r.tokens_out,
