@@ -28,17 +28,19 @@ def planned_tasks(plan: Plan, suite: Suite) -> tuple[Task, ...]:
 
 
 def run_ids(eval_id: str, plan: Plan, suite: Suite,
-            repeats: range | None = None) -> Iterator[tuple[str, str, int, int]]:
+            repeats: range | None = None) -> Iterator[tuple[str, str, int, int, str]]:
     """The eval's runs in dispatch order: repeat-major, so a partial eval covers every task.
 
-    ``repeats`` defaults to the runs created with the eval (``plan.first_runs``).
+    Each is ``(run_id, task_id, agent_index, repeat, stratum)``; the stratum (the task's
+    category) is what cost projections group by. ``repeats`` defaults to the runs created with
+    the eval (``plan.first_runs``).
     """
     fps = [a.fingerprint for a in plan.agents]
     tasks = planned_tasks(plan, suite)
     for k in repeats if repeats is not None else range(plan.first_runs):
         for task in tasks:
             for i, fp in enumerate(fps):
-                yield run_id(eval_id, task.id, fp, k), task.id, i, k
+                yield run_id(eval_id, task.id, fp, k), task.id, i, k, task.category
 
 
 def planned_runs(plan: Plan, suite: Suite) -> int:

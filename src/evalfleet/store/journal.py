@@ -3,8 +3,9 @@
 Exactly-once: a run becomes ``done`` in the same transaction that records the results batch
 holding its row, and only if it was not ``done`` already; the first result wins.
 
-Two ways to open it: :meth:`Journal.open` for the driver (creates the file and tables) and
-:meth:`Journal.open_readonly` for readers (never creates, writes or write-locks anything).
+Two ways to open it: :meth:`Journal.open` for the driver (creates the file and tables, and
+applies the :data:`MIGRATIONS` an older journal lacks) and :meth:`Journal.open_readonly` for
+readers (never creates, writes or write-locks anything, and reads an older journal as it is).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sqlite3
 import stat
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    case,
     create_engine,
     event,
     func,
@@ -32,12 +34,45 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from evalfleet.errors import SpecError, StoreError, UnknownEvalError
-from evalfleet.store.schema import batches, evals, metadata, runs
+from evalfleet.store.schema import batches, evals, metadata, migrations, runs
 
 _CHUNK = 5000
+
+RunRow = tuple[str, str, int, int] | tuple[str, str, int, int, str | None]
+"""A run to record: ``(run_id, task_id, agent_index, repeat)``, optionally with its stratum
+(the task's category) last."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """A change to the journal's tables since its first release, applied by the writer.
+
+    ``ddl`` runs only when ``table`` lacks ``column`` (a journal created by this version has
+    it already, from the table definitions); either way the name is recorded in the
+    ``migrations`` table, so the check is made once per journal.
+    """
+
+    name: str
+    table: str
+    column: str
+    ddl: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_runs_stratum", "runs", "stratum",
+              "ALTER TABLE runs ADD COLUMN stratum VARCHAR(100)"),
+)
+"""Named migrations, oldest first. Only ever append."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +182,7 @@ class Journal:
     def __init__(self, url: str, *, engine: Engine | None = None, readonly: bool = False) -> None:
         self.url = url
         self.readonly = readonly
+        self._has_stratum: bool | None = None
         self.engine: Engine = engine or _engine(url)
         if readonly:
             return  # tables are never created by a reader
@@ -162,6 +198,50 @@ class Journal:
                     time.sleep(0.05)
                     continue
                 raise StoreError(f"cannot open the journal at {url}: {exc.orig}") from None
+        self.migrate()
+
+    def _columns(self, table: str, conn: Connection | None = None) -> set[str]:
+        return {c["name"] for c in inspect(conn or self.engine).get_columns(table)}
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations this journal has not recorded; returns the names applied.
+
+        Safe when several writers open an old journal at once: a column another writer just
+        added is taken as added, and a name it just recorded as recorded.
+
+        Raises:
+            StoreError: a migration failed (the journal is left as it was before it).
+        """
+        with self.engine.connect() as conn:
+            recorded = set(conn.execute(select(migrations.c.name)).scalars())
+        applied: list[str] = []
+        for m in MIGRATIONS:
+            if m.name in recorded:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    if m.column not in self._columns(m.table, conn):
+                        conn.exec_driver_sql(m.ddl)
+                        applied.append(m.name)
+            except DBAPIError as exc:
+                if m.column not in self._columns(m.table):
+                    raise StoreError(f"cannot migrate the journal at {self.url} "
+                                     f"({m.name}): {exc.orig}") from None
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(migrations.insert().values(name=m.name, applied_at=time.time()))
+            except IntegrityError:
+                pass  # another writer recorded it meanwhile
+        return applied
+
+    @property
+    def has_stratum(self) -> bool:
+        """Whether the runs table has the ``stratum`` column (a reader of a journal no writer
+        has migrated yet sees it without)."""
+        cached: bool | None = getattr(self, "_has_stratum", None)
+        if cached is None:
+            cached = self._has_stratum = "stratum" in self._columns("runs")
+        return cached
 
     @classmethod
     def open(cls, home: Path, url: str | None = None) -> Journal:
@@ -225,24 +305,33 @@ class Journal:
 
     # evals ------------------------------------------------------------------------------------
     def create_eval(self, *, eval_id: str, plan_name: str, plan_json: str, suite_name: str,
-                    suite_hash: str, planned: int,
-                    rows: Iterable[tuple[str, str, int, int]]) -> None:
-        """Insert an eval and its runs (``(run_id, task_id, agent_index, repeat)``), in chunks."""
+                    suite_hash: str, planned: int, rows: Iterable[RunRow]) -> None:
+        """Insert an eval and its runs (:data:`RunRow`), in chunks."""
         with self.engine.begin() as conn:
             conn.execute(evals.insert().values(
                 eval_id=eval_id, plan_name=plan_name, plan_json=plan_json,
                 suite_name=suite_name, suite_hash=suite_hash, status="created",
                 planned=planned, created_at=time.time(), duplicates_dropped=0))
-            chunk: list[dict[str, Any]] = []
-            for seq, (run_id, task_id, agent_index, repeat) in enumerate(rows):
-                chunk.append({"run_id": run_id, "eval_id": eval_id, "seq": seq,
-                              "task_id": task_id, "agent_index": agent_index, "repeat": repeat,
-                              "status": "pending", "attempts": 0})
-                if len(chunk) >= _CHUNK:
-                    conn.execute(runs.insert(), chunk)
-                    chunk = []
-            if chunk:
+            self._insert_runs(conn, eval_id, rows, first_seq=0)
+
+    @staticmethod
+    def _insert_runs(conn: Connection, eval_id: str, rows: Iterable[RunRow],
+                     first_seq: int) -> int:
+        """Insert ``rows`` as pending runs numbered from ``first_seq``; returns how many."""
+        chunk: list[dict[str, Any]] = []
+        n = 0
+        for n, row in enumerate(rows, start=1):
+            run_id, task_id, agent_index, repeat = row[0], row[1], row[2], row[3]
+            stratum = row[4] if len(row) > 4 else None
+            chunk.append({"run_id": run_id, "eval_id": eval_id, "seq": first_seq + n - 1,
+                          "task_id": task_id, "agent_index": agent_index, "repeat": repeat,
+                          "status": "pending", "attempts": 0, "stratum": stratum})
+            if len(chunk) >= _CHUNK:
                 conn.execute(runs.insert(), chunk)
+                chunk = []
+        if chunk:
+            conn.execute(runs.insert(), chunk)
+        return n
 
     def get_eval(self, eval_id: str) -> dict[str, Any]:
         """The eval's row as a dict (``plan`` parsed)."""
@@ -351,14 +440,20 @@ class Journal:
                          .values(driver_heartbeat=time.time()))
 
     # runs -------------------------------------------------------------------------------------
-    def lease(self, eval_id: str, owner: str, n: int, lease_s: float) -> list[LeasedRun]:
-        """Lease up to ``n`` runs that are pending or whose lease expired; attempts += 1."""
+    def lease(self, eval_id: str, owner: str, n: int, lease_s: float,
+              skip_agents: Collection[int] = ()) -> list[LeasedRun]:
+        """Lease up to ``n`` runs that are pending or whose lease expired; attempts += 1.
+
+        Runs of the agents in ``skip_agents`` (those whose budget is spent) are not leased.
+        """
         now = time.time()
-        avail = select(runs.c.run_id).where(and_(
-            runs.c.eval_id == eval_id,
-            or_(runs.c.status == "pending",
-                and_(runs.c.status == "leased", runs.c.lease_expires < now)),
-        )).order_by(runs.c.status, runs.c.seq).limit(n).scalar_subquery()
+        cond = and_(runs.c.eval_id == eval_id,
+                    or_(runs.c.status == "pending",
+                        and_(runs.c.status == "leased", runs.c.lease_expires < now)))
+        if skip_agents:
+            cond = and_(cond, runs.c.agent_index.not_in(sorted(skip_agents)))
+        avail = (select(runs.c.run_id).where(cond)
+                 .order_by(runs.c.status, runs.c.seq).limit(n).scalar_subquery())
         stmt = (runs.update().where(runs.c.run_id.in_(avail))
                 .values(status="leased", lease_owner=owner, lease_expires=now + lease_s,
                         attempts=runs.c.attempts + 1)
@@ -381,13 +476,20 @@ class Journal:
                 total += res.rowcount
         return total
 
-    def release(self, eval_id: str, owner: str) -> None:
-        """Return ``owner``'s leased runs of the eval to pending (clean shutdown)."""
+    def release(self, eval_id: str, owner: str, run_ids: Sequence[str] | None = None) -> None:
+        """Return ``owner``'s leased runs of the eval to pending (clean shutdown), or only
+        those of ``run_ids`` (leased but not started, e.g. of an agent out of budget)."""
+        cond = and_(runs.c.eval_id == eval_id, runs.c.lease_owner == owner,
+                    runs.c.status == "leased")
         with self.engine.begin() as conn:
-            conn.execute(runs.update().where(and_(
-                runs.c.eval_id == eval_id, runs.c.lease_owner == owner,
-                runs.c.status == "leased")).values(status="pending", lease_owner=None,
-                                                    lease_expires=None))
+            if run_ids is None:
+                conn.execute(runs.update().where(cond).values(
+                    status="pending", lease_owner=None, lease_expires=None))
+                return
+            for i in range(0, len(run_ids), 500):
+                conn.execute(runs.update().where(and_(cond, runs.c.run_id.in_(
+                    run_ids[i:i + 500]))).values(status="pending", lease_owner=None,
+                                                 lease_expires=None))
 
     def reset_leases(self, eval_id: str) -> int:
         """Return every leased run of the eval to pending (resume after a crash)."""
@@ -459,12 +561,15 @@ class Journal:
             conn.execute(evals.update().where(evals.c.eval_id == eval_id).values(
                 duplicates_dropped=evals.c.duplicates_dropped + n))
 
-    def cancel_pending(self, eval_id: str) -> int:
-        """Mark every pending run cancelled (budget stop); returns how many."""
+    def cancel_pending(self, eval_id: str, agent_index: int | None = None) -> int:
+        """Mark every pending run cancelled (budget stop), or only those of one agent (its
+        budget is spent); returns how many."""
+        cond = and_(runs.c.eval_id == eval_id, runs.c.status == "pending")
+        if agent_index is not None:
+            cond = and_(cond, runs.c.agent_index == agent_index)
         with self.engine.begin() as conn:
-            res = conn.execute(runs.update().where(and_(
-                runs.c.eval_id == eval_id, runs.c.status == "pending"))
-                .values(status="cancelled", outcome="cancelled"))
+            res = conn.execute(runs.update().where(cond)
+                               .values(status="cancelled", outcome="cancelled"))
             return int(res.rowcount)
 
     def uncancel(self, eval_id: str) -> int:
@@ -513,6 +618,26 @@ class Journal:
                 a["cancelled"] += n
             a["cost_usd"] += float(cost)
         return {"agents": agents}
+
+    def strata(self, eval_id: str) -> dict[tuple[int, str | None], tuple[int, int, float]]:
+        """``(agent_index, stratum) -> (planned, done, spent)`` of the eval's runs.
+
+        ``planned`` counts every run of the stratum whatever its status, ``done`` the committed
+        ones and ``spent`` their total cost. The stratum is the task's category; it is None for
+        runs recorded before the journal had the column (then there is one stratum per agent).
+        """
+        stratum = runs.c.stratum if self.has_stratum else None
+        done = func.sum(case((runs.c.status == "done", 1), else_=0))
+        keys = [runs.c.agent_index] + ([stratum] if stratum is not None else [])
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*keys, func.count(), func.coalesce(done, 0),
+                                       func.coalesce(func.sum(runs.c.cost_usd), 0.0))
+                                .where(runs.c.eval_id == eval_id).group_by(*keys)).all()
+        out: dict[tuple[int, str | None], tuple[int, int, float]] = {}
+        for r in rows:
+            key = (int(r[0]), r[1] if stratum is not None else None)
+            out[key] = (int(r[-3]), int(r[-2]), float(r[-1]))
+        return out
 
     def planned_tasks(self, eval_id: str, agent_index: int) -> frozenset[str]:
         """Task ids an eval planned for one of its agents."""

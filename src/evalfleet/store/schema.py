@@ -51,6 +51,9 @@ runs = Table(
     Column("passed", Integer, comment="1 passed, 0 not, NULL unknown."),
     Column("cost_usd", Float, comment="Dollars spent by the run."),
     Column("batch_id", String(64), comment="Results batch holding the committed row."),
+    Column("stratum", String(100),
+           comment="The task's category, for projections by stratum; NULL in runs created "
+                   "before the column existed."),
     Index("ix_runs_eval_status_seq", "eval_id", "status", "seq"),
 )
 
@@ -62,4 +65,10 @@ batches = Table(
     Column("trajectories_path", Text, comment="zstd JSONL of trajectories, relative to home."),
     Column("n_rows", Integer, nullable=False, comment="Rows in the batch."),
     Column("committed_at", Float, nullable=False, comment="Unix time committed."),
+)
+
+migrations = Table(
+    "migrations", metadata,
+    Column("name", String(100), primary_key=True, comment="Migration applied to this journal."),
+    Column("applied_at", Float, nullable=False, comment="Unix time applied."),
 )
