@@ -46,6 +46,9 @@ class Usage:
     """Tokens and dollars spent by one attempt."""
 
     tokens_in: int = 0
+    """Prompt tokens, the cached ones included."""
+    tokens_cached: int = 0
+    """Prompt tokens the provider served from its prompt cache (part of ``tokens_in``)."""
     tokens_out: int = 0
     cost_usd: float = 0.0
     model_calls: int = 0

@@ -77,6 +77,16 @@ def _unknown_model(exc: openai.APIStatusError) -> bool:
     return "model" in text and ("not found" in text or "does not exist" in text)
 
 
+def _cached_tokens(usage: Any, prompt_tokens: int) -> int:
+    """``usage.prompt_tokens_details.cached_tokens`` (part of the prompt tokens), 0 when the
+    server does not report it; never more than the prompt."""
+    details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    if not isinstance(cached, int) or isinstance(cached, bool) or cached < 0:
+        return 0
+    return min(cached, prompt_tokens)
+
+
 def _retry_after(exc: openai.APIStatusError) -> float | None:
     value = exc.response.headers.get("retry-after")
     try:
@@ -168,14 +178,17 @@ class OpenAIAgent:
         usage = resp.usage
         tin = usage.prompt_tokens if usage else 0
         tout = usage.completion_tokens if usage else 0
+        tcached = _cached_tokens(usage, tin)
         ctx.gate.settle(key, estimate, tin + tout)
         ctx.usage.tokens_in += tin
+        ctx.usage.tokens_cached += tcached
         ctx.usage.tokens_out += tout
         ctx.usage.model_calls += 1
-        ctx.usage.cost_usd += ctx.prices.cost(self.model, tin, tout, ctx.spec.tier)
+        ctx.usage.cost_usd += ctx.prices.for_agent(ctx.spec).cost(tin, tout, tcached)
         msg = resp.choices[0].message if resp.choices else None
         ctx.trajectory.add(
-            "model_call", model=self.model, tokens_in=tin, tokens_out=tout,
+            "model_call", model=self.model, tokens_in=tin, tokens_cached=tcached,
+            tokens_out=tout,
             duration_s=round(time.time() - t0, 4),
             content=msg.content if msg else None,
             tool_calls=[{"name": c.function.name, "arguments": c.function.arguments}

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalfleet.agents.base import Agent, ModelGate, NoGate
+from evalfleet.agents.base import Agent, ModelGate, NoGate, Usage
 from evalfleet.agents.registry import create_agent
 from evalfleet.cost.budget import Budget
 from evalfleet.cost.prices import PriceTable
@@ -118,8 +118,8 @@ class Dispatcher:
         agent = self.agents[lr.agent_index]
         scorer = self._scorer(task)
         attempts = lr.attempts
-        cost = 0.0
-        tokens_in = tokens_out = 0
+        spent = Usage()  # every attempt's tokens and dollars, retries included
+        seconds = 0.0  # every attempt's sandbox (or, with none, wall) time
         await self.resources.acquire(task.resources)
         try:
             while True:
@@ -127,9 +127,11 @@ class Dispatcher:
                                         provider=self.provider, prices=self.prices,
                                         gate=self.gate, run_id=lr.run_id, attempt=attempts,
                                         variables=self.variables)
-                cost += out.usage.cost_usd
-                tokens_in += out.usage.tokens_in
-                tokens_out += out.usage.tokens_out
+                spent.cost_usd += out.usage.cost_usd
+                spent.tokens_in += out.usage.tokens_in
+                spent.tokens_cached += out.usage.tokens_cached
+                spent.tokens_out += out.usage.tokens_out
+                seconds += out.duration_s
                 # the policy table alone decides whether another attempt is made
                 if out.error is None or not ERROR_POLICY[out.error.error_kind].retried \
                         or attempts >= self.settings.max_attempts or self._stop.is_set():
@@ -145,15 +147,19 @@ class Dispatcher:
                 attempts += 1
         finally:
             await self.resources.release(task.resources)
-        return self._result(lr, out, attempts, cost, tokens_in, tokens_out)
+        return self._result(lr, out, attempts, spent, seconds)
 
-    def _result(self, lr: LeasedRunLike, out: AttemptOutcome, attempts: int, cost: float,
-                tokens_in: int, tokens_out: int) -> RunResult:
+    def _result(self, lr: LeasedRunLike, out: AttemptOutcome, attempts: int, spent: Usage,
+                seconds: float) -> RunResult:
+        """The run's row: the final attempt's outcome, with the tokens, model dollars and
+        infrastructure dollars (sandbox seconds x the plan's rate) of all its attempts."""
         traj = out.trajectory.to_dict()
         traj["attempt"] = attempts
         result = RunResult(
             run_id=lr.run_id, task_id=lr.task_id, agent_index=lr.agent_index, repeat=lr.repeat,
-            status="completed", tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost,
+            status="completed", tokens_in=spent.tokens_in, tokens_cached=spent.tokens_cached,
+            tokens_out=spent.tokens_out, cost_usd=spent.cost_usd,
+            infra_cost_usd=seconds * self.plan.costs.infra_rate / 3600.0,
             latency_s=round(out.duration_s, 6), attempts=attempts, worker=self._worker,
             sandbox=out.sandbox, started_at=out.started_at, finished_at=time.time(),
             trajectory=traj, isolation=str(getattr(out, "isolation", "") or ""),

@@ -87,7 +87,9 @@ class Store:
                 self.journal.add_duplicates(ctx.eval_id, duplicates)
             return CommitReport(0, duplicates)
         batch = self.writer.write(ctx, fresh)
-        rows = [CommitRow(r.run_id, r.status, r.passed, r.cost_usd, r.attempts) for r in fresh]
+        # the journal's cost is the run's total (model + infrastructure): what budgets count
+        rows = [CommitRow(r.run_id, r.status, r.passed, r.total_cost_usd, r.attempts)
+                for r in fresh]
         try:
             n = self.journal.commit_batch(
                 eval_id=ctx.eval_id, batch_id=batch.batch_id, results_path=batch.results_path,

@@ -28,6 +28,12 @@ Behaviour, configured by a :class:`~evalfleet.spec.plan.SimulatorSpec`:
 - **Usage and latency.** ``prompt_tokens`` is the characters of all messages / 4,
   ``completion_tokens`` those of the reply / 4; each answer waits a lognormal delay (sigma 0.5)
   whose mean is the model's ``latency_s``.
+- **Prompt caching.** Like a provider's prompt cache, the longest prefix of whole messages (for
+  the same model and offered tools) that an earlier request to this server already sent is
+  reported as ``usage.prompt_tokens_details.cached_tokens`` (its characters / 4, part of
+  ``prompt_tokens``): a shared system prompt, the whole prompt of a repeated run, the earlier
+  turns of a multi-turn conversation. As with a real cache, which requests find it warm depends
+  on their order. The server remembers the last :data:`CACHE_PREFIXES` prefixes.
 - **Faults**, drawn per request: 429 with ``Retry-After``; 500; a dropped connection (headers
   promise a body that is cut off); a hang (no answer until the client gives up).
 - **Request log.** With a log path, one JSON line per chat request:
@@ -43,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -56,6 +63,7 @@ import tempfile
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -89,6 +97,8 @@ FINGERPRINT = "evalfleet-simulated"
 OWNED_BY = "evalfleet-simulator (simulated)"
 LATENCY_SIGMA = 0.5
 HANG_S = 3600.0
+CACHE_PREFIXES = 100_000
+"""How many message prefixes the simulated prompt cache remembers (least recently used go)."""
 _log = logging.getLogger("evalfleet.testing.simulator")
 
 
@@ -163,8 +173,36 @@ def _offered_tools(body: Mapping[str, Any]) -> set[str]:
     return names
 
 
+class _PromptCache:
+    """Which message prefixes were sent before, per model and tool set (bounded, LRU)."""
+
+    def __init__(self, capacity: int = CACHE_PREFIXES) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+
+    def cached_chars(self, model: str, tools: Any, messages: Sequence[Mapping[str, Any]]) -> int:
+        """Characters of the longest whole-message prefix sent before; remembers this prompt's
+        prefixes for the requests that follow."""
+        h = hashlib.sha256(json.dumps([model, tools], sort_keys=True, default=str).encode())
+        cached = chars = 0
+        warm = True
+        for m in messages:
+            h.update(json.dumps(m, sort_keys=True, default=str).encode())
+            key = h.copy().digest()
+            chars += _chars([m])
+            if warm and key in self._seen:
+                cached = chars
+                self._seen.move_to_end(key)
+            else:
+                warm = False
+                self._seen[key] = None
+        while len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return cached
+
+
 class _Simulator:
-    """The request handlers and their state (random streams, request log)."""
+    """The request handlers and their state (random streams, prompt cache, request log)."""
 
     def __init__(self, spec: SimulatorSpec, log_path: Path | None,
                  catalog: TaskCatalog) -> None:
@@ -175,6 +213,7 @@ class _Simulator:
         self.catalog = catalog
         self.request_rng = random.Random(spec.seed)
         self.salt = spec.seed if spec.seed is not None else random.SystemRandom().getrandbits(64)
+        self.cache = _PromptCache()
 
     def _log_request(self, t: float, model: str, outcome: str, task: KnownTask | None,
                      user: str | None) -> None:
@@ -267,7 +306,8 @@ class _Simulator:
         if outcome == "drop":
             return _DroppedResponse()
         reply = self._reply(model, user, task, messages, _offered_tools(body))
-        return JSONResponse(self._completion(model, messages, reply, body))
+        cached_chars = self.cache.cached_chars(model, body.get("tools"), messages)
+        return JSONResponse(self._completion(model, messages, reply, body, cached_chars))
 
     @staticmethod
     async def _wait_for_disconnect(request: Request, timeout_s: float) -> None:
@@ -291,7 +331,7 @@ class _Simulator:
 
     @staticmethod
     def _completion(model: str, messages: list[dict[str, Any]], reply: Reply,
-                    body: Mapping[str, Any]) -> dict[str, Any]:
+                    body: Mapping[str, Any], cached_chars: int = 0) -> dict[str, Any]:
         content = reply.content
         finish = "tool_calls" if reply.tool_calls else "stop"
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -303,6 +343,7 @@ class _Simulator:
             message["tool_calls"] = list(reply.tool_calls)
         out_chars = len(content or "") + _chars([{"tool_calls": list(reply.tool_calls)}])
         prompt_tokens, completion_tokens = _tokens(_chars(messages)), _tokens(out_chars)
+        cached_tokens = min(prompt_tokens, cached_chars // 4)
         return {
             "id": f"chatcmpl-sim-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -312,7 +353,8 @@ class _Simulator:
             "choices": [{"index": 0, "message": message, "finish_reason": finish,
                          "logprobs": None}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+                      "total_tokens": prompt_tokens + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": cached_tokens}},
         }
 
 
