@@ -114,7 +114,8 @@ def _summary(doc: _Doc, agents: list[dict[str, Any]]) -> None:
         rows.append((_agent(a), pct(o["mean"], o["ci_low"], o["ci_high"]), pts(o["se"], False),
                      count(o["n_tasks"]), count(o["n_runs"]), f"{k['min']}/{k['mean']:.1f}",
                      count(ex.get("total")) if ex else "-",
-                     money(a["cost"]["total_usd"]), secs(a["latency"]["p50"])))
+                     "unpriced" if _unpriced(a) else money(a["cost"]["total_usd"]),
+                     secs(a["latency"]["p50"])))
     doc.table(("agent", "score ± 95% CI", "SE pts", "tasks", "runs", "K min/mean", "excluded",
                "cost", "p50"), rows,
               caption="Mean score over tasks (each task weighs the same), 95% CI half-width; "
@@ -171,8 +172,16 @@ def _agent_section(doc: _Doc, a: dict[str, Any]) -> None:
     lat, tok = a["latency"], a["tokens"]
     doc.h(3, "Cost, latency, tokens")
     qi = lat.get("intervals", {})
+    unpriced = _unpriced(a)
+    if unpriced:
+        doc.p(f"UNPRICED: model {a.get('model')!r} has no price, so its model cost is unknown, "
+              "not $0 (give the agent 'price: 0' if it is free, a price mapping, or a price "
+              "file in EVALFLEET_PRICES).", "warn")
     doc.table(("metric", "value", "95% CI"), [
-        ("cost, total", money(cost["total_usd"]), ""),
+        ("cost, model", "unpriced" if unpriced else money(cost.get("model_usd")), ""),
+        ("cost, infrastructure", money(cost.get("infra_usd")), ""),
+        ("cost, total (model + infra)", money(cost["total_usd"]), ""),
+        ("human review (expected)", money(cost.get("review_usd_expected")), ""),
         ("cost per run", money(cost["mean_per_run"]), ""),
         ("cost per success", money(cost["per_success"]),
          f"{money(ps.get('ci_low'))} to {money(ps.get('ci_high'))}"
@@ -181,6 +190,7 @@ def _agent_section(doc: _Doc, a: dict[str, Any]) -> None:
            f"{secs(qi.get(q, {}).get('ci_low'))} to {secs(qi.get(q, {}).get('ci_high'))}"
            if q in qi else "-") for q in ("p50", "p90", "p99")],
         ("tokens in", count(tok["in"]), ""),
+        ("tokens in, cached", count(tok.get("cached")), ""),
         ("tokens out", count(tok["out"]), ""),
         ("tokens per run", count(tok["mean_per_run"]), ""),
     ])
@@ -203,12 +213,51 @@ def _agent_section(doc: _Doc, a: dict[str, Any]) -> None:
         doc.p("None.")
 
 
+def _unpriced(a: dict[str, Any]) -> bool:
+    return bool((a.get("cost") or {}).get("unpriced"))
+
+
+def _spend(d: dict[str, Any], unpriced: bool) -> tuple[str, ...]:
+    return (count(d["runs"]), "unpriced" if unpriced else money(d["model_usd"]),
+            money(d["infra_usd"]), ("at least " if unpriced else "") + money(d["total_usd"]),
+            money(d["review_usd_expected"]))
+
+
+def _cost_breakdown(doc: _Doc, rep: dict[str, Any]) -> None:
+    cost = rep.get("cost")
+    agents = [a for a in rep["agents"] if a.get("cost")]
+    if not cost or not agents:
+        return
+    r = cost["rates"]
+    doc.h(2, "Cost")
+    doc.p(f"Eval type: {cost['eval_type']}. Total = model (metered tokens: input, cached "
+          f"input, output) + infrastructure (sandbox seconds of every attempt x "
+          f"{money(r['infra_usd_per_hour'])} per hour, {r['capacity']}). Human review is "
+          f"expected, not metered: review fraction {r['review_fraction']:g} x scored runs x "
+          f"{money(r['review_usd_per_run'])}; total with review "
+          f"{money(cost['total_with_review_usd'])}.")
+    heads = ("runs", "model", "infra", "total", "review (expected)")
+    doc.table(("agent", *heads, "per run", "per success", "tokens in / cached / out"),
+              [(_agent(a), *_spend(a["cost"], _unpriced(a)), money(a["cost"]["mean_per_run"]),
+                "-" if _unpriced(a) else money(a["cost"]["per_success"]),
+                f"{count(a['tokens']['in'])} / {count(a['tokens'].get('cached'))} / "
+                f"{count(a['tokens']['out'])}") for a in agents])
+    tier_unpriced = {a["cost"]["model_tier"] for a in agents if _unpriced(a)}
+    doc.table(("model tier", *heads),
+              [(str(t["model_tier"]), *_spend(t, t["model_tier"] in tier_unpriced))
+               for t in cost["by_tier"]], caption="By model tier")
+    doc.table(("category", *heads),
+              [(str(c["category"]), *_spend(c, bool(cost["unpriced"])))
+               for c in cost["by_category"]], caption="By task category")
+
+
 def _report_doc(rep: dict[str, Any]) -> _Doc:
     doc = _Doc(f"evalfleet report {rep['eval_id']}")
     doc.h(1, f"Report {rep['eval_id']}")
     _coverage(doc, rep)
     doc.p(f"Plan {rep.get('plan_name', '-')}, suite {rep.get('suite', '-')}.")
     _summary(doc, rep["agents"])
+    _cost_breakdown(doc, rep)
     for a in rep["agents"]:
         _agent_section(doc, a)
     return doc
