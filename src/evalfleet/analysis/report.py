@@ -22,7 +22,11 @@ import numpy.typing as npt
 from statsmodels.stats.proportion import proportion_confint
 
 from evalfleet import stats
+from evalfleet.analysis.cost import cost_parts, eval_cost, eval_type
+from evalfleet.analysis.estimates import add_full_suite
+from evalfleet.cost.prices import PriceTable
 from evalfleet.spec.plan import Plan
+from evalfleet.store.journal import Journal
 from evalfleet.store.warehouse import connect
 
 SCORED = ("status IN ('completed', 'failed') AND score IS NOT NULL AND isfinite(score) "
@@ -192,6 +196,20 @@ def _excluded(con: Any, name: str, version: str, cancelled: int) -> dict[str, An
     return out
 
 
+def _reuse(con: Any, name: str, version: str) -> dict[str, Any]:
+    """Runs taken from earlier evals (plan ``reuse``): how many, their share of the agent's
+    committed runs, and the dollars saved (what the source runs cost, model + infra)."""
+    cols = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('runs')").fetchall()}
+    if not {"reused_from", "reused_cost_usd"} <= cols:  # results written before reuse existed
+        return {"runs": 0, "share": 0.0, "saved_usd": 0.0}
+    n_all, n, saved = con.execute("""
+        SELECT count(*), count(reused_from),
+               coalesce(sum(reused_cost_usd) FILTER (WHERE reused_from IS NOT NULL), 0)
+        FROM runs WHERE agent_name = ? AND agent_version = ?""", [name, version]).fetchone()
+    return {"runs": int(n), "share": int(n) / int(n_all) if n_all else 0.0,
+            "saved_usd": float(saved)}
+
+
 def _failing_runs(con: Any, name: str, version: str) -> dict[str, Any]:
     """Scored runs that did not pass, worst first, so ``evalfleet show RUN_ID`` can explain."""
     n = con.execute(f"""SELECT count(*) FROM runs WHERE agent_name = ? AND agent_version = ?
@@ -216,16 +234,6 @@ def agent_report(con: Any, name: str, version: str, *, cluster: str | None = Non
     overall = rate_dict(means, t["n"], t["binary"], clusters)
     overall["n_runs"] = int(t["n"].sum())
     overall["clustered_by"] = cluster if clusters is not None else "task"
-    totals = con.execute("""
-        SELECT count(*), coalesce(sum(cost_usd), 0), coalesce(sum(tokens_in), 0),
-               coalesce(sum(tokens_out), 0), sum(CASE WHEN passed THEN 1 ELSE 0 END)
-        FROM runs WHERE agent_name = ? AND agent_version = ?""", [name, version]).fetchone()
-    n_rows, total_cost, tin, tout, n_pass = totals
-    cps: dict[str, Any] = {"estimate": None, "se": None, "ci_low": None, "ci_high": None}
-    if t["task_id"].size and n_pass:
-        c = stats.cost_per_success(t["cost"].astype(float), t["rate"].astype(float))
-        cps = {"estimate": _f(c.estimate), "se": _f(c.se), "ci_low": _f(c.ci_low),
-               "ci_high": _f(c.ci_high), "method": c.method}
     errors = dict(con.execute("""
         SELECT error_kind, count(*) FROM runs
         WHERE agent_name = ? AND agent_version = ? AND error_kind IS NOT NULL
@@ -242,20 +250,18 @@ def agent_report(con: Any, name: str, version: str, *, cluster: str | None = Non
         "pass_k": _pass_k(t),
         "flaky_tasks": int(np.sum((t["c"] > 0) & (t["c"] < t["n"]))) if t["n"].size else 0,
         "tasks": tasks if max_tasks is None else tasks[:max_tasks],
-        "cost": {"total_usd": float(total_cost),
-                 "mean_per_run": float(total_cost) / n_rows if n_rows else None,
-                 "per_success": cps["estimate"], "per_success_ci": cps},
-        "tokens": {"in": int(tin), "out": int(tout),
-                   "mean_per_run": (int(tin) + int(tout)) / n_rows if n_rows else None},
         "latency": _latency(con, name, version),
         "errors": errors,
         "excluded": _excluded(con, name, version, cancelled),
         "failing_runs": _failing_runs(con, name, version),
+        "reuse": _reuse(con, name, version),
     }
 
 
 def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan: Plan,
-                 cluster: str | None = None, max_tasks: int | None = None) -> dict[str, Any]:
+                 cluster: str | None = None, max_tasks: int | None = None,
+                 prices: PriceTable | None = None,
+                 journal: Journal | None = None) -> dict[str, Any]:
     """Assemble the report dictionary.
 
     ``eval_row`` may carry ``cancelled`` (the eval's total) and ``cancelled_by_agent`` (one count
@@ -263,6 +269,9 @@ def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan
 
     Coverage counts scored runs: ``partial`` is true whenever fewer runs were scored than
     planned, whether they are missing, errored or cancelled.
+
+    Each agent's ``cost`` and ``tokens`` and the eval's ``cost`` breakdown come from
+    :mod:`evalfleet.analysis.cost`; ``prices`` says which agents are unpriced.
     """
     con = connect(home, paths)
     try:
@@ -280,17 +289,23 @@ def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan
                     "errored": counts.get("errored", 0), "cancelled": cancelled,
                     "missing": max(planned - done - cancelled, 0),
                     "partial": scored < planned}
-        agents = [agent_report(con, a.name, a.version, cluster=cluster, max_tasks=max_tasks,
-                               cancelled=by_agent[i] if i < len(by_agent) else 0)
-                  if paths else {"agent_name": a.name, "agent_version": a.version,
-                                 "overall": None}
-                  for i, a in enumerate(plan.agents)]
+        agents: list[dict[str, Any]] = [
+            {**agent_report(con, a.name, a.version, cluster=cluster, max_tasks=max_tasks,
+                            cancelled=by_agent[i] if i < len(by_agent) else 0),
+             **cost_parts(con, a, plan, prices.for_agent(a) if prices else None)}
+            if paths else {"agent_name": a.name, "agent_version": a.version, "overall": None}
+            for i, a in enumerate(plan.agents)]
+        cost = eval_cost(con, plan, [a["cost"] for a in agents if "cost" in a])
+        # a sampled eval: each agent's full-suite estimate (baseline looked up in ``journal``)
+        add_full_suite(agents, con=con, home=home, eval_row=eval_row, plan=plan,
+                       journal=journal, scored=SCORED)
     finally:
         con.close()
     return {
         "eval_id": eval_row["eval_id"], "plan_name": eval_row["plan_name"],
         "suite": eval_row["suite_name"], "status": eval_row["status"],
         "coverage": coverage, "agents": agents,
+        "eval_type": eval_type(plan), "cost": cost,
         "simulated": plan.simulator is not None,
         "duplicates_dropped": eval_row.get("duplicates_dropped", 0),
     }

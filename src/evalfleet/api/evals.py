@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 from evalfleet._util import short_hash
+from evalfleet.cost import sampling
 from evalfleet.spec.plan import Plan
 from evalfleet.spec.task import Suite, Task
 from evalfleet.store import Store
+from evalfleet.store.results import private_dir
 
 
 def new_eval_id(plan: Plan) -> str:
@@ -22,9 +28,14 @@ def run_id(eval_id: str, task_id: str, fingerprint: str, repeat: int) -> str:
     return short_hash(eval_id, task_id, fingerprint, repeat, length=24)
 
 
-def planned_tasks(plan: Plan, suite: Suite) -> tuple[Task, ...]:
-    """The tasks the eval runs: the whole suite, or the plan's stratified sample of it."""
-    return suite.tasks
+def planned_tasks(plan: Plan, suite: Suite, *, on: date | None = None) -> tuple[Task, ...]:
+    """The tasks the eval runs: the whole suite, or the plan's stratified sample of it.
+
+    A sample without a seed rotates with the UTC date (``on``, default today); `create_eval`
+    pins that rotation into the stored plan's ``sample.seed``, so the stored plan always
+    selects the same tasks.
+    """
+    return sampling.select(suite, plan.sample, on=on).tasks
 
 
 def run_ids(eval_id: str, plan: Plan, suite: Suite,
@@ -49,10 +60,33 @@ def planned_runs(plan: Plan, suite: Suite) -> int:
 
 
 def create_eval(store: Store, plan: Plan, suite: Suite, eval_id: str | None = None) -> str:
-    """Record a new eval and all its runs as pending; returns the eval id."""
+    """Record a new eval and all its runs as pending; returns the eval id.
+
+    A sampled plan is stored with its rotation pinned (``sample.seed``), and the selection
+    (rotation, N_h and n_h per stratum) is written to ``<home>/samples/<eval_id>.json`` (0600)
+    for the report's full-suite estimate.
+    """
     eval_id = eval_id or new_eval_id(plan)
+    today = sampling.utc_today()
+    selection = sampling.select(suite, plan.sample, on=today)
+    plan = sampling.pin_rotation(plan, on=today)
+    if selection.sampled:
+        _write_sample_record(store.home, eval_id, sampling.sample_record(
+            selection, eval_id=eval_id, suite=suite))
     store.journal.create_eval(eval_id=eval_id, plan_name=plan.name,
                               plan_json=plan.model_dump_json(), suite_name=suite.name,
                               suite_hash=suite.suite_hash, planned=planned_runs(plan, suite),
                               rows=run_ids(eval_id, plan, suite))
     return eval_id
+
+
+def _write_sample_record(home: Path, eval_id: str, record: dict[str, Any]) -> None:
+    """``<home>/samples/<eval_id>.json``, private (0600 in a 0700 folder), written atomically."""
+    folder = home / "samples"
+    private_dir(folder)
+    path = folder / f"{eval_id}.json"
+    tmp = folder / f".{eval_id}.json.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as fh:
+        json.dump(record, fh, separators=(",", ":"))
+    os.replace(tmp, path)

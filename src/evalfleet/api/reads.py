@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from evalfleet.cost.budget import Stratum, project_by_agent, project_total
 from evalfleet.cost.prices import load_price_table
 from evalfleet.errors import SpecError, UnknownEvalError
 from evalfleet.settings import Settings, load_settings
@@ -84,17 +85,33 @@ def status(eval_id: str | None = None, *, settings: Settings | None = None) -> d
         row = store.journal.get_eval(eval_id)
         out = status_row(store, row)
         prog = store.journal.progress(eval_id)["agents"]
-        agents = Plan.model_validate(row["plan"]).agents
+        plan = Plan.model_validate(row["plan"])
+        by_agent = project_by_agent(strata_of(store, eval_id))
+        out["budget_usd"] = plan.budget_usd
         out["agents"] = [{"agent_name": a.name, "agent_version": a.version, "model": a.model,
-                          **prog.get(i, {})} for i, a in enumerate(agents)]
+                          **prog.get(i, {}), "budget_usd": a.budget_usd,
+                          "projected_usd": _usd(by_agent.get(i))}
+                         for i, a in enumerate(plan.agents)]
         out["duplicates_dropped"] = row["duplicates_dropped"]
         return out
     finally:
         store.close()
 
 
+def strata_of(store: Store, eval_id: str) -> dict[tuple[int, str | None], Stratum]:
+    """The eval's projection strata from the journal: (agent index, task category) -> planned,
+    done, executed and spent (category None: runs recorded before the journal had strata)."""
+    return {k: Stratum(planned, done, ran, spent)
+            for k, (planned, done, ran, spent) in store.journal.strata(eval_id).items()}
+
+
+def _usd(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
 def status_row(store: Store, e: dict[str, Any]) -> dict[str, Any]:
     prog = store.journal.progress(e["eval_id"])["agents"].values()
+    strata = strata_of(store, e["eval_id"])
     status_value = e["status"]
     if status_value == "running" and not driver_alive(e.get("driver"), e.get("driver_heartbeat")):
         status_value = "interrupted"  # the driver died without saying so (crash, SIGKILL)
@@ -104,6 +121,10 @@ def status_row(store: Store, e: dict[str, Any]) -> dict[str, Any]:
         "errored": sum(a["errored"] for a in prog), "running": sum(a["running"] for a in prog),
         "cancelled": sum(a["cancelled"] for a in prog),
         "cost_usd": round(sum(a["cost_usd"] for a in prog), 6),
+        # spent / done x planned by (agent, task category); by agent for runs recorded
+        # before the journal kept categories; None until a run has run
+        "projected_usd": _usd(project_total(strata)),
+        "projected_by": "agent" if any(k[1] is None for k in strata) else "stratum",
         "started_at": _iso(e.get("started_at") or e.get("created_at")),
         "finished_at": _iso(e.get("finished_at")),
     }
@@ -137,11 +158,11 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
                                      "cancelled_by_agent": [
                                          prog.get(i, {}).get("cancelled", 0)
                                          for i in range(len(plan.agents))]},
-                           plan=plan, cluster=cluster, max_tasks=max_tasks)
-        prices = load_price_table(settings.prices)
+                           plan=plan, cluster=cluster, max_tasks=max_tasks,
+                           # an unpriced model's $0 is not a measurement: cost.unpriced says so
+                           prices=load_price_table(settings.prices),
+                           journal=store.journal)  # finds a full baseline of a sampled eval
         for agent_rep, spec in zip(rep["agents"], plan.agents, strict=True):
-            # an unpriced model's $0 is not a measurement: say so rather than show it as cost
-            agent_rep["priced"] = prices.knows(spec.model)
             agent_rep["model"] = spec.model
         return rep
     finally:

@@ -8,6 +8,8 @@ from typing import Any
 
 from evalfleet.agents.registry import create_agent
 from evalfleet.api.evals import planned_runs
+from evalfleet.cost import sampling
+from evalfleet.cost.prices import load_price_table, unpriced_warning
 from evalfleet.errors import EvalfleetError, InfraError, SpecError
 from evalfleet.sandbox import SandboxProvider, get_provider
 from evalfleet.scoring.registry import create_scorer
@@ -117,7 +119,8 @@ def check_plan(plan_path: str | Path, *, settings: Settings | None = None) -> di
     Creates nothing (no home, no journal). The answer names the suite and its tasks, the
     agents, the runs planned, the sandbox provider that would be chosen here, and warnings:
     python agents (in the driver's process) and python scorers (in a worker process of the
-    driver) run outside any sandbox, and tasks that allow the network.
+    driver) run outside any sandbox, tasks that allow the network, and agents whose model has
+    no price.
 
     Raises:
         SpecError: the same file:line: field message ``run`` would give.
@@ -145,6 +148,8 @@ def check_plan(plan_path: str | Path, *, settings: Settings | None = None) -> di
             n = sum(t.scorer.kind == kind for t in suite.tasks)
             warnings.append(f"{n} task(s) use the {kind} scorer, which runs unsandboxed, "
                             "with your permissions (in a worker process of the driver)")
+    prices = load_price_table(settings.prices)
+    warnings.extend(unpriced_warning(a) for a in prices.unpriced(plan.agents))
     networked = [t.id for t in suite.tasks if t.network]
     if networked:
         warnings.append(f"{len(networked)} task(s) allow the network in the sandbox "
@@ -159,6 +164,7 @@ def check_plan(plan_path: str | Path, *, settings: Settings | None = None) -> di
         "agents": [{"label": a.label, "kind": a.kind, "model": a.model} for a in plan.agents],
         "runs_per_task": plan.first_runs,
         "runs_planned": planned_runs(plan, suite),
+        "sample": sampling.describe(sampling.select(suite, plan.sample)),
         "budget_usd": plan.budget_usd, "max_in_flight": plan.execution.max_in_flight,
         "sandbox": sandbox, "simulated_model": plan.simulator is not None,
         "warnings": warnings,

@@ -67,7 +67,15 @@ def render_check(console: Console, r: dict[str, Any]) -> None:
         console.print(f"agent {escape(a['label'])}: kind {escape(a['kind'])}"
                       + (f", model {escape(a['model'])}" if a["model"] else ""), soft_wrap=True)
     budget = "no budget" if r["budget_usd"] is None else f"budget ${r['budget_usd']:g}"
-    console.print(f"runs planned: {r['runs_planned']:,} ({suite['tasks']} tasks x "
+    sample = r.get("sample") or {}
+    if sample.get("tasks", suite["tasks"]) < suite["tasks"]:
+        console.print(f"sample: tier {escape(sample['tier'])}, {100 * sample['fraction']:g}% of "
+                      f"each of {sample['n_strata']} strata "
+                      f"({escape(', '.join(sample['strata']))}) = {sample['tasks']} of "
+                      f"{suite['tasks']} tasks; rotation {sample['rotation']} "
+                      f"({escape(sample['rotation_source'])})", soft_wrap=True)
+    console.print(f"runs planned: {r['runs_planned']:,} ({sample.get('tasks', suite['tasks'])} "
+                  f"tasks x "
                   f"{len(r['agents'])} agents x {r['runs_per_task']} runs per task); "
                   f"{r['max_in_flight']} in flight; {budget}", soft_wrap=True)
     console.print(f"sandbox: {escape(r['sandbox'] or 'none available')}"
@@ -172,3 +180,132 @@ def render_power(console: Console, result: dict[str, Any]) -> None:
                   highlight=False)
     for note in result["notes"]:
         console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
+
+
+@plan_app.command()
+def review(
+    plan: Annotated[Path, typer.Argument(help="Plan YAML file.")],
+    workers: Annotated[int | None, typer.Option(
+        "--workers", help="Runs executing at once, for the wall time (default: the plan's "
+                          "execution.max_in_flight).")] = None,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Evalfleet home whose history to use (default $EVALFLEET_HOME, else "
+                       "./.evalfleet); read-only, and an absent one means prices only.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """What a plan will cost, how long it will take and what it can detect, before it runs.
+
+    Per agent and in total: runs, unit cost, model, infrastructure and human-review cost,
+    total, budget fit, wall time for the workers, and the minimum detectable effect; each
+    figure says whether it comes from the history of the same agent and tasks in the home or
+    from prices and token estimates. Runs nothing and creates nothing.
+    """
+    from evalfleet.settings import load_settings
+
+    try:
+        from evalfleet import api
+
+        result = api.review_plan(plan, workers=workers, settings=load_settings(home))
+    except EvalfleetError as exc:
+        _fail(exc)
+    if json_:
+        sys.stdout.write(api.dumps(result) + "\n")
+    else:
+        render_review(Console(highlight=False), result)
+
+
+def _usd(x: float | None) -> str:
+    if x is None:
+        return "unpriced"
+    if x == 0:
+        return "$0"
+    return f"${x:,.2f}" if abs(x) >= 10 else f"${x:.4g}"
+
+
+def _span(r: dict[str, Any], fmt: Any = _usd) -> str:
+    lo, hi = r["min"], r["max"]
+    return fmt(lo) if lo == hi else f"{fmt(lo)} - {fmt(hi)}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
+
+
+def render_review(console: Console, r: dict[str, Any]) -> None:
+    """The cost table per agent and in total, wall time, budget, power, and the sources."""
+    from rich import box
+    from rich.table import Table
+
+    suite = r["suite"]
+    runs_k = _span(r["runs_per_task"], str)
+    console.print(f"plan {escape(r['name'])}: {r['runs']['min']:,}"
+                  + ("" if r["runs"]["min"] == r["runs"]["max"] else f" - {r['runs']['max']:,}")
+                  + f" runs = {suite['tasks_planned']:,} tasks"
+                  + (f" (of {suite['tasks']:,})" if suite["tasks_planned"] < suite["tasks"]
+                     else "")
+                  + f" x {len(r['agents'])} agents x {runs_k} runs per task"
+                  + (" (adaptive)" if r["adaptive"] else ""), soft_wrap=True)
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("agent", "source", "runs", "per run", "model", "infra", "review", "total"):
+        t.add_column(col, justify="left" if col in ("agent", "source") else "right")
+    for a in r["agents"]:
+        c = a["cost"]
+        t.add_row(escape(a["label"]), a["source"], _span(a["runs"], lambda x: f"{x:,}"),
+                  _usd(a["unit"]["total_usd"]), _span(c["model_usd"]), _span(c["infra_usd"]),
+                  _span(c["review_usd"]), _span(c["total_usd"]))
+    tot = r["total"]
+    t.add_row("[bold]total[/bold]", "", _span(r["runs"], lambda x: f"{x:,}"),
+              _span(tot["unit_usd"]), _span(tot["model_usd"]), _span(tot["infra_usd"]),
+              _span(tot["review_usd"]), f"[bold]{_span(tot['total_usd'])}[/bold]")
+    console.print(t)
+    if r["unpriced"]:
+        console.print(f"priced part of the total: {_span(tot['priced_usd'])}", soft_wrap=True)
+    reuse = r["reuse"]
+    if reuse is not None:
+        console.print(f"reuse: {_span(reuse['runs'], lambda x: f'{x:,}')} runs taken from "
+                      f"earlier evals, saving {_span(reuse['saved_usd'])} "
+                      f"({escape(reuse.get('saving_is', ''))}); total after reuse "
+                      f"{_span(tot['after_reuse_usd'])}", soft_wrap=True)
+    wall = r["wall"]
+    lo, hi = wall["min"], wall["max"]
+    span = _duration(lo["seconds"]) if lo["seconds"] == hi["seconds"] else \
+        f"{_duration(lo['seconds'])} - {_duration(hi['seconds'])}"
+    console.print(f"wall time: {span} with {wall['workers']} workers "
+                  f"({escape(wall['workers_source'])}); bound by {escape(hi['bound'])}",
+                  soft_wrap=True)
+    budget = r["budget"]
+    limit = "" if budget["limit_usd"] is None else f" (budget_usd {budget['limit_usd']:g})"
+    console.print(f"budget: {escape(budget['note'])}{limit}", soft_wrap=True)
+    for a in r["agents"]:
+        if a["budget"]["limit_usd"] is not None:
+            console.print(f"budget of {escape(a['label'])}: {escape(a['budget']['note'])}",
+                          soft_wrap=True)
+    power = r["power"]
+    console.print(f"power (two-sided alpha {power['alpha']:g}, power {power['power']:g}, "
+                  f"{power['n_tasks']:,} tasks): minimum detectable effect in points",
+                  soft_wrap=True)
+    for who, p in ([(a["label"] + " vs its next version", a["power"]) for a in r["agents"]]
+                   + [(p["pair"], p) for p in power["pairs"]]):
+        cells = ", ".join(f"K={row['k']}: " + ("-" if row["mde"] is None else
+                                                ("≤ " if row["upper_bound"] else "")
+                                                + f"{100 * row['mde']:.1f}")
+                          for row in p["rows"])
+        console.print(f"  {escape(who)}: {cells} [dim]({escape(p['basis'])})"
+                      "[/dim]", soft_wrap=True)
+    console.print("[dim]where the figures come from:[/dim]")
+    for a in r["agents"]:
+        s = a["sources"]
+        console.print(f"[dim]  {escape(a['label'])}: model {escape(s['model'])}; tokens in "
+                      f"{escape(s['tokens_in'])}; tokens out {escape(s['tokens_out'])}; "
+                      f"seconds {escape(s['seconds'])}; review {escape(s['review'])}[/dim]",
+                      soft_wrap=True)
+    for w in r["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", soft_wrap=True)
+    for n in r["notes"]:
+        console.print(f"[yellow]note:[/yellow] {escape(n)}", soft_wrap=True)

@@ -57,6 +57,8 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
         ex = a.get("excluded") or {}
         notes.append(f"{label}: {o['n_runs']} scored runs, latency p50 {secs(lat['p50'])}; "
                      f"interval: {o.get('method', '-')}")
+        if a.get("full_suite"):
+            notes.append(_full_suite_note(label, a["full_suite"]))
         if ex.get("total"):
             notes.append(f"{label}: excluded from the score: " + ", ".join(
                 f"{k} {ex.get(k, 0)}" for k in ("infra_error", "scorer_error", "config_error",
@@ -70,17 +72,22 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
             more = fr["count"] - len(ids)
             notes.append(f"{label}: {fr['count']} failing runs (see one with: evalfleet show "
                          f"RUN_ID): {' '.join(ids)}" + (f" ... and {more} more" if more else ""))
+        if (a.get("reuse") or {}).get("runs"):
+            notes.append(f"{label}: {a['reuse']['runs']} runs reused from earlier evals "
+                         f"({pct(a['reuse']['share'])}, not executed), "
+                         f"{money(a['reuse']['saved_usd'])} saved")
         t.add_row(escape(label),
                   pct(o["mean"], o["ci_low"], o["ci_high"]),
                   str(o["n_tasks"]), str(ex.get("total", 0)) if ex else "-",
-                  money(a["cost"]["total_usd"]) if a.get("priced", True) else "unpriced",
-                  money(a["cost"]["per_success"]) if a.get("priced", True) else "-")
+                  "unpriced" if _unpriced(a) else money(a["cost"]["total_usd"]),
+                  "-" if _unpriced(a) else money(a["cost"]["per_success"]))
     console.print(t)
     for a in rep["agents"]:
-        if a.get("overall") and not a.get("priced", True):
-            notes.append(f"{a['agent_name']}@{a['agent_version']}: model {a.get('model')!r} has "
-                         "no price in the table, so its cost is unknown (add it with "
-                         "EVALFLEET_PRICES)")
+        if a.get("overall") and _unpriced(a):
+            notes.append(f"{a['agent_name']}@{a['agent_version']}: UNPRICED: model "
+                         f"{a.get('model')!r} has no price, so its model cost is unknown, not "
+                         "$0 (give the agent 'price: 0' if it is free, or a price mapping, or "
+                         "a price file in EVALFLEET_PRICES)")
     for note in notes:
         console.print(note, markup=False)
     cats = sorted({c["category"] for a in rep["agents"] for c in a.get("by_category", [])})
@@ -97,6 +104,77 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
                              if c else "-")
             ct.add_row(escape(cat), *cells)
         console.print(ct)
+    render_cost(console, rep)
+
+
+def _unpriced(a: dict[str, Any]) -> bool:
+    return bool((a.get("cost") or {}).get("unpriced"))
+
+
+def _spend_cells(d: dict[str, Any], unpriced: bool = False) -> list[str]:
+    """model, infra, total, expected review: an unpriced model's dollars are unknown."""
+    return ["unpriced" if unpriced else money(d["model_usd"]), money(d["infra_usd"]),
+            ("≥" if unpriced else "") + money(d["total_usd"]),
+            money(d["review_usd_expected"])]
+
+
+def render_cost(console: Console, rep: dict[str, Any]) -> None:
+    """Where the money went: per agent, by model tier and by task category."""
+    cost = rep.get("cost")
+    agents = [a for a in rep["agents"] if a.get("cost")]
+    if not cost or not agents:
+        return
+    rates = cost["rates"]
+    t = Table(title=escape(f"cost of this {cost['eval_type']} eval: total = model + infra "
+                           f"({money(rates['infra_usd_per_hour'])}/sandbox hour, "
+                           f"{rates['capacity']}); review* = expected"),
+              box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("agent", "model", "infra", "total", "review*", "per run", "per success"):
+        t.add_column(col, justify="left" if col == "agent" else "right", no_wrap=True)
+    for a in agents:
+        c, unpriced = a["cost"], _unpriced(a)
+        t.add_row(escape(f"{a['agent_name']}@{a['agent_version']}"), *_spend_cells(c, unpriced),
+                  money(c["mean_per_run"]), "-" if unpriced else money(c["per_success"]))
+    console.print(t)
+    for a in agents:
+        tok = a["tokens"]
+        console.print(f"{a['agent_name']}@{a['agent_version']}: tokens {tok['in']:,} in "
+                      f"({tok['cached']:,} cached), {tok['out']:,} out; model tier "
+                      f"{a['cost']['model_tier']}, price from {a['cost']['price_source']}",
+                      markup=False)
+    for key, title in (("by_tier", "model tier"), ("by_category", "category")):
+        rows = cost.get(key) or []
+        if len(rows) < 2:
+            continue
+        bt = Table(title=f"cost by {title}", box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in (title, "runs", "model", "infra", "total", "review*"):
+            bt.add_column(col, justify="left" if col == title else "right", no_wrap=True)
+        for r in rows:
+            bt.add_row(escape(str(r["model_tier" if key == "by_tier" else "category"])),
+                       f"{r['runs']:,}", *_spend_cells(r, bool(cost["unpriced"]) if
+                                                       key == "by_category" else any(
+                           _unpriced(a) and a["cost"]["model_tier"] == r["model_tier"]
+                           for a in agents)))
+        console.print(bt)
+    if not rates["review_fraction"] or not rates["review_usd_per_run"]:
+        return  # no review configured: nothing to explain
+    console.print(f"review* is expected, not metered: review_fraction "
+                  f"{rates['review_fraction']:g} x {cost['scored_runs']:,} scored runs x "
+                  f"{money(rates['review_usd_per_run'])}; total with review "
+                  f"{money(cost['total_with_review_usd'])}", markup=False)
+
+
+def _full_suite_note(label: str, fs: dict[str, Any]) -> str:
+    """One line: a sampled eval's estimate of the whole suite's score, and how it was made."""
+    if fs.get("estimate") is None:
+        return f"{label}: no full-suite estimate: {fs.get('note')}"
+    share = f"{100 * fs['fraction']:g}% {fs['tier']} sample, {fs['n']} of {fs['population']} tasks"
+    b = fs.get("baseline")
+    how = (f"difference estimator: baseline {b['eval_id']} ({label.split('@')[0]}@"
+           f"{b['agent_version']}, {pct(b['full_suite_mean'])}) plus paired differences"
+           if b else "stratified estimator")
+    return (f"{label}: full-suite estimate {pct(fs['estimate'], fs['ci_low'], fs['ci_high'])} "
+            f"({how}; {share})" + (f"; {fs['note']}" if fs.get("note") else ""))
 
 
 def _p_eq(p: float | None) -> str:
@@ -179,3 +257,34 @@ def render_compare(console: Console, cmp: dict[str, Any]) -> None:
                       "yes" if p["non_dominated"] else "", "yes" if p["on_convex_frontier"]
                       else "")
         console.print(t)
+
+
+def render_costs(console: Console, data: dict[str, Any]) -> None:
+    """``evalfleet costs``: spend over the home's evals by eval type, model tier, category."""
+    window = f" created in the last {data['since_days']:g} days" if data["since_days"] else ""
+    total = data["total"]
+    console.print(f"{data['evals']} evals{window} in {escape(data['home'])}: "
+                  f"{money(total['total_usd'])} (model {money(total['model_usd'])} + infra "
+                  f"{money(total['infra_usd'])}) over {total['runs']:,} runs; expected human "
+                  f"review {money(total['review_usd_expected'])}")
+    for key, title in (("by_eval_type", "eval type"), ("by_model_tier", "model tier"),
+                       ("by_category", "category")):
+        rows = data[key]
+        if not rows:
+            continue
+        t = Table(title=f"by {title}", box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in (title, "runs", "model", "infra", "total", "review*"):
+            t.add_column(col, justify="left" if col == title else "right", no_wrap=True)
+        field = key.removeprefix("by_")
+        for r in rows:
+            label = str(r[field])
+            if key == "by_eval_type":
+                label += f" ({r['evals']} evals)"
+            t.add_row(escape(label), f"{r['runs']:,}", *_spend_cells(r))
+        console.print(t)
+    console.print("review* is expected (review_fraction x scored runs x review_usd_per_run "
+                  "of each plan), not metered", markup=False)
+    for u in data["unpriced"]:
+        console.print(f"UNPRICED: eval {u['eval_id']}, agent {u['agent']}: model "
+                      f"{u['model']!r} has no price, so its model dollars above are unknown, "
+                      "not $0", markup=False)
