@@ -200,12 +200,12 @@ def review(
     figure says whether it comes from the history of the same agent and tasks in the home or
     from prices and token estimates. Runs nothing and creates nothing.
     """
+    from evalfleet import api
+    from evalfleet.api.review import review_plan
     from evalfleet.settings import load_settings
 
     try:
-        from evalfleet import api
-
-        result = api.review_plan(plan, workers=workers, settings=load_settings(home))
+        result = review_plan(plan, workers=workers, settings=load_settings(home))
     except EvalfleetError as exc:
         _fail(exc)
     if json_:
@@ -219,7 +219,7 @@ def _usd(x: float | None) -> str:
         return "unpriced"
     if x == 0:
         return "$0"
-    return f"${x:,.2f}" if abs(x) >= 10 else f"${x:.4g}"
+    return f"${x:,.2f}" if abs(x) >= 10 else f"${x:.3g}"
 
 
 def _span(r: dict[str, Any], fmt: Any = _usd) -> str:
@@ -252,8 +252,10 @@ def render_review(console: Console, r: dict[str, Any]) -> None:
                   + f" x {len(r['agents'])} agents x {runs_k} runs per task"
                   + (" (adaptive)" if r["adaptive"] else ""), soft_wrap=True)
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("agent", "source", "runs", "per run", "model", "infra", "review", "total"):
-        t.add_column(col, justify="left" if col in ("agent", "source") else "right")
+    t.add_column("agent", no_wrap=True)
+    t.add_column("from", no_wrap=True)
+    for col in ("runs", "per run", "model", "infra", "review", "total"):
+        t.add_column(col, justify="right", no_wrap=True)
     for a in r["agents"]:
         c = a["cost"]
         t.add_row(escape(a["label"]), a["source"], _span(a["runs"], lambda x: f"{x:,}"),
@@ -300,11 +302,12 @@ def render_review(console: Console, r: dict[str, Any]) -> None:
                       "[/dim]", soft_wrap=True)
     console.print("[dim]where the figures come from:[/dim]")
     for a in r["agents"]:
-        s = a["sources"]
-        console.print(f"[dim]  {escape(a['label'])}: model {escape(s['model'])}; tokens in "
-                      f"{escape(s['tokens_in'])}; tokens out {escape(s['tokens_out'])}; "
-                      f"seconds {escape(s['seconds'])}; review {escape(s['review'])}[/dim]",
-                      soft_wrap=True)
+        # figures with the same source are named together: "model, tokens in: history ..."
+        by_source: dict[str, list[str]] = {}
+        for what in ("model", "tokens_in", "tokens_out", "seconds", "infra", "review"):
+            by_source.setdefault(a["sources"][what], []).append(what.replace("_", " "))
+        parts = "; ".join(f"{', '.join(whats)}: {src}" for src, whats in by_source.items())
+        console.print(f"[dim]  {escape(a['label'])}: {escape(parts)}[/dim]", soft_wrap=True)
     for w in r["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {escape(w)}", soft_wrap=True)
     for n in r["notes"]:
