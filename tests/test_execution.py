@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,17 +309,19 @@ class _MemoryJournal:
         self.results: dict[str, RunResult] = {}
         self.cancelled = 0
 
-    def lease(self, owner: str, n: int, lease_s: float) -> list[_Leased]:
-        out, self.pending = self.pending[:n], self.pending[n:]
-        self.leased.update({lr.run_id: lr for lr in out})
-        return out
+    def lease(self, owner: str, n: int, lease_s: float,
+              skip_agents: Collection[int] = ()) -> list[_Leased]:
+        ok = [lr for lr in self.pending if lr.agent_index not in skip_agents][:n]
+        self.pending = [lr for lr in self.pending if lr not in ok]
+        self.leased.update({lr.run_id: lr for lr in ok})
+        return ok
 
     def renew(self, owner: str, run_ids: Sequence[str], lease_s: float) -> int:
         return len(run_ids)
 
-    def release(self, owner: str) -> None:
-        self.pending.extend(self.leased.values())
-        self.leased.clear()
+    def release(self, owner: str, run_ids: Sequence[str] | None = None) -> None:
+        for rid in list(self.leased) if run_ids is None else run_ids:
+            self.pending.append(self.leased.pop(rid))
 
     def commit(self, results: Sequence[RunResult]) -> tuple[int, int]:
         for r in results:
@@ -330,9 +332,11 @@ class _MemoryJournal:
     def lease_state(self) -> tuple[int, int, float | None]:
         return len(self.pending), len(self.leased), None
 
-    def cancel_pending(self) -> int:
-        self.cancelled, self.pending = len(self.pending), []
-        return self.cancelled
+    def cancel_pending(self, agent_index: int | None = None) -> int:
+        gone = [lr for lr in self.pending if agent_index in (None, lr.agent_index)]
+        self.pending = [lr for lr in self.pending if lr not in gone]
+        self.cancelled += len(gone)
+        return len(gone)
 
     def heartbeat(self) -> None:
         return None

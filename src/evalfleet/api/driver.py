@@ -7,18 +7,18 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from evalfleet._util.plugins import find_kind
-from evalfleet.api.evals import create_eval
+from evalfleet.api.evals import add_round, create_eval
 from evalfleet.api.journal_port import StorePort
-from evalfleet.api.reads import open_reader, open_store, resolve_eval_id
+from evalfleet.api.reads import open_reader, open_store, resolve_eval_id, strata_of
 from evalfleet.api.validation import check_network, hidden_from_sandboxes, validate_plan
-from evalfleet.cost.budget import Budget
-from evalfleet.cost.prices import load_price_table
+from evalfleet.cost.budget import Budgets, Tally
+from evalfleet.cost.prices import load_price_table, unpriced_warning
 from evalfleet.errors import ConfigError, SpecError
 from evalfleet.execution.dispatcher import Dispatcher, DispatchOutcome, DispatchStats
 from evalfleet.sandbox import get_provider
@@ -27,6 +27,7 @@ from evalfleet.spec.loaders import load_plan, load_suite_ref
 from evalfleet.spec.plan import Plan
 from evalfleet.spec.task import Suite
 from evalfleet.store import RowContext, Store, driver_name
+from evalfleet.store.reuse import apply_reuse
 
 SERVICE_GROUP = "evalfleet.services"
 """Entry-point group of services a plan can declare (the simulated model is one: ``simulator``).
@@ -61,6 +62,10 @@ class EvalSummary:
     home: Path
     warnings: tuple[str, ...] = ()
     """What the sandbox could not enforce on this machine (also given to the progress hook)."""
+    agents_stopped: tuple[str, ...] = ()
+    """NAME@VERSION of agents whose own budget stopped their runs (status budget_stopped)."""
+    eval_budget_stopped: bool = False
+    """Whether the eval's budget stopped it (not only agents' budgets)."""
 
 
 @contextlib.contextmanager
@@ -117,34 +122,59 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
     provider = get_provider(settings.sandbox or plan.execution.sandbox,
                             hidden_paths=hidden_from_sandboxes(plan, store.home))
     check_network(plan, suite, provider)
-    warnings = tuple(getattr(provider, "warnings", ()))
+    prices = load_price_table(settings.prices)
+    # an unpriced model's cost is unknown, not $0: said at the start, not only in the report
+    warnings = (*getattr(provider, "warnings", ()),
+                *(unpriced_warning(a) for a in prices.unpriced(plan.agents)))
     counts = store.journal.counts(eval_id)
     stats = DispatchStats(planned=row["planned"], already_done=counts.get("done", 0))
     spent = _spent(store, eval_id)
     stats.cost_usd = spent
-    prices = load_price_table(settings.prices)
     ctx = RowContext(eval_id=eval_id, plan_name=plan.name, suite=suite, agents=plan.agents)
+    stats.already_done += apply_reuse(store, eval_id, plan, suite, ctx, provider.name)
+    # budgets and the projection start from what the eval's earlier drivers committed
+    stats.strata = strata_of(store, eval_id)
+    finished: dict[int, Tally] = {}
+    for (agent, _), st in stats.strata.items():
+        t = finished.setdefault(agent, Tally())
+        t.runs += st.ran
+        t.usd += st.spent_usd
+    budgets = Budgets.start(plan.budget_usd, [a.budget_usd for a in plan.agents], finished)
     t0 = time.time()
     outcome: DispatchOutcome | None = None
     with _services(plan, store.home) as variables:
-        dispatcher = Dispatcher(plan=plan, suite=suite, journal=StorePort(store, ctx, driver),
-                                provider=provider, prices=prices, owner=driver,
-                                variables=variables, budget=Budget(plan.budget_usd, spent),
-                                stats=stats)
 
-        async def main() -> DispatchOutcome:
-            sigs = _install_signals(dispatcher) if handle_signals else []
-            try:
-                return await dispatcher.run()
-            finally:
-                loop = asyncio.get_running_loop()
-                for sig in sigs:
-                    loop.remove_signal_handler(sig)
+        def dispatch_round() -> DispatchOutcome:
+            """One dispatch round: the eval's pending runs, until none is left, a budget
+            stops it or it is interrupted."""
+            dispatcher = Dispatcher(plan=plan, suite=suite,
+                                    journal=StorePort(store, ctx, driver), provider=provider,
+                                    prices=prices, owner=driver, variables=variables,
+                                    budgets=budgets, stats=stats)
+
+            async def main() -> DispatchOutcome:
+                sigs = _install_signals(dispatcher) if handle_signals else []
+                try:
+                    return await dispatcher.run()
+                finally:
+                    loop = asyncio.get_running_loop()
+                    for sig in sigs:
+                        loop.remove_signal_handler(sig)
+
+            return asyncio.run(main())
 
         if progress is not None:
             progress.start(eval_id, stats, provider.name, warnings)
         try:
-            outcome = asyncio.run(main())
+            while True:
+                result = dispatch_round()
+                # adaptive depth: once a round is all committed, its results choose the next
+                # one, added as pending runs (a crash now leaves them for resume to dispatch)
+                if result.status != "completed" or not add_round(store, eval_id, plan).inserted:
+                    break
+                stats.planned = store.journal.get_eval(eval_id)["planned"]
+                stats.strata = strata_of(store, eval_id)
+            outcome = result
         finally:
             if progress is not None:
                 progress.stop()
@@ -160,10 +190,11 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
     store.remove_orphans(eval_id, driver)  # those that were too young to remove at the start
     store.journal.release_driver(eval_id, driver)
     counts = store.journal.counts(eval_id)
-    return EvalSummary(eval_id=eval_id, status=final, planned=row["planned"],
+    return EvalSummary(eval_id=eval_id, status=final, planned=stats.planned,
                        done=counts.get("done", 0), cost_usd=_spent(store, eval_id),
                        sandbox=provider.name, duration_s=time.time() - t0, home=store.home,
-                       warnings=warnings)
+                       warnings=warnings, agents_stopped=tuple(stats.agents_stopped),
+                       eval_budget_stopped=stats.eval_stopped)
 
 
 def _spent(store: Store, eval_id: str) -> float:
@@ -193,11 +224,46 @@ def run(plan_path: str | Path, *, settings: Settings | None = None,
         store.close()
 
 
+def _with_budgets(plan: dict[str, Any], budget_usd: float | None,
+                  agent_budgets: Mapping[str, float]) -> Plan:
+    """The stored plan with a new eval budget and new budgets for agents named NAME@VERSION.
+
+    Raises:
+        SpecError: an agent the eval does not have, or a budget out of range.
+    """
+    from pydantic import ValidationError
+
+    agents = [dict(a) for a in plan["agents"]]
+    labels = {f"{a['name']}@{a.get('version', '0')}": a for a in agents}
+    for label, usd in agent_budgets.items():
+        if label not in labels:
+            raise SpecError(f"the eval has no agent {label} (it has: {', '.join(labels)})",
+                            field="--agent-budget")
+        labels[label]["budget_usd"] = usd
+    new = {**plan, "agents": agents}
+    if budget_usd is not None:
+        new["budget_usd"] = budget_usd
+    try:
+        return Plan.model_validate(new)
+    except ValidationError as exc:  # out of the plan's range (0, inf, 1e300 ...)
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        if loc[:1] == ("agents",) and len(loc) > 1 and isinstance(loc[1], int):
+            a = agents[loc[1]]
+            raise SpecError(f"budget {a['budget_usd']:g} for {a['name']}@"
+                            f"{a.get('version', '0')}: {err['msg']}",
+                            field="--agent-budget") from None
+        raise SpecError(f"budget {budget_usd:g}: {err['msg']}", field="--budget") from None
+
+
 def resume(eval_id: str, *, settings: Settings | None = None,
-           progress: ProgressHook | None = None, budget_usd: float | None = None) -> EvalSummary:
+           progress: ProgressHook | None = None, budget_usd: float | None = None,
+           agent_budgets: Mapping[str, float] | None = None) -> EvalSummary:
     """Finish an interrupted eval: runs already committed are never executed again.
 
-    ``budget_usd`` replaces the plan's budget (to continue an eval the budget stopped).
+    ``budget_usd`` replaces the plan's budget and ``agent_budgets`` (``NAME@VERSION ->
+    dollars``) those of its agents, to continue an eval a budget stopped. Runs a budget
+    cancelled are pending again.
     """
     settings = settings or load_settings()
     # the eval must exist before anything is created: a mistyped --home or id leaves no home
@@ -210,21 +276,16 @@ def resume(eval_id: str, *, settings: Settings | None = None,
     store = open_store(settings)
     try:
         row = store.journal.get_eval(eval_id)
-        if budget_usd is not None:
-            from pydantic import ValidationError
-
-            try:
-                plan = Plan.model_validate({**row["plan"], "budget_usd": budget_usd})
-            except ValidationError as exc:  # out of the plan's range (inf, 1e300 ...)
-                raise SpecError(f"budget {budget_usd:g}: {exc.errors()[0]['msg']}",
-                                field="--budget") from None
+        if budget_usd is not None or agent_budgets:
+            plan = _with_budgets(row["plan"], budget_usd, agent_budgets or {})
             store.journal.update_plan(eval_id, plan.model_dump_json())
         if row["status"] == "completed":
             counts = store.journal.counts(eval_id)
             return EvalSummary(eval_id, "completed", row["planned"], counts.get("done", 0),
                                _spent(store, eval_id), "", 0.0, store.home)
-        if row["status"] == "budget_stopped":
-            store.journal.uncancel(eval_id)
+        # runs only a budget cancels; any driver's (a crash after an agent's budget stopped
+        # its runs leaves the eval "running", Ctrl-C leaves it "interrupted")
+        store.journal.uncancel(eval_id)
         return execute(store, eval_id, settings=settings, progress=progress)
     finally:
         store.close()

@@ -5,7 +5,7 @@ The execution package does not import the store; this adapter is the one place t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from evalfleet.spec.result import RunResult
 from evalfleet.store import RowContext, Store
@@ -20,14 +20,15 @@ class StorePort:
         self.ctx = ctx
         self.driver = driver
 
-    def lease(self, owner: str, n: int, lease_s: float) -> Sequence[LeasedRun]:
-        return self.store.journal.lease(self.ctx.eval_id, owner, n, lease_s)
+    def lease(self, owner: str, n: int, lease_s: float,
+              skip_agents: Collection[int] = ()) -> Sequence[LeasedRun]:
+        return self.store.journal.lease(self.ctx.eval_id, owner, n, lease_s, skip_agents)
 
     def renew(self, owner: str, run_ids: Sequence[str], lease_s: float) -> int:
         return self.store.journal.renew(self.ctx.eval_id, owner, run_ids, lease_s)
 
-    def release(self, owner: str) -> None:
-        self.store.journal.release(self.ctx.eval_id, owner)
+    def release(self, owner: str, run_ids: Sequence[str] | None = None) -> None:
+        self.store.journal.release(self.ctx.eval_id, owner, run_ids)
 
     def commit(self, results: Sequence[RunResult]) -> tuple[int, int]:
         rep = self.store.commit(self.ctx, results)
@@ -36,8 +37,8 @@ class StorePort:
     def lease_state(self) -> tuple[int, int, float | None]:
         return self.store.journal.lease_state(self.ctx.eval_id)
 
-    def cancel_pending(self) -> int:
-        return self.store.journal.cancel_pending(self.ctx.eval_id)
+    def cancel_pending(self, agent_index: int | None = None) -> int:
+        return self.store.journal.cancel_pending(self.ctx.eval_id, agent_index)
 
     def heartbeat(self) -> None:
         self.store.journal.heartbeat_driver(self.ctx.eval_id, self.driver)

@@ -107,8 +107,14 @@ def _finish(summary: EvalSummary, *, show_report: bool = True, warn: bool = Fals
     err.print(f"results: {summary.home / 'results' / f'eval_id={summary.eval_id}'}  "
               f"journal: {summary.home / 'journal.db'}")
     if summary.status == "budget_stopped":
-        err.print("[yellow]stopped by the budget; completed runs are kept. Continue with: "
-                  f"evalfleet resume {summary.eval_id} --budget DOLLARS[/yellow]")
+        stopped = list(summary.agents_stopped)
+        eval_too = summary.eval_budget_stopped or not stopped
+        who = ", ".join((["the eval"] if eval_too else []) + stopped)
+        how = (["--budget DOLLARS"] if eval_too else []) + [
+            f"--agent-budget {a}=DOLLARS" for a in stopped]
+        err.print(f"[yellow]stopped by the budget ({escape(who)}); completed runs are kept. "
+                  f"Continue with: evalfleet resume {summary.eval_id} "
+                  f"{escape(' '.join(how))}[/yellow]")
         raise typer.Exit(3)
     if summary.status == "interrupted":
         err.print(f"interrupted; continue with: evalfleet resume {summary.eval_id}")
@@ -143,11 +149,30 @@ def run(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")], home: Hom
     _finish(summary, warn=quiet)
 
 
+def _agent_budgets(values: list[str]) -> dict[str, float]:
+    """``AGENT@VERSION=DOLLARS`` options as a mapping (the last wins for a repeated agent)."""
+    out: dict[str, float] = {}
+    for v in values:
+        label, eq, usd = v.rpartition("=")
+        try:
+            dollars = float(usd)
+        except ValueError:
+            dollars = float("nan")
+        if not eq or "@" not in label or dollars != dollars:
+            raise SpecError(f"--agent-budget {v!r}: expected AGENT@VERSION=DOLLARS, e.g. "
+                            "coder@3=25", field="--agent-budget")
+        out[label] = dollars
+    return out
+
+
 @app.command()
 def resume(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique prefix).")],
            home: HomeOpt = None,
            budget: Annotated[float | None, typer.Option(
                "--budget", min=0.0, help="New budget in dollars (after a budget stop).")] = None,
+           agent_budget: Annotated[list[str] | None, typer.Option(
+               "--agent-budget", metavar="AGENT@VERSION=DOLLARS",
+               help="New budget of one agent (repeatable).")] = None,
            quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False
            ) -> None:
     """Finish an interrupted eval; committed runs are never executed again."""
@@ -155,6 +180,7 @@ def resume(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique pre
     from evalfleet.cli.progress import RichProgress
 
     summary = api.resume(eval_id, settings=_settings(home), budget_usd=budget,
+                         agent_budgets=_agent_budgets(agent_budget or []),
                          progress=None if quiet else RichProgress(err))
     _finish(summary, warn=quiet)
 
@@ -282,6 +308,7 @@ def query(sql: Annotated[str, typer.Argument(help="One SELECT over the view 'run
 
 # after the commands above, so that --help lists them in the order a user needs them
 app.command("show")(inspect_cmds.show)
+app.command("costs")(inspect_cmds.costs)
 app.command("suites")(inspect_cmds.suites)
 app.command("tasks")(inspect_cmds.tasks)
 

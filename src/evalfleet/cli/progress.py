@@ -1,5 +1,5 @@
 """A live progress display: done / running, passed / failed / errored, runs per second, ETA,
-dollars spent."""
+dollars spent (of the budget) and the projected total."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from evalfleet._util.formatting import money
+
 
 def _fmt_eta(seconds: float | None) -> str:
     if seconds is None:
@@ -21,6 +23,23 @@ def _fmt_eta(seconds: float | None) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _spending(st: Any) -> str:
+    """``$spent[ of $budget], projected $X`` (projected ``?`` until a run has run)."""
+    of = f" of {money(st.budget_usd)}" if st.budget_usd is not None else ""
+    proj = st.projected_usd
+    return f"{money(st.cost_usd)}{of}, projected {'?' if proj is None else money(proj)}"
+
+
+def _budget_note(st: Any) -> str:
+    parts = []
+    if st.eval_stopped:
+        parts.append("the eval's budget is reached: no new runs, runs in flight finish")
+    if st.agents_stopped:
+        parts.append(f"budget reached for {', '.join(st.agents_stopped)}: their runs not "
+                     "started are cancelled")
+    return "; ".join(parts)
 
 
 class RichProgress:
@@ -48,7 +67,7 @@ class RichProgress:
         bar.add_row(Text(self.label or "eval", style="bold"),
                     ProgressBar(total=total, completed=done, width=24),
                     Text(f"{done}/{st.planned} done"), Text(f"{rate:.1f} runs/s"),
-                    Text(f"ETA {_fmt_eta(eta)}"), Text(f"${st.cost_usd:.4f}", style="green"))
+                    Text(f"ETA {_fmt_eta(eta)}"), Text(_spending(st), style="green"))
         # passed and failed are scored runs (a wrong answer fails like an agent error);
         # errored runs (infra, scorer, configuration) are left out of the score
         detail = Text.assemble(
@@ -57,7 +76,8 @@ class RichProgress:
             (f"failed {st.failed}", "red" if st.failed else "dim"), "  ",
             (f"errored {st.errored}", "yellow" if st.errored else "dim"), "  ",
             (f"retries {st.retries}", "dim"), "  ", (f"sandbox {self._sandbox}", "dim"))
-        return Group(bar, detail)
+        stopped = _budget_note(st)
+        return Group(bar, detail, Text(stopped, style="yellow")) if stopped else Group(bar, detail)
 
     def start(self, eval_id: str, stats: Any, sandbox: str,
               warnings: Sequence[str] = ()) -> None:

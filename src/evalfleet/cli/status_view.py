@@ -18,6 +18,15 @@ def _started(iso: str | None) -> str:
     return iso[5:16].replace("T", " ") if iso else ""
 
 
+def _projected(e: dict[str, Any]) -> str:
+    """The projected total; ``~`` marks one made by agent only (runs recorded before the
+    journal kept task categories)."""
+    p = e.get("projected_usd")
+    if p is None:
+        return "-"
+    return ("~" if e.get("projected_by") == "agent" else "") + money(p)
+
+
 def _print_whole(console: Console, table: Table) -> None:
     """Print ``table`` without shrinking or cutting a cell, even wider than the terminal.
 
@@ -47,30 +56,35 @@ def render_status(console: Console, data: dict[str, Any]) -> None:
         id_width = max((len(e["eval_id"]) for e in evals), default=len("eval id"))
         t = Table(title="evals (UTC)", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
         t.add_column("eval id", no_wrap=True, min_width=id_width)
-        for col in ("status", "done", "errored", "cost", "started"):
+        for col in ("status", "done", "errored", "cost", "projected", "started"):
             t.add_column(col, no_wrap=True,
                          justify="left" if col in ("status", "started") else "right")
         for e in evals:
             t.add_row(e["eval_id"], e["status"], f"{e['done']}/{e['planned']}",
-                      str(e["errored"]), money(e["cost_usd"]), _started(e.get("started_at")))
+                      str(e["errored"]), money(e["cost_usd"]), _projected(e),
+                      _started(e.get("started_at")))
         _print_whole(console, t)
         if not evals:
             console.print("no evals yet: start one with `evalfleet run PLAN` or `evalfleet demo`")
         return
+    budget = data.get("budget_usd")
     console.print(f"[bold]{escape(data['eval_id'])}[/bold] ({escape(data['plan_name'])}): "
                   f"{data['status']}, {data['done']}/{data['planned']} done, {data['errored']} "
-                  f"infra-errored, {data['running']} running, {money(data['cost_usd'])}; "
-                  f"started {data.get('started_at') or '-'}",
+                  f"infra-errored, {data['running']} running, {money(data['cost_usd'])}"
+                  f"{f' of {money(budget)}' if budget is not None else ''} spent, projected "
+                  f"{_projected(data)}; started {data.get('started_at') or '-'}",
                   soft_wrap=True, highlight=False)
     agents = data.get("agents", [])
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     # AGENT@VERSION is what `compare` takes: printed whole, like the eval id
     t.add_column("agent", no_wrap=True, min_width=max(
         (len(f"{a['agent_name']}@{a['agent_version']}") for a in agents), default=5))
-    for col in ("model", "done", "passed", "errored", "cancelled", "cost"):
+    for col in ("model", "done", "passed", "errored", "cancelled", "cost", "projected",
+                "budget"):
         t.add_column(col, no_wrap=True)
     for a in agents:
         t.add_row(f"{a['agent_name']}@{a['agent_version']}", a.get("model") or "",
                   f"{a.get('done', 0)}/{a.get('planned', 0)}", str(a.get("passed", 0)),
-                  str(a.get("errored", 0)), str(a.get("cancelled", 0)), money(a.get("cost_usd")))
+                  str(a.get("errored", 0)), str(a.get("cancelled", 0)), money(a.get("cost_usd")),
+                  money(a.get("projected_usd")), money(a.get("budget_usd")))
     _print_whole(console, t)

@@ -3,8 +3,9 @@
 It holds only what is in flight plus a write buffer, so a plan of any size runs in bounded
 memory. Leases are renewed by a heartbeat; every retry decision comes from
 :data:`~evalfleet.execution.policy.ERROR_POLICY` (retried classes get jittered backoff); the
-budget stops scheduling and keeps what ran; the first configuration error (missing or refused
-credentials, unknown model) stops leasing, since no later run could succeed.
+eval's budget stops scheduling and keeps what ran, an agent's budget stops only that agent's
+runs (see :class:`~evalfleet.cost.budget.Budgets`); the first configuration error (missing or
+refused credentials, unknown model) stops leasing, since no later run could succeed.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import asyncio
 import os
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from evalfleet.agents.base import Agent, ModelGate, NoGate, Usage
 from evalfleet.agents.registry import create_agent
-from evalfleet.cost.budget import Budget
+from evalfleet.cost.budget import Budgets, Stratum, project_total
 from evalfleet.cost.prices import PriceTable
 from evalfleet.errors import ScorerError
 from evalfleet.execution.attempt import AttemptOutcome, run_attempt
@@ -55,7 +56,25 @@ class DispatchStats:
     retries: int = 0
     duplicates: int = 0
     cost_usd: float = 0.0
+    """Total spent by the eval (model + infrastructure, every attempt), earlier drivers too."""
+    budget_usd: float | None = None
+    """The eval's budget, if any."""
+    strata: dict[tuple[int, str | None], Stratum] = field(default_factory=dict)
+    """(agent index, task category) -> planned, done and spent, for :attr:`projected_usd`;
+    the driver fills it from the journal at start, the dispatcher adds each finished run."""
+    budget_cancelled: int = 0
+    """Runs the budgets cancelled (not run; ``resume`` with more budget runs them)."""
+    agents_stopped: list[str] = field(default_factory=list)
+    """NAME@VERSION of agents whose own budget stopped their runs."""
+    eval_stopped: bool = False
+    """The eval's budget stopped leasing (runs in flight finish)."""
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def projected_usd(self) -> float | None:
+        """The eval's projected total cost (spent / done x planned, by stratum); None before
+        any run finished."""
+        return project_total(dict(self.strata))  # a copy: the dispatcher thread adds to it
 
 
 @dataclass(slots=True)
@@ -73,7 +92,7 @@ class Dispatcher:
 
     def __init__(self, *, plan: Plan, suite: Suite, journal: RunJournal,
                  provider: SandboxProvider, prices: PriceTable, owner: str,
-                 variables: dict[str, str] | None = None, budget: Budget | None = None,
+                 variables: dict[str, str] | None = None, budgets: Budgets | None = None,
                  stats: DispatchStats | None = None, flush_interval_s: float = 0.5,
                  rng: random.Random | None = None) -> None:
         self.plan = plan
@@ -84,9 +103,12 @@ class Dispatcher:
         self.owner = owner
         self.variables = variables or {}
         self.settings = plan.execution
-        self.budget = budget or Budget(plan.budget_usd)
-        self._spent_at_start = self.budget.spent_usd
+        self.budgets = budgets or Budgets.start(plan.budget_usd,
+                                                [a.budget_usd for a in plan.agents])
         self.stats = stats or DispatchStats()
+        self.stats.budget_usd = plan.budget_usd
+        self._eval_stop = False  # the eval's budget stopped leasing
+        self._skip: set[int] = set()  # agents whose budget stopped their runs
         self.flush_interval_s = flush_interval_s
         self.rng = rng or random.Random()
         self.gate: ModelGate = RateLimiter(plan.rate_limits) if plan.rate_limits else NoGate()
@@ -131,7 +153,7 @@ class Dispatcher:
                 spent.tokens_in += out.usage.tokens_in
                 spent.tokens_cached += out.usage.tokens_cached
                 spent.tokens_out += out.usage.tokens_out
-                seconds += out.duration_s
+                seconds = out.duration_s
                 # the policy table alone decides whether another attempt is made
                 if out.error is None or not ERROR_POLICY[out.error.error_kind].retried \
                         or attempts >= self.settings.max_attempts or self._stop.is_set():
@@ -195,8 +217,19 @@ class Dispatcher:
         self.stats.done += committed
 
     def _account(self, r: RunResult) -> None:
-        self.budget.add(r.cost_usd)
-        self.stats.cost_usd += r.cost_usd
+        usd = r.cost_usd + r.infra_cost_usd  # every attempt, model and infrastructure
+        self.budgets.add(r.agent_index, usd)
+        self.stats.cost_usd += usd
+        category: str | None = self.suite.by_id[r.task_id].category
+        if (r.agent_index, category) not in self.stats.strata \
+                and (r.agent_index, None) in self.stats.strata:
+            category = None  # runs recorded before the journal kept strata
+        st = self.stats.strata.get((r.agent_index, category))
+        if st is None:
+            st = self.stats.strata[(r.agent_index, category)] = Stratum()
+        st.done += 1
+        st.ran += 1
+        st.spent_usd += usd
         # scored runs are passed or failed (a wrong answer fails, not only an agent error);
         # everything excluded from the score is errored
         if r.status in ("completed", "failed") and r.score is not None:
@@ -214,16 +247,34 @@ class Dispatcher:
             self.journal.renew(self.owner, ids, self.settings.lease_seconds)
             self.journal.heartbeat()
 
-    def _budget_blocks(self, in_flight: int) -> bool:
-        if self.budget.limit_usd is None:
-            return False
-        if self.budget.exhausted:
-            return True
-        # mean cost of the runs this dispatcher finished (a resumed eval's earlier spending
-        # is in the budget but not in this count)
-        n = self.stats.done + len(self._buffer)
-        mean = (self.budget.spent_usd - self._spent_at_start) / n if n else 0.0
-        return self.budget.would_exceed(in_flight, mean)
+    def _budget_blocks(self, flying: Counter[int], queue: deque[LeasedRunLike]) -> bool:
+        """Apply the budgets before more runs start; True once the eval's budget stopped.
+
+        The eval stops when what it spent, plus the expected cost of the runs in flight and of
+        one more run, would pass its budget; an agent whose own budget that would pass is
+        stopped alone (:meth:`_stop_agent`). Both are final for this dispatch.
+        """
+        if not self._eval_stop and self.budgets.eval_blocks(flying):
+            self._eval_stop = self.stats.eval_stopped = True
+        for i, spec in enumerate(self.plan.agents):
+            if spec.budget_usd is not None and i not in self._skip \
+                    and self.budgets.agent_blocks(i, flying[i]):
+                self._stop_agent(i, queue)
+        return self._eval_stop
+
+    def _stop_agent(self, agent: int, queue: deque[LeasedRunLike]) -> None:
+        """Lease no more runs of ``agent``; its runs not started end cancelled."""
+        self._skip.add(agent)
+        mine = [lr for lr in queue if lr.agent_index == agent]
+        if mine:
+            rest = [lr for lr in queue if lr.agent_index != agent]
+            queue.clear()
+            queue.extend(rest)
+            self.journal.release(self.owner, [lr.run_id for lr in mine])
+        n = self.journal.cancel_pending(agent)
+        self.stats.budget_cancelled += n
+        if n:
+            self.stats.agents_stopped.append(self.plan.agents[agent].label)
 
     async def run(self) -> DispatchOutcome:
         """Run until nothing is left, the budget stops it, or :meth:`stop` is called."""
@@ -232,23 +283,31 @@ class Dispatcher:
         in_flight: dict[asyncio.Task[RunResult], LeasedRunLike] = {}
         hb = asyncio.create_task(self._heartbeat(
             lambda: [lr.run_id for lr in in_flight.values()] + [lr.run_id for lr in queue]))
+        flying: Counter[int] = Counter()  # runs in flight per agent index
         last_flush = time.monotonic()
-        budget_stop = False
         try:
             while True:
-                budget_stop = budget_stop or self._budget_blocks(len(in_flight))
-                stopping = self._stop.is_set() or budget_stop
+                stopping = self._stop.is_set() or self._budget_blocks(flying, queue)
                 while not stopping and len(in_flight) < s.max_in_flight:
                     if not queue:
                         want = min(max(2 * s.max_in_flight, 64), 1024)
-                        queue.extend(self.journal.lease(self.owner, want, s.lease_seconds))
+                        queue.extend(self.journal.lease(self.owner, want, s.lease_seconds,
+                                                        frozenset(self._skip)))
                         if not queue:
                             break
+                    # every launch leaves room for the runs in flight and this one
+                    nxt = queue[0].agent_index
+                    if self.plan.agents[nxt].budget_usd is not None \
+                            and self.budgets.agent_blocks(nxt, flying[nxt]):
+                        self._stop_agent(nxt, queue)
+                        continue
+                    if self.budgets.eval_blocks(flying, nxt):
+                        self._eval_stop = self.stats.eval_stopped = True
+                        break
                     lr = queue.popleft()
                     in_flight[asyncio.create_task(self._execute(lr))] = lr
+                    flying[lr.agent_index] += 1
                     self.stats.running = len(in_flight)
-                    if self._budget_blocks(len(in_flight)):
-                        break
                 if not in_flight:
                     if stopping:
                         break
@@ -263,11 +322,14 @@ class Dispatcher:
                 done, _ = await asyncio.wait(list(in_flight), timeout=self.flush_interval_s,
                                              return_when=asyncio.FIRST_COMPLETED)
                 for t in done:
-                    in_flight.pop(t)
+                    flying[in_flight.pop(t).agent_index] -= 1
                     result = t.result()
                     if result.error_kind == "config_error":
                         # not a result of the agent: the run stays leased by us and goes back
-                        # to pending at release, so `resume` runs it once the cause is fixed
+                        # to pending at release, so `resume` runs it once the cause is fixed;
+                        # what its attempts spent is spent all the same
+                        self.budgets.charge(result.agent_index,
+                                            result.cost_usd + result.infra_cost_usd)
                         self.stats.config_errors += 1
                         continue
                     self._account(result)
@@ -295,8 +357,13 @@ class Dispatcher:
                     await closer()
         if self._config_error is not None:
             return DispatchOutcome("config_error", self.stats, self._config_error)
-        if budget_stop:
-            self.journal.cancel_pending()
+        if self._eval_stop:
+            self.stats.budget_cancelled += self.journal.cancel_pending()
+        else:
+            for i in sorted(self._skip):  # runs released at the end (leased, never started)
+                self.stats.budget_cancelled += self.journal.cancel_pending(i)
+        # budget_stopped only if a budget left runs unrun (not when it was reached by the last)
+        if self.stats.budget_cancelled and (self._eval_stop or not self._stop.is_set()):
             return DispatchOutcome("budget_stopped", self.stats)
         if self._stop.is_set():
             return DispatchOutcome("interrupted", self.stats)

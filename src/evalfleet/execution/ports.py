@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from evalfleet.spec.result import RunResult
@@ -26,16 +26,18 @@ class LeasedRunLike(Protocol):
 class RunJournal(Protocol):
     """Leasing and exactly-once commit for one eval."""
 
-    def lease(self, owner: str, n: int, lease_s: float) -> Sequence[LeasedRunLike]:
-        """Lease up to ``n`` runnable runs (pending or expired)."""
+    def lease(self, owner: str, n: int, lease_s: float,
+              skip_agents: Collection[int] = ()) -> Sequence[LeasedRunLike]:
+        """Lease up to ``n`` runnable runs (pending or expired), none of the agents in
+        ``skip_agents`` (their budget is spent)."""
         ...
 
     def renew(self, owner: str, run_ids: Sequence[str], lease_s: float) -> int:
         """Extend leases; returns how many are still held."""
         ...
 
-    def release(self, owner: str) -> None:
-        """Return this owner's unfinished leases to pending."""
+    def release(self, owner: str, run_ids: Sequence[str] | None = None) -> None:
+        """Return this owner's unfinished leases to pending (only ``run_ids``, if given)."""
         ...
 
     def commit(self, results: Sequence[RunResult]) -> tuple[int, int]:
@@ -46,8 +48,9 @@ class RunJournal(Protocol):
         """(pending, leased, earliest expiry)."""
         ...
 
-    def cancel_pending(self) -> int:
-        """Cancel runs not started (budget stop)."""
+    def cancel_pending(self, agent_index: int | None = None) -> int:
+        """Cancel runs not started (budget stop), or only those of one agent; returns how
+        many."""
         ...
 
     def heartbeat(self) -> None:

@@ -333,6 +333,33 @@ class Journal:
             conn.execute(runs.insert(), chunk)
         return n
 
+    def add_runs(self, eval_id: str, rows: Sequence[RunRow]) -> int:
+        """Add runs to an eval as pending, after its others in dispatch order; returns how many.
+
+        Runs whose id the eval already has are left alone, so adding the same runs twice (a
+        driver that crashed after adding a round and recomputes it) adds nothing the second
+        time. One transaction: the runs are all added or none.
+        """
+        ids = [r[0] for r in rows]
+        with self.engine.begin() as conn:
+            present: set[str] = set()
+            for i in range(0, len(ids), 500):
+                present.update(conn.execute(select(runs.c.run_id).where(
+                    runs.c.run_id.in_(ids[i:i + 500]))).scalars())
+            fresh = [r for r in rows if r[0] not in present]
+            if not fresh:
+                return 0
+            last = conn.execute(select(func.max(runs.c.seq))
+                                .where(runs.c.eval_id == eval_id)).scalar()
+            return self._insert_runs(conn, eval_id, fresh,
+                                     first_seq=0 if last is None else int(last) + 1)
+
+    def set_planned(self, eval_id: str, planned: int) -> None:
+        """Record how many runs the eval plans now (adaptive depth adds rounds)."""
+        with self.engine.begin() as conn:
+            conn.execute(evals.update().where(evals.c.eval_id == eval_id)
+                         .values(planned=planned))
+
     def get_eval(self, eval_id: str) -> dict[str, Any]:
         """The eval's row as a dict (``plan`` parsed)."""
         with self.engine.connect() as conn:
@@ -619,24 +646,28 @@ class Journal:
             a["cost_usd"] += float(cost)
         return {"agents": agents}
 
-    def strata(self, eval_id: str) -> dict[tuple[int, str | None], tuple[int, int, float]]:
-        """``(agent_index, stratum) -> (planned, done, spent)`` of the eval's runs.
+    def strata(self, eval_id: str) -> dict[tuple[int, str | None], tuple[int, int, int, float]]:
+        """``(agent_index, stratum) -> (planned, done, ran, spent)`` of the eval's runs.
 
         ``planned`` counts every run of the stratum whatever its status, ``done`` the committed
-        ones and ``spent`` their total cost. The stratum is the task's category; it is None for
-        runs recorded before the journal had the column (then there is one stratum per agent).
+        ones, ``ran`` those of them that were executed (a reused run is committed without an
+        attempt) and ``spent`` their total cost. The stratum is the task's category; it is None
+        for runs recorded before the journal had the column (then each agent is one stratum).
         """
         stratum = runs.c.stratum if self.has_stratum else None
-        done = func.sum(case((runs.c.status == "done", 1), else_=0))
+        is_done = runs.c.status == "done"
+        done = func.sum(case((is_done, 1), else_=0))
+        ran = func.sum(case((and_(is_done, runs.c.attempts > 0), 1), else_=0))
         keys = [runs.c.agent_index] + ([stratum] if stratum is not None else [])
         with self.engine.connect() as conn:
             rows = conn.execute(select(*keys, func.count(), func.coalesce(done, 0),
+                                       func.coalesce(ran, 0),
                                        func.coalesce(func.sum(runs.c.cost_usd), 0.0))
                                 .where(runs.c.eval_id == eval_id).group_by(*keys)).all()
-        out: dict[tuple[int, str | None], tuple[int, int, float]] = {}
+        out: dict[tuple[int, str | None], tuple[int, int, int, float]] = {}
         for r in rows:
             key = (int(r[0]), r[1] if stratum is not None else None)
-            out[key] = (int(r[-3]), int(r[-2]), float(r[-1]))
+            out[key] = (int(r[-4]), int(r[-3]), int(r[-2]), float(r[-1]))
         return out
 
     def planned_tasks(self, eval_id: str, agent_index: int) -> frozenset[str]:
