@@ -153,7 +153,7 @@ class Dispatcher:
                 spent.tokens_in += out.usage.tokens_in
                 spent.tokens_cached += out.usage.tokens_cached
                 spent.tokens_out += out.usage.tokens_out
-                seconds = out.duration_s
+                seconds += out.duration_s
                 # the policy table alone decides whether another attempt is made
                 if out.error is None or not ERROR_POLICY[out.error.error_kind].retried \
                         or attempts >= self.settings.max_attempts or self._stop.is_set():
