@@ -12,6 +12,7 @@ each one's parts add up to its totals.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,12 +44,13 @@ def _num(cols: set[str], name: str) -> str:
     return f"coalesce({name}, 0)" if name in cols else "0"
 
 
-def spend_sql(cols: set[str], group: str | None, where: str = "TRUE") -> str:
-    """One row per ``group`` value (or one row): runs, scored runs, successes, model and infra
-    dollars and tokens, over the rows matching ``where``."""
-    key = f"{group} AS key" if group else "NULL AS key"
-    tail = f" GROUP BY {group} ORDER BY {group}" if group else ""
-    return (f"SELECT {key}, count(*), sum(CASE WHEN {SCORED_SQL} THEN 1 ELSE 0 END), "
+def spend_sql(cols: set[str], group: Sequence[str] = (), where: str = "TRUE") -> str:
+    """The ``group`` expressions, then runs, scored runs, successes, model and infra dollars
+    and tokens in, cached and out (:data:`SPEND_FIELDS`), one row per group, over the rows
+    matching ``where``."""
+    keys = "".join(f"{g}, " for g in group)
+    tail = f" GROUP BY {', '.join(group)} ORDER BY {', '.join(group)}" if group else ""
+    return (f"SELECT {keys}count(*), sum(CASE WHEN {SCORED_SQL} THEN 1 ELSE 0 END), "
             f"sum(CASE WHEN passed THEN 1 ELSE 0 END), "
             f"coalesce(sum({_num(cols, 'cost_usd')}), 0), "
             f"coalesce(sum({_num(cols, 'infra_cost_usd')}), 0), "
@@ -58,9 +60,14 @@ def spend_sql(cols: set[str], group: str | None, where: str = "TRUE") -> str:
             f"FROM runs WHERE {where}{tail}")
 
 
-def spend_row(row: tuple[Any, ...], costs: CostSettings) -> dict[str, Any]:
-    """A row of :func:`spend_sql` as a dictionary, with the expected review cost."""
-    _, runs, scored, succ, model, infra, tin, tcached, tout = row
+SPEND_FIELDS = 8
+"""Aggregates at the end of each :func:`spend_sql` row."""
+
+
+def spend_row(values: Sequence[Any], costs: CostSettings) -> dict[str, Any]:
+    """The aggregates of a :func:`spend_sql` row (its last :data:`SPEND_FIELDS` values) as a
+    dictionary, with the expected review cost under ``costs``."""
+    runs, scored, succ, model, infra, tin, tcached, tout = values[-SPEND_FIELDS:]
     review = costs.review_fraction * int(scored or 0) * costs.review_usd_per_run
     model, infra = float(model), float(infra)
     return {"runs": int(runs), "scored_runs": int(scored or 0), "successes": int(succ or 0),
@@ -97,10 +104,9 @@ def agent_cost(con: Any, spec: AgentSpec, plan: Plan,
     cols = columns(con)
     where = "agent_name = ? AND agent_version = ?"
     params = [spec.name, spec.version]
-    row = con.execute(spend_sql(cols, None, where), params).fetchone()
-    total = spend_row(row, plan.costs)
+    total = spend_row(con.execute(spend_sql(cols, (), where), params).fetchone(), plan.costs)
     cats = [{"category": r[0], **spend_row(r, plan.costs)}
-            for r in con.execute(spend_sql(cols, "category", where), params).fetchall()]
+            for r in con.execute(spend_sql(cols, ("category",), where), params).fetchall()]
     cps: dict[str, Any] = {"estimate": None, "se": None, "ci_low": None, "ci_high": None}
     per_task_cost, per_task_rate = _per_task_total(con, cols, spec.name, spec.version)
     if per_task_cost.size and total["successes"]:
@@ -126,14 +132,13 @@ def eval_cost(con: Any, plan: Plan, agent_costs: list[dict[str, Any]]) -> dict[s
     """The eval's cost: totals, the rates used, and the breakdowns by model tier (the agents'
     tiers) and by task category, over every agent."""
     cols = columns(con)
-    row = con.execute(spend_sql(cols, None)).fetchone()
-    total = spend_row(row, plan.costs)
+    total = spend_row(con.execute(spend_sql(cols)).fetchone(), plan.costs)
     tiers: dict[str, list[dict[str, Any]]] = {}
     for a in agent_costs:
         tiers.setdefault(a["model_tier"], []).append(a)
     by_tier = [{"model_tier": tier, **add_up(parts)} for tier, parts in sorted(tiers.items())]
     by_cat = [{"category": r[0], **spend_row(r, plan.costs)}
-              for r in con.execute(spend_sql(cols, "category")).fetchall()]
+              for r in con.execute(spend_sql(cols, ("category",))).fetchall()]
     c = plan.costs
     return {
         **total,

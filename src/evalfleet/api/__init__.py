@@ -9,11 +9,14 @@ names:
 - :mod:`~evalfleet.api.driver`: driving an eval (run, resume) and how it ended;
 - :mod:`~evalfleet.api.reads`: read-only status, reports, comparisons, queries, single runs;
 - :mod:`~evalfleet.api.catalog`: the suites and tasks that can be run;
+- :mod:`~evalfleet.api.costs`: spend across every eval of a home;
 - :mod:`~evalfleet.api.power`: planning from power;
+- :mod:`~evalfleet.api.review`: what a plan will cost, take and detect, before it runs;
 - :mod:`~evalfleet.api.output`: JSON, Markdown and HTML output.
 """
 
 from evalfleet.api.catalog import list_suites, list_tasks
+from evalfleet.api.costs import costs
 from evalfleet.api.driver import EvalSummary, ProgressHook, execute, resume, run
 from evalfleet.api.evals import create_eval, run_ids
 from evalfleet.api.output import compare_text, dumps, report_text
@@ -29,6 +32,7 @@ from evalfleet.api.reads import (
     show_run,
     status,
 )
+from evalfleet.api.review import review_plan
 from evalfleet.api.validation import check_plan, validate_plan
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "check_plan",
     "compare",
     "compare_text",
+    "costs",
     "create_eval",
     "dumps",
     "execute",
@@ -51,6 +56,7 @@ __all__ = [
     "report_text",
     "resolve_eval_id",
     "resume",
+    "review_plan",
     "run",
     "run_ids",
     "show_run",

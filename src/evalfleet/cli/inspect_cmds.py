@@ -158,6 +158,10 @@ def render_run(console: Console, data: dict[str, Any]) -> None:
                   f"{r.get('agent_version')} (model {r.get('model') or '-'})  repeat "
                   f"{r.get('repeat')}  attempts {r.get('attempts')}  sandbox "
                   f"{r.get('sandbox') or '-'}", soft_wrap=True)
+    if r.get("reused_from"):
+        console.print(f"[cyan]reused[/cyan]: not executed; its result is run "
+                      f"{escape(str(r['reused_from']))}'s (evalfleet show "
+                      f"{escape(str(r['reused_from']))})", soft_wrap=True)
     score = r.get("score")
     console.print(f"[{color}]{escape(status)}[/{color}]  score "
                   f"{'-' if score is None else f'{score:.3f}'}  passed {r.get('passed')}  "
@@ -248,3 +252,21 @@ def tasks(suite: Annotated[str, typer.Argument(
         console.print(t, crop=False)
     finally:
         console.width = width
+
+
+def costs(home: HomeOpt = None,
+          since: Annotated[float | None, typer.Option(
+              "--since", metavar="DAYS", help="Only evals created in the last DAYS days.")]
+          = None,
+          json_: JsonOpt = False) -> None:
+    """Spend over every eval in the home: model, infra, total and expected review dollars by
+    eval type, model tier and task category (read-only)."""
+    from evalfleet import api
+    from evalfleet.cli.render import render_costs
+    from evalfleet.settings import load_settings
+
+    data = api.costs(settings=load_settings(home), since_days=since)
+    if json_:
+        sys.stdout.write(api.dumps(data) + "\n")
+        return
+    render_costs(_out(), data)
