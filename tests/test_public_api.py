@@ -23,9 +23,9 @@ PUBLIC = {
 }
 
 API = {"CLUSTER_KEYS", "EvalSummary", "ProgressHook", "check_plan", "compare", "compare_text",
-       "create_eval", "dumps", "execute", "list_suites", "list_tasks", "open_reader",
+       "costs", "create_eval", "dumps", "execute", "list_suites", "list_tasks", "open_reader",
        "open_store", "plan_power", "query", "report", "report_text", "resolve_eval_id",
-       "resume", "run", "run_ids", "show_run", "status", "validate_plan"}
+       "resume", "review_plan", "run", "run_ids", "show_run", "status", "validate_plan"}
 
 
 def test_top_level_names_are_exactly_the_public_api() -> None:
