@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from evalfleet import api
+from evalfleet.cli import main
 from evalfleet.sandbox import get_provider
 from evalfleet.settings import Settings
 from evalfleet.spec import load_plan
@@ -390,3 +392,27 @@ def test_rows_of_the_eval_being_run_are_never_sources(tmp_path: Path,
         assert find_sources(store.home, paths, keys, exclude_eval=first) == {}
     finally:
         store.close()
+
+
+def test_show_and_report_say_what_was_reused(tmp_path: Path, settings: Settings,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    case = Case(tmp_path)
+    first, _ = case.run(settings)
+    second, _ = case.run(settings)
+    row = _rows(settings, second)[0]
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def cli(*argv: str) -> str:
+        monkeypatch.setattr(sys, "argv", ["evalfleet", *argv, "--home", str(settings.home)])
+        try:
+            main()
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+        return capsys.readouterr().out
+
+    out = cli("show", row["run_id"])
+    assert f"not executed; its result is run {row['reused_from']}'s" in out
+    out = cli("report", second)
+    assert f"counter@1: {N} runs reused from earlier evals (100.0%, not executed)" in out
+    assert "runs reused" not in cli("report", first)
