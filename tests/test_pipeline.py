@@ -96,6 +96,6 @@ def test_unpriced_model_is_reported_as_unpriced(make_plan: Callable[..., Path],
                "args": {"callable": "evalfleet.testing.agents:noop"}}]
     summary = api.run(make_plan(n_tasks=2, agents=agents), settings=settings)
     rep = api.report(summary.eval_id, settings=settings)
-    assert [a["priced"] for a in rep["agents"]] == [False, True]
+    assert [a["cost"]["unpriced"] for a in rep["agents"]] == [True, False]
     res = CliRunner().invoke(app, ["report", summary.eval_id, "--home", str(settings.home)])
-    assert "unpriced" in res.stdout and "no price in the table" in " ".join(res.stdout.split())
+    assert "unpriced" in res.stdout and "has no price" in " ".join(res.stdout.split())
