@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from conftest import write_jsonl_suite
 from evalfleet import api, stats
+from evalfleet._util.formatting import pct
 from evalfleet.analysis.estimates import full_suite_estimate
 from evalfleet.api.evals import planned_runs, planned_tasks
 from evalfleet.cli import app
@@ -285,7 +286,7 @@ def test_sampled_eval_reports_the_stratified_estimate(tmp_path: Path,
     eval_id = _run(plan, settings)
     rep = api.report(eval_id, settings=settings)
     fs = rep["agents"][0]["full_suite"]
-    assert fs["kind"] == "stratified" and fs["baseline"] is None
+    assert fs["kind"] == "stratified" and fs["baseline"] is None and fs["alternative"] is None
     assert fs["method"].startswith("stratified estimator over 2 strata, n=8 of N=16")
     rec = json.loads((settings.home / "samples" / f"{eval_id}.json").read_text())
     vals = {s["label"]: [1.0 if t in passing else 0.0 for t in s["sampled"]]
@@ -299,7 +300,9 @@ def test_sampled_eval_reports_the_stratified_estimate(tmp_path: Path,
     res = CliRunner().invoke(app, ["report", eval_id, "--home", str(settings.home)])
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())  # the terminal wraps long lines
-    assert f"a@1: full-suite estimate {100 * expect:.1f}% ± " in text
+    shown = pct(fs["estimate"], fs["ci_low"], fs["ci_high"])
+    assert shown.startswith(f"{100 * expect:.1f}%")
+    assert f"a@1: full-suite estimate {shown} " in text
     assert "(stratified estimator; 50% smoke sample, 8 of 16 tasks)" in text
     js = json.loads(CliRunner().invoke(app, ["report", eval_id, "--home", str(settings.home),
                                              "--json"]).stdout)
@@ -333,6 +336,11 @@ def test_a_full_baseline_gives_the_difference_estimator(tmp_path: Path,
         var += 0.25 * (0.5 * np.var(x - b, ddof=1) + 0.5 * np.var(x, ddof=1)) / 4
     assert fs["estimate"] == pytest.approx(est)
     assert fs["se"] == pytest.approx(math.sqrt(var))
+    # the stratified estimate is shown beside it, and matches the estimate without a baseline
+    plain = sum(0.5 * np.mean([1.0 if t in new else 0.0 for t in s["sampled"]])
+                for s in rec["strata"])
+    assert fs["alternative"]["kind"] == "stratified"
+    assert fs["alternative"]["estimate"] == pytest.approx(plain)
     res = CliRunner().invoke(app, ["report", eval_id, "--home", str(settings.home)])
     assert f"difference estimator: baseline {base_id} (a@1, 56.2%) plus paired differences" \
         in " ".join(res.output.split())

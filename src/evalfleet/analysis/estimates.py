@@ -303,6 +303,7 @@ def agent_full_suite(con: Any, *, scored: str, record: Mapping[str, Any], name: 
     rv = np.array([per_task[t][2] for t in ids]) / runs
     labels = [stratum_of[t] for t in ids]
     baseline = finder.find(name, all_tasks) if finder is not None else None
+    alternative: dict[str, Any] | None = None
     if baseline is None:
         est = full_suite_estimate(values, labels, sizes, run_variance=rv)
         source = None
@@ -313,11 +314,15 @@ def agent_full_suite(con: Any, *, scored: str, record: Mapping[str, Any], name: 
                                   base_population_mean=base_mean)
         source = {"eval_id": baseline.eval_id, "agent_version": baseline.agent_version,
                   "full_suite_mean": base_mean}
+        plain = full_suite_estimate(values, labels, sizes, run_variance=rv)
+        # the rule is fixed (a baseline means the difference estimator); the other is shown
+        alternative = {"kind": "stratified", "estimate": _f(plain.estimate), "se": _f(plain.se),
+                       "ci_low": _f(plain.ci_low), "ci_high": _f(plain.ci_high)}
     out: dict[str, Any] = {k: _f(v) if isinstance(v, float) else v
                            for k, v in asdict(est).items()}
     out.update(kind="difference" if baseline is not None else "stratified",
-               baseline=source, tier=record.get("tier"), fraction=record.get("fraction"),
-               rotation=record.get("rotation"), note=None)
+               baseline=source, alternative=alternative, tier=record.get("tier"),
+               fraction=record.get("fraction"), rotation=record.get("rotation"), note=None)
     if math.isnan(est.se):
         out["note"] = "a partly sampled stratum has one scored task: SE undefined"
     return out

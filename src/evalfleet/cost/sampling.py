@@ -23,11 +23,11 @@ same tasks.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from operator import attrgetter
 from typing import Any
 
 from evalfleet.spec.plan import Plan, SampleSpec
@@ -87,22 +87,17 @@ class Selection:
         return len(self.tasks) < self.population
 
 
-def _stratum_value(task: Task, field: str) -> str:
-    if field == "repository":
-        return task.repository
-    return str(getattr(task, field))
-
-
-def stratum_key(task: Task, fields: Sequence[str]) -> tuple[str, ...]:
-    """A task's stratum: its values of ``fields`` (category, difficulty, domain, repository)."""
-    return tuple(_stratum_value(task, f) for f in fields)
-
-
-def order_key(suite_name: str, task_id: str) -> str:
-    """The stable hash that orders a stratum's tasks (same in every process and on every
-    machine)."""
-    payload = json.dumps([suite_name, task_id], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+def order_keys(suite_name: str, task_ids: Sequence[str]) -> list[bytes]:
+    """The stable hashes that order a stratum's tasks: SHA-256 of the length-prefixed suite
+    name followed by the task id, the same in every process and on every machine."""
+    name = suite_name.encode("utf-8")
+    head = hashlib.sha256(len(name).to_bytes(4, "big") + name)
+    keys = []
+    for tid in task_ids:
+        h = head.copy()
+        h.update(tid.encode("utf-8"))
+        keys.append(h.digest())
+    return keys
 
 
 def sample_size(share: float, population: int) -> int:
@@ -133,6 +128,11 @@ def rotation_for(sample: SampleSpec, on: date | None = None) -> tuple[int, str]:
     return date_rotation(sample.tier, on if on is not None else utc_today())
 
 
+_LAST: list[tuple[Suite, SampleSpec, int, Selection]] = []
+"""The last selection made: creating an eval asks for the same one several times (runs, count,
+record), and a 50,000-task suite takes a noticeable fraction of a second to stratify."""
+
+
 def select(suite: Suite, sample: SampleSpec | None, *, on: date | None = None) -> Selection:
     """The stratified selection ``sample`` makes from ``suite`` (the whole suite without one).
 
@@ -145,31 +145,45 @@ def select(suite: Suite, sample: SampleSpec | None, *, on: date | None = None) -
         return Selection(tier=tier, share=1.0, fields=fields, rotation=0,
                          rotation_source="whole suite", strata=(), tasks=suite.tasks,
                          population=n_total)
-    fields = tuple(sample.strata)
     rotation, source = rotation_for(sample, on)
-    groups: dict[tuple[str, ...], list[Task]] = {}
+    for cached_suite, cached_sample, cached_rotation, cached in _LAST:
+        # suites are immutable: the same object with the same sample and rotation is the same
+        if cached_suite is suite and cached_sample == sample and cached_rotation == rotation:
+            return replace(cached, rotation_source=source)
+    selection = _stratify(suite, sample, rotation, source)
+    _LAST[:] = [(suite, sample, rotation, selection)]
+    return selection
+
+
+def _stratify(suite: Suite, sample: SampleSpec, rotation: int, source: str) -> Selection:
+    fields = tuple(sample.strata)
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    get = attrgetter(*fields) if fields else None
     for task in suite.tasks:
-        groups.setdefault(stratum_key(task, fields), []).append(task)
+        raw = () if get is None else get(task)
+        groups.setdefault(raw if isinstance(raw, tuple) else (raw,), []).append(task.id)
     strata: list[Stratum] = []
     chosen: set[str] = set()
     for key in sorted(groups, key=_sort_key):
-        ordered = sorted(groups[key], key=lambda t: (order_key(suite.name, t.id), t.id))
-        ids = tuple(t.id for t in ordered)
+        members = groups[key]
+        ids = tuple(tid for _, tid in sorted(zip(order_keys(suite.name, members), members,
+                                                  strict=True)))
         big_n = len(ids)
         n = sample_size(sample.share, big_n)
         offset = (rotation * n) % big_n
         window = tuple(ids[(offset + j) % big_n] for j in range(n))
-        strata.append(Stratum(key=key, task_ids=ids, offset=offset, sampled=window))
+        strata.append(Stratum(key=tuple(str(v) for v in key), task_ids=ids, offset=offset,
+                              sampled=window))
         chosen.update(window)
     tasks = tuple(t for t in suite.tasks if t.id in chosen)
     return Selection(tier=sample.tier, share=sample.share, fields=fields, rotation=rotation,
                      rotation_source=source, strata=tuple(strata), tasks=tasks,
-                     population=n_total)
+                     population=len(suite.tasks))
 
 
-def _sort_key(key: tuple[str, ...]) -> tuple[tuple[int, int, str], ...]:
-    # difficulty 2 before 10 would need numbers; text sorts the rest
-    return tuple((0, int(v), "") if v.isdigit() and len(v) < 10 else (1, 0, v) for v in key)
+def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[int, int, str], ...]:
+    # numbers (difficulty) in numeric order, text (category, domain, repository) by text
+    return tuple((0, v, "") if isinstance(v, int) else (1, 0, str(v)) for v in key)
 
 
 def pin_rotation(plan: Plan, on: date | None = None) -> Plan:
