@@ -165,8 +165,10 @@ def render_run(console: Console, data: dict[str, Any]) -> None:
     score = r.get("score")
     console.print(f"[{color}]{escape(status)}[/{color}]  score "
                   f"{'-' if score is None else f'{score:.3f}'}  passed {r.get('passed')}  "
-                  f"tokens {r.get('tokens_in')} in / {r.get('tokens_out')} out  cost "
-                  f"${r.get('cost_usd') or 0:.6f}  latency {r.get('latency_s') or 0:.2f}s",
+                  f"tokens {r.get('tokens_in')} in ({r.get('tokens_cached') or 0} cached) / "
+                  f"{r.get('tokens_out')} out  cost ${r.get('cost_usd') or 0:.6f} model + "
+                  f"${r.get('infra_cost_usd') or 0:.6f} infra  "
+                  f"latency {r.get('latency_s') or 0:.2f}s",
                   soft_wrap=True)
     if r.get("error_kind") or r.get("error"):
         console.print(f"[red]error[/red] ({escape(str(r.get('error_kind') or '-'))}):",
@@ -196,10 +198,10 @@ def render_run(console: Console, data: dict[str, Any]) -> None:
 
 _SHOWN = {"run_id", "eval_id", "task_id", "category", "difficulty", "agent_name",
           "agent_version", "model", "repeat", "attempts", "sandbox", "status", "score", "passed",
-          "tokens_in", "tokens_out", "cost_usd", "latency_s", "error", "error_kind",
-          "plan_name", "suite", "suite_hash", "task_hash", "agent_fingerprint", "trajectory_uri",
-          "started_at", "finished_at", "domain", "repository", "model_tier", "worker",
-          "infra_cost_usd"}
+          "tokens_in", "tokens_cached", "tokens_out", "cost_usd", "latency_s", "error",
+          "error_kind", "plan_name", "suite", "suite_hash", "task_hash", "agent_fingerprint",
+          "trajectory_uri", "started_at", "finished_at", "domain", "repository", "model_tier",
+          "worker", "infra_cost_usd"}
 """Row fields printed above or of no use to someone asking why a run failed (--json has them)."""
 
 
