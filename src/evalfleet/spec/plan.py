@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from evalfleet.spec.agent import AgentSpec
 
@@ -218,6 +225,15 @@ class Plan(BaseModel):
         if self.runs is not None and "runs_per_task" in self.model_fields_set:
             raise ValueError("give either runs_per_task (fixed) or runs (adaptive), not both")
         return self
+
+    @model_serializer(mode="wrap")
+    def _no_fixed_runs_when_adaptive(self, handler: SerializerFunctionWrapHandler
+                                     ) -> dict[str, Any]:
+        # the stored plan must load again: runs_per_task (its default) beside runs would not
+        out: dict[str, Any] = handler(self)
+        if self.runs is not None:
+            out.pop("runs_per_task", None)
+        return out
 
     @property
     def first_runs(self) -> int:

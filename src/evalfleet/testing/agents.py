@@ -76,6 +76,28 @@ def flaky_infra(task: dict[str, Any], marker_dir: str, failures: int = 1) -> str
     return "ok"
 
 
+def task_rate(task: dict[str, Any], marker_dir: str,
+              rates: dict[str, float] | None = None) -> str:
+    """Answers ``ok`` with a pass chance that depends on the task, deterministically.
+
+    The chance is ``rates[task id]``, else chosen by a hash of the id among 1, 0 and 1/2 (a
+    task always passed, always failed, or passed half the time). The k-th call for a task
+    (counted in ``marker_dir``) passes when a hash of (task id, k) falls under the chance, so
+    the same calls give the same answers in every eval.
+    """
+    import hashlib
+    from pathlib import Path
+
+    tid = task["id"]
+    digest = hashlib.sha256(tid.encode()).digest()
+    chance = (rates or {}).get(tid, (1.0, 0.0, 0.5)[digest[0] % 3])
+    path = Path(marker_dir) / hashlib.sha256(tid.encode()).hexdigest()[:16]
+    k = int(path.read_text()) if path.exists() else 0
+    path.write_text(str(k + 1))
+    draw = int.from_bytes(hashlib.sha256(f"{tid}:{k}".encode()).digest()[:8], "big") / 2**64
+    return "ok" if draw < chance else "no"
+
+
 def huge_answer(task: dict[str, Any]) -> str:
     """Returns 50 MB of text."""
     return "x" * 50_000_000
