@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 from sqlalchemy import and_, select
 
 from evalfleet.spec.agent import AgentSpec
@@ -131,14 +130,17 @@ def _matches(con: duckdb.DuckDBPyConnection, keys: Sequence[ReuseKey],
     if not {"run_id", "eval_id", "status", "score", *_KEY_COLUMNS} <= cols:
         return None  # results written before scorer_hash existed: nothing to match them on
     opt = {c: f"r.{c}" if c in cols else "NULL" for c in _OPTIONAL}
-    con.from_arrow(pa.table({
-        "k": pa.array(range(len(keys)), pa.int64()),
-        "task_hash": [k.task_hash for k in keys],
-        "agent_fingerprint": [k.agent_fingerprint for k in keys],
-        "scorer_hash": [k.scorer_hash for k in keys],
-        "sandbox": [k.sandbox for k in keys],
-        "repeat": pa.array([k.repeat for k in keys], pa.int32()),
-    })).create("reuse_keys")
+    # the keys as a temporary table, from plain lists (an Arrow table would import pandas)
+    con.execute("""
+        CREATE TEMP TABLE reuse_keys AS SELECT
+            unnest(range($n)) AS k, unnest($task_hash::VARCHAR[]) AS task_hash,
+            unnest($agent_fingerprint::VARCHAR[]) AS agent_fingerprint,
+            unnest($scorer_hash::VARCHAR[]) AS scorer_hash,
+            unnest($sandbox::VARCHAR[]) AS sandbox, unnest($repeat::INTEGER[]) AS repeat""",
+                {"n": len(keys), "task_hash": [k.task_hash for k in keys],
+                 "agent_fingerprint": [k.agent_fingerprint for k in keys],
+                 "scorer_hash": [k.scorer_hash for k in keys],
+                 "sandbox": [k.sandbox for k in keys], "repeat": [k.repeat for k in keys]})
     # one join of the keys against every committed row; the earliest source per key wins
     sql = f"""
         WITH best AS (
