@@ -337,6 +337,11 @@ def test_old_journal_is_read_as_it_is_then_migrated_by_the_writer(
     assert st["projected_by"] == "agent" and st["projected_usd"] == pytest.approx(0.8)
     assert [a["projected_usd"] for a in st["agents"]] == pytest.approx([0.6, 0.2])
 
+    capsys.readouterr()
+    assert _cli(monkeypatch, "status", "--home", str(home)) == 0
+    table = capsys.readouterr().out
+    assert "projected" in table and "~$0.8000" in table  # ~: by agent only
+
     j = Journal.open(home)  # the writer migrates
     assert "stratum" in _columns(home)
     with sqlite3.connect(home / "journal.db") as db:
@@ -360,3 +365,24 @@ def test_a_new_journal_records_its_migrations_without_applying_them(tmp_path: Pa
         assert db.execute("SELECT count(*) FROM migrations").fetchone()[0] == len(MIGRATIONS)
     j.close()
 
+
+
+def test_progress_line_shows_spent_of_budget_projection_and_stops() -> None:
+    from rich.console import Console
+
+    from evalfleet.cli.progress import RichProgress
+    from evalfleet.execution.dispatcher import DispatchStats
+
+    stats = DispatchStats(planned=8, cost_usd=1.5, budget_usd=4.0)
+    stats.strata = {(0, "x"): Stratum(planned=8)}
+    console = Console(record=True, width=200)
+    progress = RichProgress(console)
+    progress._stats = stats
+    console.print(progress._render())
+    stats.strata[(0, "x")] = Stratum(planned=8, done=3, ran=3, spent_usd=1.5)
+    stats.agents_stopped.append("b@1")
+    console.print(progress._render())
+    text = console.export_text()
+    assert "$1.50 of $4.00, projected ?" in text  # nothing ran yet: no projection
+    assert "$1.50 of $4.00, projected $4.00" in text  # 1.5 / 3 x 8
+    assert "budget reached for b@1" in text
