@@ -10,6 +10,7 @@ import json
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +212,18 @@ def test_agent_budget_stops_only_that_agent_and_status_projects_by_stratum(
     assert len(ids) == len(set(ids)) == 2 * N_TASKS
     # complete: the projection is what was spent
     assert after["projected_usd"] == pytest.approx(after["cost_usd"], abs=1e-5)
+
+
+def test_a_budget_reached_by_the_last_runs_stops_nothing(make_plan: Callable[..., Path],
+                                                         settings: Settings) -> None:
+    # three runs, four may fly: the first wave (nothing known of cost yet) is all of them, and
+    # their infrastructure seconds pass the tiny budget; no run was left unrun, so the eval is
+    # completed, not budget_stopped
+    plan = make_plan(n_tasks=3, budget_usd=1e-9, costs={"infra_usd_per_hour": 1000},
+                     execution={"max_in_flight": 4})
+    summary = api.run(plan, settings=settings)
+    assert summary.cost_usd > 1e-9
+    assert summary.status == "completed" and summary.done == 3
 
 
 def test_resume_agent_budget_mistakes_are_one_line_errors(
