@@ -226,6 +226,22 @@ def test_a_budget_reached_by_the_last_runs_stops_nothing(make_plan: Callable[...
     assert summary.status == "completed" and summary.done == 3
 
 
+def test_resume_runs_budget_cancelled_runs_whatever_status_a_crash_left(
+        make_plan: Callable[..., Path], settings: Settings) -> None:
+    # an agent's budget cancelled runs, then the driver died: the eval says running (or
+    # interrupted after Ctrl-C), not budget_stopped; resume must still run them
+    plan = load_plan(make_plan(n_tasks=4))
+    store = api.open_store(settings)
+    try:
+        eval_id = api.create_eval(store, plan, api.validate_plan(plan))
+        assert store.journal.cancel_pending(eval_id, agent_index=0) == 4
+        store.journal.set_status(eval_id, "running")
+    finally:
+        store.close()
+    summary = api.resume(eval_id, settings=settings)
+    assert summary.status == "completed" and summary.done == 4
+
+
 def test_resume_agent_budget_mistakes_are_one_line_errors(
         tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
