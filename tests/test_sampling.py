@@ -314,7 +314,8 @@ def test_a_full_baseline_gives_the_difference_estimator(tmp_path: Path,
     suite_path = write_jsonl_suite(tmp_path / "s.jsonl", 16, categories=2)
     old = [f"t{i:05d}" for i in range(0, 16, 2)] + ["t00001"]
     new = [f"t{i:05d}" for i in range(0, 16, 2)] + ["t00001", "t00003", "t00005"]
-    # a full eval of version 1 (the baseline) and a sampled eval of version 2
+    # two full evals of version 1: the most recent one is the baseline
+    _run(_plan(tmp_path, "older", suite_path, [_agent("a", "1", [])]), settings)
     base_id = _run(_plan(tmp_path, "full", suite_path, [_agent("a", "1", old)]), settings)
     # a sampled eval is no baseline, nor is a full eval of another agent name
     _run(_plan(tmp_path, "other", suite_path, [_agent("z", "1", new)]), settings)
