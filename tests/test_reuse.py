@@ -55,11 +55,11 @@ def _task(i: int, sandboxed: bool) -> dict[str, Any]:
 class Case:
     """A suite and a plan on disk, both editable, and the agent's execution log."""
 
-    def __init__(self, tmp_path: Path, *, sandboxed: bool = False) -> None:
+    def __init__(self, tmp_path: Path, *, sandboxed: bool = False, n: int = N) -> None:
         self.dir = tmp_path
         self.log = tmp_path / "executions.log"
         self.suite_path = tmp_path / "suite.jsonl"
-        self.tasks = [_task(i, sandboxed) for i in range(N)]
+        self.tasks = [_task(i, sandboxed) for i in range(n)]
         self.agent: dict[str, Any] = {
             "name": "counter", "version": "1", "kind": "python",
             "args": {"callable": "evalfleet.testing.agents:counting",
@@ -310,6 +310,34 @@ def test_deeper_plan_executes_only_its_new_repeats(tmp_path: Path, settings: Set
     assert set(_reused(settings, second)) == {f"t{i}@0" for i in range(N)}
     rep = api.report(second, settings=settings)["agents"][0]
     assert rep["overall"]["n_runs"] == 2 * N and rep["reuse"]["share"] == 0.5
+
+
+def test_adaptive_rounds_are_reused_too(tmp_path: Path, settings: Settings) -> None:
+    # adaptive depth adds rounds after the first; each round's runs are looked up when the
+    # round starts, so a second eval of the same adaptive plan executes nothing at all
+    case = Case(tmp_path, n=60)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    case.agent = {"name": "rate", "version": "1", "kind": "python",
+                  "args": {"callable": "evalfleet.testing.agents:task_rate",
+                           "kwargs": {"marker_dir": str(markers)}}}
+    # one run at a time: task_rate's answers depend on the order of a task's calls only
+    case.plan["runs"] = {"min": 2, "max": 8, "target_halfwidth": 0.112}
+    case.plan["execution"] = {"max_in_flight": 1}
+
+    def executed() -> int:
+        return sum(int(p.read_text()) for p in markers.iterdir())
+
+    first, _ = case.run(settings)
+    ran_first = executed()
+    assert ran_first > 60 * 2  # later rounds ran
+    second, _ = case.run(settings)
+    assert executed() == ran_first
+    rows = _rows(settings, second)
+    assert len(rows) == ran_first and all(r["reused_from"] for r in rows)
+    assert max(r["repeat"] for r in rows) >= 2
+    assert api.report(second, settings=settings)["agents"][0]["overall"] == \
+        api.report(first, settings=settings)["agents"][0]["overall"]
 
 
 def test_errored_runs_are_not_reused(tmp_path: Path, settings: Settings) -> None:

@@ -173,6 +173,7 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                 if result.status != "completed" or not add_round(store, eval_id, plan).inserted:
                     break
                 stats.planned = store.journal.get_eval(eval_id)["planned"]
+                stats.already_done += apply_reuse(store, eval_id, plan, suite, ctx, provider.name)
                 stats.strata = strata_of(store, eval_id)
             outcome = result
         finally:
