@@ -106,6 +106,11 @@ def test_reuse_counts_the_runs_an_eval_would_take(ran: tuple[Settings, Path, str
     assert r["reuse"]["saved_usd"]["min"] == pytest.approx(real, rel=1e-6)
     assert r["total"]["after_reuse_usd"]["min"] == pytest.approx(0.0, abs=0.10 * real)
     assert api.review_plan(plan, settings=settings)["reuse"] is None
+    # once an eval has reused them, its rows (cost 0, reused_from set) are no run's cost
+    api.run(again, settings=settings)
+    after = api.review_plan(plan, settings=settings)
+    assert after["agents"][0]["history"]["runs"] == 40
+    assert after["total"]["total_usd"]["min"] == pytest.approx(real, rel=0.10)
 
 
 def _priced_plan(**extra: Any) -> dict[str, Any]:
@@ -133,7 +138,8 @@ def test_empty_home_uses_prices_and_matches_a_hand_computation(
     assert agent["unit"]["model_usd"] == pytest.approx(model)
     assert agent["cost"]["infra_usd"]["min"] == pytest.approx(runs * infra)
     assert agent["cost"]["review_usd"]["min"] == pytest.approx(runs * review)
-    assert r["total"]["total_usd"]["min"] == pytest.approx(runs * (model + infra + review))
+    assert r["total"]["total_usd"]["min"] == pytest.approx(runs * (model + infra))
+    assert r["total"]["with_review_usd"]["min"] == pytest.approx(runs * (model + infra + review))
     # 40 runs x 30 s over 4 workers is 300 s, but 40 requests at 2 a minute take 20 minutes
     wall = r["wall"]["min"]
     assert wall["bounds"]["workers"] == pytest.approx(runs * 30 / 4)
@@ -157,9 +163,9 @@ def test_assumed_power_matches_plan_power(tmp_path: Path) -> None:
 
 
 def test_adaptive_plan_gives_a_range_and_budgets_are_checked(tmp_path: Path) -> None:
-    plan = _priced_plan(runs={"min": 1, "max": 3}, budget_usd=10.0)
+    plan = _priced_plan(runs={"min": 1, "max": 3}, budget_usd=0.3)
     del plan["runs_per_task"]
-    plan["agents"][0]["budget_usd"] = 5.0
+    plan["agents"][0]["budget_usd"] = 0.2
     r = api.review_plan(_write(tmp_path / "plan.yaml", plan),
                         settings=Settings(home=tmp_path / "h"))
     assert r["adaptive"] and r["runs"] == {"min": 20, "max": 60}
@@ -167,7 +173,8 @@ def test_adaptive_plan_gives_a_range_and_budgets_are_checked(tmp_path: Path) -> 
     assert r["total"]["total_usd"]["min"] == pytest.approx(20 * unit)
     assert r["total"]["total_usd"]["max"] == pytest.approx(60 * unit)
     assert any("adaptive" in n for n in r["notes"])
-    # $4.18 at 1 run per task, $12.53 at 3: the plan's $10 fits only the minimum; $5 too
+    # $0.15 at 1 run per task, $0.45 at 3 (review is never budgeted): $0.3 and $0.2 fit
+    # only the minimum
     assert r["budget"]["fits"] is False and "minimum" in r["budget"]["note"]
     assert r["agents"][0]["budget"]["fits"] is False
     assert [row["k"] for row in r["agents"][0]["power"]["rows"]] == [1, 3]
@@ -190,7 +197,7 @@ def test_unpriced_model_is_unknown_not_zero(tmp_path: Path) -> None:
     assert "UNPRICED" in unpriced["sources"]["model"]
     assert free["unit"]["model_usd"] == 0.0
     assert r["total"]["total_usd"]["min"] is None and r["unpriced"] == ["x@0"]
-    assert r["total"]["priced_usd"]["min"] == pytest.approx(2 * 40 * (30 * 0.36 / 3600 + 0.2))
+    assert r["total"]["priced_usd"]["min"] == pytest.approx(2 * 40 * 30 * 0.36 / 3600)
     assert any("no price" in w for w in r["warnings"])
 
 
@@ -231,7 +238,8 @@ def test_json_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (agent,) = doc["agents"]
     assert set(agent) == {"index", "label", "model", "fingerprint", "source", "history",
                           "price", "runs", "unit", "cost", "sources", "budget", "power"}
-    assert set(agent["cost"]) == {"model_usd", "infra_usd", "review_usd", "total_usd"}
+    assert set(agent["cost"]) == {"model_usd", "infra_usd", "review_usd", "total_usd",
+                                  "with_review_usd"}
     assert set(agent["unit"]) >= {"model_usd", "infra_usd", "review_usd", "total_usd",
                                   "tokens_in", "tokens_out", "seconds"}
     assert set(agent["sources"]) >= {"model", "infra", "review", "tokens_in", "tokens_out",

@@ -16,7 +16,9 @@ Where each figure comes from:
 * **prices**: an agent without history is priced from its price (``price``, else the price
   table) and token estimates: ``plan.estimate`` where given, else the heuristic below. A model
   without a price is reported as unpriced, never as $0.
-* Human review is ``review_fraction x runs x review_usd_per_run`` (``plan.costs``).
+* A run's total is model + infrastructure, as in reports and budgets. Human review is
+  expected, ``review_fraction x runs x review_usd_per_run`` (``plan.costs``), shown apart and
+  in ``with_review_usd``; budgets never count it.
 * Power is the minimum detectable effect of Miller (2024) Eq. 10, the formula of
   ``evalfleet plan power``, for the plan's task count and runs per task, from the agent's
   history variance components where there are 2+ tasks of it, assumed values otherwise.
@@ -110,6 +112,14 @@ class _History:
     """One agent's committed runs, by task hash."""
 
     tasks: dict[str, _Sums] = field(default_factory=dict)
+    """Sums by task hash."""
+    ids: set[str] = field(default_factory=set)
+    """Task ids of those runs: only a planned task with one of them can match (hashing every
+    task of a large suite would cost more than the rest of the review)."""
+
+    def own(self, task: Task) -> _Sums | None:
+        """The sums of ``task`` itself (same id and same content hash), if any."""
+        return self.tasks.get(task.task_hash) if task.id in self.ids else None
 
     def overall(self) -> _Sums:
         out = _Sums()
@@ -144,7 +154,7 @@ def _history(store: Store | None, agents: tuple[AgentSpec, ...]) -> dict[str, _H
                   "AND score BETWEEN 0 AND 1")
         marks = ", ".join("?" for _ in fps)
         rows = con.execute(f"""
-            SELECT agent_fingerprint, eval_id, task_hash, count(*),
+            SELECT agent_fingerprint, eval_id, task_id, task_hash, count(*),
                    sum({col('cost_usd')}), sum({col('infra_cost_usd')}),
                    sum({col('tokens_in')}), sum({col('tokens_out')}), sum({col('latency_s')}),
                    count(*) FILTER (WHERE {scored}),
@@ -157,15 +167,17 @@ def _history(store: Store | None, agents: tuple[AgentSpec, ...]) -> dict[str, _H
             GROUP BY ALL""", fps).fetchall()
     finally:
         con.close()
-    rates = _eval_rates(store, {str(r[1]) for r in rows if float(r[5]) > 0})
+    rates = _eval_rates(store, {str(r[1]) for r in rows if float(r[6]) > 0})
     out: dict[str, _History] = defaultdict(_History)
-    for fp, eval_id, task_hash, n, cost, infra, tin, tout, lat, k, s, s2, binary in rows:
+    for fp, eval_id, task_id, task_hash, n, cost, infra, tin, tout, lat, k, s, s2, binary in rows:
         rate = rates.get(str(eval_id), 0.0)
         # sandbox seconds of all attempts, from the eval's own rate; else the final attempt's
         seconds = float(infra) * 3600.0 / rate if rate > 0 else float(lat)
         part = _Sums(int(n), float(cost), seconds, float(tin), float(tout), float(lat),
                      int(k), float(s), float(s2), bool(binary))
-        out[str(fp)].tasks.setdefault(str(task_hash), _Sums()).add(part)
+        hist = out[str(fp)]
+        hist.tasks.setdefault(str(task_hash), _Sums()).add(part)
+        hist.ids.add(str(task_id))
     return dict(out)
 
 
@@ -270,7 +282,7 @@ def _from_history(agent: AgentSpec, tasks: tuple[Task, ...], hist: _History,
     total = _Sums()
     matched = 0
     for t in tasks:
-        own = hist.tasks.get(t.task_hash)
+        own = hist.own(t)
         s = own if own is not None else overall
         matched += own is not None
         # weight each task equally (runs per task are equal in the plan)
@@ -517,15 +529,17 @@ def review_plan(plan_path: str | Path, *, workers: int | None = None,
             unit, info, source = _from_prices(plan, agent, tasks, price), None, "prices"
         units.append(unit)
         infra_unit = unit.infra_seconds * rate / 3600.0
-        total_unit = None if unit.model_usd is None else unit.model_usd + infra_unit + review_unit
+        total_unit = None if unit.model_usd is None else unit.model_usd + infra_unit
         runs_lo, runs_hi = n_tasks * k_lo, n_tasks * k_hi
         unit_d = {"model_usd": unit.model_usd, "infra_usd": infra_unit,
                   "review_usd": review_unit, "total_usd": total_unit,
+                  "with_review_usd": None if total_unit is None else total_unit + review_unit,
                   "tokens_in": unit.tokens_in, "tokens_out": unit.tokens_out,
                   "seconds": unit.seconds, "sandbox_seconds": unit.infra_seconds,
                   "model_calls": unit.calls}
         cost = {key: _range(_scale(unit_d[key], runs_lo), _scale(unit_d[key], runs_hi))
-                for key in ("model_usd", "infra_usd", "review_usd", "total_usd")}
+                for key in ("model_usd", "infra_usd", "review_usd", "total_usd",
+                            "with_review_usd")}
         sources = dict(unit.sources)
         sources["infra"] = (f"{sources['seconds'] if source == 'prices' else 'history'}: "
                             f"sandbox seconds x plan.costs infra rate ${rate:g}/h "
@@ -545,13 +559,14 @@ def review_plan(plan_path: str | Path, *, workers: int | None = None,
         agents.append(entry)
     total = {key: _range(*(_sum([a["cost"][key][end] for a in agents])
                            for end in ("min", "max")))
-             for key in ("model_usd", "infra_usd", "review_usd", "total_usd")}
+             for key in ("model_usd", "infra_usd", "review_usd", "total_usd",
+                         "with_review_usd")}
     runs_total = _range(n_tasks * k_lo * len(agents), n_tasks * k_hi * len(agents))
     unpriced = [a["label"] for a in agents if a["price"]["unpriced"]]
     warnings = [f"agent {lbl}: its model has no price, so model and total cost are unknown "
                 "(give it 'price: 0' if it is free, or a price mapping)" for lbl in unpriced]
     priced_total = _range(*(sum(a["cost"][k][end] or 0.0 for a in agents
-                                for k in ("model_usd", "infra_usd", "review_usd"))
+                                for k in ("model_usd", "infra_usd"))
                             for end in ("min", "max")))
     pairs = [_pair_power(plan.agents[0], other, history.get(plan.agents[0].fingerprint),
                          history.get(other.fingerprint), ks, n_tasks)
@@ -608,7 +623,9 @@ def _budget(limit: float | None, total: dict[str, float | None]) -> dict[str, An
     if hi is None or lo is None:
         return {"limit_usd": limit, "fits": None, "note": "unknown: a model is unpriced"}
     if hi <= limit:
-        return {"limit_usd": limit, "fits": True, "note": f"fits (${hi:,.4g} of ${limit:,.4g})"}
+        return {"limit_usd": limit, "fits": True,
+                "note": f"fits (${hi:,.4g} of ${limit:,.4g}; budgets count model + "
+                        "infrastructure, never review)"}
     if lo <= limit:
         return {"limit_usd": limit, "fits": False,
                 "note": f"fits at the minimum runs (${lo:,.4g}) but not the maximum "

@@ -254,18 +254,22 @@ def render_review(console: Console, r: dict[str, Any]) -> None:
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column("agent", no_wrap=True)
     t.add_column("from", no_wrap=True)
-    for col in ("runs", "per run", "model", "infra", "review", "total"):
+    for col in ("runs", "per run", "model", "infra", "total", "review*"):
         t.add_column(col, justify="right", no_wrap=True)
     for a in r["agents"]:
         c = a["cost"]
         t.add_row(escape(a["label"]), a["source"], _span(a["runs"], lambda x: f"{x:,}"),
                   _usd(a["unit"]["total_usd"]), _span(c["model_usd"]), _span(c["infra_usd"]),
-                  _span(c["review_usd"]), _span(c["total_usd"]))
+                  _span(c["total_usd"]), _span(c["review_usd"]))
     tot = r["total"]
     t.add_row("[bold]total[/bold]", "", _span(r["runs"], lambda x: f"{x:,}"),
               _span(tot["unit_usd"]), _span(tot["model_usd"]), _span(tot["infra_usd"]),
-              _span(tot["review_usd"]), f"[bold]{_span(tot['total_usd'])}[/bold]")
+              f"[bold]{_span(tot['total_usd'])}[/bold]", _span(tot["review_usd"]))
     console.print(t)
+    console.print("total = model + infrastructure (what budgets count); review* = expected "
+                  "human review, review_fraction x runs x review_usd_per_run"
+                  + ("" if not tot["review_usd"]["max"] else
+                     f"; with it: {_span(tot['with_review_usd'])}"), soft_wrap=True)
     if r["unpriced"]:
         console.print(f"priced part of the total: {_span(tot['priced_usd'])}", soft_wrap=True)
     reuse = r["reuse"]
