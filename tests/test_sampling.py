@@ -205,11 +205,11 @@ def test_a_date_rotation_is_pinned_in_the_stored_plan(tmp_path: Path,
     suite = api.validate_plan(plan)
     store = Store(settings.home)
     try:
-        eval_id = api.create_eval(store, plan, suite)
+        eval_id = api.create_eval(store, plan, suite, on=DAY)
         stored = load_plan_json(store.journal.get_eval(eval_id)["plan"])
     finally:
         store.close()
-    today = sampling.utc_today()
+    today = DAY
     assert stored.sample is not None
     assert stored.sample.seed == (today - date(1970, 1, 1)).days
     later = planned_tasks(stored, suite, on=today + timedelta(days=3))
@@ -307,6 +307,16 @@ def test_sampled_eval_reports_the_stratified_estimate(tmp_path: Path,
     js = json.loads(CliRunner().invoke(app, ["report", eval_id, "--home", str(settings.home),
                                              "--json"]).stdout)
     assert js["agents"][0]["full_suite"]["estimate"] == pytest.approx(expect)
+    # a damaged or missing record costs the estimate, never the report
+    rec_path = settings.home / "samples" / f"{eval_id}.json"
+    rec_path.write_text(json.dumps({"strata": [{"label": "category=c0"}]}))
+    fs = api.report(eval_id, settings=settings)["agents"][0]["full_suite"]
+    assert fs["estimate"] is None and "cannot be used" in fs["note"]
+    rec_path.unlink()
+    fs = api.report(eval_id, settings=settings)["agents"][0]["full_suite"]
+    assert fs["estimate"] is None and fs["note"].startswith("no sample record")
+    res = CliRunner().invoke(app, ["report", eval_id, "--home", str(settings.home)])
+    assert "a@1: no full-suite estimate: no sample record" in " ".join(res.output.split())
 
 
 def test_a_full_baseline_gives_the_difference_estimator(tmp_path: Path,

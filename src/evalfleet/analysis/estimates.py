@@ -349,6 +349,11 @@ def add_full_suite(agents: list[dict[str, Any]], *, con: Any, home: Path,
         elif not a.get("overall"):
             a["full_suite"] = _none("no scored run yet", record)
         else:
-            a["full_suite"] = agent_full_suite(con, scored=scored, record=record,
-                                               name=spec.name, version=spec.version,
-                                               finder=finder)
+            try:
+                a["full_suite"] = agent_full_suite(con, scored=scored, record=record,
+                                                   name=spec.name, version=spec.version,
+                                                   finder=finder)
+            except (KeyError, TypeError, ValueError) as exc:  # a damaged record
+                a["full_suite"] = _none(f"the sample record samples/EVAL_ID.json cannot be "
+                                        f"used ({type(exc).__name__}: {exc}): no full-suite "
+                                        "estimate", {})

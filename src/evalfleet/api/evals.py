@@ -144,15 +144,17 @@ def planned_runs(plan: Plan, suite: Suite) -> int:
     return len(planned_tasks(plan, suite)) * len(plan.agents) * plan.first_runs
 
 
-def create_eval(store: Store, plan: Plan, suite: Suite, eval_id: str | None = None) -> str:
+def create_eval(store: Store, plan: Plan, suite: Suite, eval_id: str | None = None, *,
+                on: date | None = None) -> str:
     """Record a new eval and all its runs as pending; returns the eval id.
 
-    A sampled plan is stored with its rotation pinned (``sample.seed``), and the selection
-    (rotation, N_h and n_h per stratum) is written to ``<home>/samples/<eval_id>.json`` (0600)
-    for the report's full-suite estimate.
+    A sampled plan is stored with its rotation pinned (``sample.seed``; a sample without a seed
+    rotates with the UTC date ``on``, default today), and the selection (rotation, N_h and n_h
+    per stratum) is written to ``<home>/samples/<eval_id>.json`` (0600) for the report's
+    full-suite estimate.
     """
     eval_id = eval_id or new_eval_id(plan)
-    today = sampling.utc_today()
+    today = on if on is not None else sampling.utc_today()
     selection = sampling.select(suite, plan.sample, on=today)
     plan = sampling.pin_rotation(plan, on=today)
     if selection.sampled:
