@@ -207,6 +207,11 @@ def test_a_date_rotation_is_pinned_in_the_stored_plan(tmp_path: Path,
     try:
         eval_id = api.create_eval(store, plan, suite, on=DAY)
         stored = load_plan_json(store.journal.get_eval(eval_id)["plan"])
+        record = (settings.home / "samples" / f"{eval_id}.json").read_text()
+        # an id clash fails without touching the existing eval's record
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+            api.create_eval(store, plan, suite, eval_id, on=DAY + timedelta(days=1))
+        assert (settings.home / "samples" / f"{eval_id}.json").read_text() == record
     finally:
         store.close()
     today = DAY

@@ -157,13 +157,13 @@ def create_eval(store: Store, plan: Plan, suite: Suite, eval_id: str | None = No
     today = on if on is not None else sampling.utc_today()
     selection = sampling.select(suite, plan.sample, on=today)
     plan = sampling.pin_rotation(plan, on=today)
-    if selection.sampled:
-        _write_sample_record(store.home, eval_id, sampling.sample_record(
-            selection, eval_id=eval_id, suite=suite))
     store.journal.create_eval(eval_id=eval_id, plan_name=plan.name,
                               plan_json=plan.model_dump_json(), suite_name=suite.name,
                               suite_hash=suite.suite_hash, planned=planned_runs(plan, suite),
                               rows=run_ids(eval_id, plan, suite))
+    if selection.sampled:  # after the eval exists: an id clash must not overwrite its record
+        _write_sample_record(store.home, eval_id, sampling.sample_record(
+            selection, eval_id=eval_id, suite=suite))
     return eval_id
 
 
