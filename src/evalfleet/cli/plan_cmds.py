@@ -251,20 +251,29 @@ def render_review(console: Console, r: dict[str, Any]) -> None:
                      else "")
                   + f" x {len(r['agents'])} agents x {runs_k} runs per task"
                   + (" (adaptive)" if r["adaptive"] else ""), soft_wrap=True)
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     t.add_column("agent", no_wrap=True)
     t.add_column("from", no_wrap=True)
     for col in ("runs", "per run", "model", "infra", "total", "review*"):
         t.add_column(col, justify="right", no_wrap=True)
-    for a in r["agents"]:
-        c = a["cost"]
-        t.add_row(escape(a["label"]), a["source"], _span(a["runs"], lambda x: f"{x:,}"),
-                  _usd(a["unit"]["total_usd"]), _span(c["model_usd"]), _span(c["infra_usd"]),
-                  _span(c["total_usd"]), _span(c["review_usd"]))
+    # an adaptive plan: one row at its minimum runs per task, one at its maximum
+    ends = ("min", "max") if r["adaptive"] else ("min",)
     tot = r["total"]
-    t.add_row("[bold]total[/bold]", "", _span(r["runs"], lambda x: f"{x:,}"),
-              _span(tot["unit_usd"]), _span(tot["model_usd"]), _span(tot["infra_usd"]),
-              f"[bold]{_span(tot['total_usd'])}[/bold]", _span(tot["review_usd"]))
+    rows = [(escape(a["label"]), a["source"], a["runs"], a["unit"]["total_usd"], a["cost"])
+            for a in r["agents"]]
+    rows.append(("[bold]total[/bold]", "", r["runs"], tot["unit_usd"]["min"], tot))
+    for label, source, runs, unit, c in rows:
+        for end in ends:
+            first = end == "min"
+            bold = label.startswith("[bold]")
+            total_cell = _usd(c["total_usd"][end])
+            t.add_row(label if first else "",
+                      source if first else "",
+                      f"{runs[end]:,}" + (f" {end}" if r["adaptive"] else ""),
+                      _usd(unit) if first else "",
+                      _usd(c["model_usd"][end]), _usd(c["infra_usd"][end]),
+                      f"[bold]{total_cell}[/bold]" if bold else total_cell,
+                      _usd(c["review_usd"][end]))
     console.print(t)
     console.print("total = model + infrastructure (what budgets count); review* = expected "
                   "human review, review_fraction x runs x review_usd_per_run"
