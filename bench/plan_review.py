@@ -11,7 +11,8 @@ Times three plans, each the median of ``--repeats`` runs after one warm-up:
 ``--home`` takes history from that home (e.g. one `evalfleet demo --home H` has filled: the
 first two plans then use the demo agents' history); without it the home is a path that does
 not exist, so every figure comes from prices (and nothing is created). For scale, it also times
-`python -c "import evalfleet.api"` and `evalfleet --help`, the floor every command pays.
+`python -c "import evalfleet.api"` and `evalfleet --help`, the floor every command pays, and,
+for each plan, the `review_plan()` call alone inside a process that has done its imports.
 """
 
 from __future__ import annotations
@@ -70,6 +71,27 @@ def timed(cmd: list[str], repeats: int) -> tuple[float, list[float], str]:
     return statistics.median(runs), runs, out
 
 
+IN_PROCESS = """
+import sys, time
+from pathlib import Path
+from evalfleet.api.review import review_plan
+from evalfleet.settings import Settings
+t0 = time.perf_counter()
+review_plan(sys.argv[1], settings=Settings(home=Path(sys.argv[2])))
+print(time.perf_counter() - t0)
+"""
+
+
+def in_process(plan: Path, home: Path, repeats: int) -> float:
+    """Median seconds of the ``review_plan()`` call alone, one fresh process per repeat."""
+    runs = []
+    for _ in range(repeats):
+        proc = subprocess.run([sys.executable, "-c", IN_PROCESS, str(plan), str(home)],
+                              capture_output=True, text=True, check=True)
+        runs.append(float(proc.stdout.strip().splitlines()[-1]))
+    return statistics.median(runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, default=None,
@@ -91,8 +113,10 @@ def main() -> None:
                                     "--home", str(home), "--json"], args.repeats)
             r = json.loads(out)
             total = r["total"]["total_usd"]["max"]
+            call = in_process(plan, home, args.repeats)
             print(f"plan review: {label:<48} median {med:.3f} s  "
-                  f"({', '.join(f'{x:.3f}' for x in runs)}); {r['runs']['max']:,} runs, "
+                  f"({', '.join(f'{x:.3f}' for x in runs)}); the call alone {call:.3f} s; "
+                  f"{r['runs']['max']:,} runs, "
                   f"total {'unpriced' if total is None else f'${total:,.2f}'}, "
                   f"from {', '.join(sorted({a['source'] for a in r['agents']}))}")
         if not args.home:
