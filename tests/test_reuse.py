@@ -278,6 +278,16 @@ def test_changed_agent_parameters_execute_again(tmp_path: Path, settings: Settin
     assert ran == N and _reused(settings, second) == {}
 
 
+def test_a_release_that_grades_differently_executes_again(
+        tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the scorer's code is evalfleet's: a new grading version must not take old verdicts
+    case = Case(tmp_path)
+    case.run(settings)
+    monkeypatch.setattr("evalfleet.store.results.GRADING_VERSION", "test-next")
+    second, ran = case.run(settings)
+    assert ran == N and _reused(settings, second) == {}
+
+
 def test_price_and_budget_of_the_agent_do_not_invalidate(tmp_path: Path,
                                                          settings: Settings) -> None:
     case = Case(tmp_path)

@@ -15,6 +15,11 @@ from evalfleet._util.paths import PathEscapeError, check_relative
 
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,199}$"
 
+GRADING_VERSION = "1"
+"""Version of how evalfleet's built-in scorers turn an answer into a verdict (test harness,
+answer extraction, tamper checks). Bump it when a release may grade the same answer
+differently: results graded before then are no longer reused (``reuse: true``)."""
+
 
 class ScorerSpec(BaseModel):
     """Which scorer grades a task, by registry name, with JSON arguments."""

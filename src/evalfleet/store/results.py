@@ -28,7 +28,7 @@ from evalfleet._util.hashing import short_hash
 from evalfleet.errors import StoreError
 from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.result import RunResult
-from evalfleet.spec.task import ScorerSpec, Suite
+from evalfleet.spec.task import GRADING_VERSION, ScorerSpec, Suite
 
 RESULTS_SCHEMA = pa.schema([
     pa.field("run_id", pa.string(), metadata={"doc": "Deterministic run id."}),
@@ -109,9 +109,10 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,199}$")
 
 
 def scorer_hash(scorer: ScorerSpec) -> str:
-    """Hash of a scorer spec (kind and args): the ``scorer_hash`` column, part of the key under
-    which a plan with ``reuse: true`` takes an earlier run's result."""
-    return short_hash(scorer.model_dump(mode="json"))
+    """Hash of a scorer spec (kind and args) and of evalfleet's grading version: the
+    ``scorer_hash`` column, part of the key under which a plan with ``reuse: true`` takes an
+    earlier run's result (a release that grades differently invalidates reuse)."""
+    return short_hash(GRADING_VERSION, scorer.model_dump(mode="json"))
 
 
 def _ts(t: float) -> datetime | None:
