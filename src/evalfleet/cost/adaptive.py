@@ -39,9 +39,10 @@ from scipy import stats as sps
 from evalfleet.spec.plan import AdaptiveRuns
 
 StopReason = Literal["target", "max", "unreachable"]
-"""Why no further round: the target half-width is reached; every task is at ``max``; or even
-every task at ``max`` would leave the interval wider than the target (the spread between
-tasks, which runs cannot reduce, is too large for this many tasks)."""
+"""Why no further round: the target half-width is reached; every task is at ``max``; or the
+target is beyond what runs can reach (the spread between tasks, which runs cannot reduce, is
+too large for this many tasks) and the runs already made are within :data:`SLACK` of the
+narrowest interval more runs could give."""
 
 ALPHA = 0.05
 """The target is the half-width of the 95% interval, as in the report."""
@@ -51,6 +52,11 @@ GRID_POINTS = 101
 """Pass rates the empirical-Bayes prior of binary tasks is spread over (0, 0.01, ... 1)."""
 EM_STEPS = 200
 """EM iterations fitting that prior (a fixed number: the same data give the same prior)."""
+SLACK = 0.02
+"""Share of the reducible variance (from ``min`` runs everywhere to ``max`` runs everywhere)
+left unspent when the target lies at or beyond what runs can reach. Without it a target near
+the floor is chased without end: the spread between tasks is estimated with noise that no run
+removes, and the last few per cent of the reducible variance cost most of the runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,14 +225,21 @@ def next_round(data: TaskRuns, spec: AdaptiveRuns) -> Round:
         return Round({}, "target", half, half, floor, size)
     if not room.any():
         return Round({}, "max", half, half, floor, size)
-    if floor > spec.target_halfwidth:
-        return Round({}, "unreachable", half, half, floor, size)
 
-    # the allocation that reaches the target at least cost (greedy on variance removed per
+    # aim at the target, but never closer to the floor than SLACK of the variance runs can
+    # remove (measured from min runs everywhere, so the aim does not move down round by round)
+    floor_var = (floor / t) ** 2
+    start_var = (tau2 + float(np.mean(sigma2 / np.full(size, float(spec.min))))) / size
+    aim_var = max((spec.target_halfwidth / t) ** 2,
+                  floor_var + SLACK * max(start_var - floor_var, 0.0))
+    # the allocation that reaches the aim at least cost (greedy on variance removed per
     # dollar, as a threshold), then at most doubling each task's runs toward it this round
-    goal = _allocate(n, room, sigma2, _costs(data.cost)[idx], tau2, size,
-                     (spec.target_halfwidth / t) ** 2)
+    goal = _allocate(n, room, sigma2, _costs(data.cost)[idx], tau2, size, aim_var)
     extra = np.minimum(goal - n, runs)
+    if not extra.any():
+        # nothing left worth buying: the target is beyond reach (the spread between tasks is
+        # too large for this many tasks), and the runs are within SLACK of the best reachable
+        return Round({}, "unreachable", half, half, floor, size)
     after = (n + extra).astype(np.float64)
     ids = [data.task_ids[int(i)] for i in idx]
     return Round({ids[j]: int(extra[j]) for j in np.flatnonzero(extra)}, None, half,
