@@ -113,6 +113,36 @@ def test_reuse_counts_the_runs_an_eval_would_take(ran: tuple[Settings, Path, str
     assert after["total"]["total_usd"]["min"] == pytest.approx(real, rel=0.10)
 
 
+def test_paired_power_matches_plan_power(tmp_path: Path) -> None:
+    """Two agents of the plan, paired on the tasks both ran: plan power --base --new."""
+    from evalfleet.analysis.power import estimate_inputs, plan_power
+    from evalfleet.store import Store
+
+    settings = Settings(home=tmp_path / "home")
+    plan = _small_plan(suite={"builtin": "humaneval", "limit": 10},
+                       simulator={"models": {"sim-large": {"skill": 0.8, "latency_s": 0.02},
+                                             "sim-small": {"skill": 0.5, "latency_s": 0.02}},
+                                  "seed": 5})
+    plan["agents"] = [{"name": "agent", "version": "1", "kind": "openai", "model": "sim-small",
+                       "args": OPENAI},
+                      {"name": "agent", "version": "2", "kind": "openai", "model": "sim-large",
+                       "args": OPENAI}]
+    path = _write(tmp_path / "plan.yaml", plan)
+    eval_id = api.run(path, settings=settings).eval_id
+    (pair,) = api.review_plan(path, settings=settings)["power"]["pairs"]
+    assert pair["source"] == "history" and pair["pair"] == "agent@2 vs agent@1"
+    store = Store.open_readonly(settings.home)
+    try:
+        paths = store.results_paths(eval_id)
+    finally:
+        store.close()
+    theirs = plan_power(estimate_inputs(settings.home, paths, eval_id, base="agent@1",
+                                        new="agent@2"), n_tasks=10, ks=[2])
+    assert pair["omega2"] == pytest.approx(theirs["inputs"]["omega2"], rel=1e-9, abs=1e-12)
+    assert pair["sigma2_new"] == pytest.approx(theirs["inputs"]["sigma2_new"], rel=1e-9)
+    assert pair["rows"][0]["mde"] == pytest.approx(theirs["rows"][0]["mde"], rel=1e-9)
+
+
 def _priced_plan(**extra: Any) -> dict[str, Any]:
     return _small_plan(
         estimate={"tokens_in": 1000, "tokens_out": 200, "seconds": 30},

@@ -411,12 +411,12 @@ def _pair_power(base: AgentSpec, new: AgentSpec, h_base: _History | None,
                 h_new: _History | None, ks: list[int], n_tasks: int) -> dict[str, Any]:
     """Two of the plan's agents, paired on the same tasks."""
     label = f"{new.label} vs {base.label}"
-    shared = set(h_base.tasks) & set(h_new.tasks) if h_base and h_new else set()
-    shared = {h for h in shared
-              if h_base and h_new and h_base.tasks[h].k > 0 and h_new.tasks[h].k > 0}
-    if h_base is not None and h_new is not None and len(shared) >= 2:
+    ids: list[str] = []
+    if h_base is not None and h_new is not None:
+        ids = sorted(h for h in set(h_base.tasks) & set(h_new.tasks)
+                     if h_base.tasks[h].k > 0 and h_new.tasks[h].k > 0)
+    if h_base is not None and h_new is not None and len(ids) >= 2:
         a, b = h_base, h_new
-        ids = sorted(shared)
         ma = [_task_moments(a.tasks[h]) for h in ids]
         mb = [_task_moments(b.tasks[h]) for h in ids]
         wa, wb = _within_noise(ma, [a.tasks[h].k for h in ids]), \
