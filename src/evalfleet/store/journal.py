@@ -34,7 +34,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
@@ -47,6 +47,7 @@ from evalfleet.errors import SpecError, StoreError, UnknownEvalError
 from evalfleet.store.schema import batches, evals, metadata, migrations, runs
 
 _CHUNK = 5000
+_PG_CREATE_LOCK = 0x6576616C666C6565  # PostgreSQL advisory lock held while creating tables
 
 RunRow = tuple[str, str, int, int] | tuple[str, str, int, int, str | None]
 """A run to record: ``(run_id, task_id, agent_index, repeat)``, optionally with its stratum
@@ -142,6 +143,19 @@ def _private_file(path: Path) -> None:
         os.close(fd)
 
 
+def _shown(url: str) -> str:
+    """``url`` with its password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _why(exc: BaseException) -> str:
+    """A database error's own message (``orig``), on one line."""
+    return " ".join(str(getattr(exc, "orig", None) or exc).split())
+
+
 def _engine(url: str) -> Engine:
     """An engine for a journal URL (``EVALFLEET_JOURNAL_URL``).
 
@@ -152,7 +166,7 @@ def _engine(url: str) -> Engine:
     try:
         return create_engine(url, future=True)
     except (ArgumentError, ImportError) as exc:
-        raise SpecError(f"journal URL {url!r} cannot be used: {exc}",
+        raise SpecError(f"journal URL {_shown(url)!r} cannot be used: {_why(exc)}",
                         field="EVALFLEET_JOURNAL_URL") from None
 
 
@@ -190,14 +204,19 @@ class Journal:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         for attempt in range(5):
             try:
-                metadata.create_all(self.engine)
+                with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        # writers opening a new journal at once: one creates, the others wait
+                        conn.execute(select(func.pg_advisory_xact_lock(_PG_CREATE_LOCK)))
+                    metadata.create_all(conn)
                 break
             except OperationalError as exc:
                 # another process may be creating the same tables right now: look again
                 if "already exists" in str(exc.orig) and attempt < 4:
                     time.sleep(0.05)
                     continue
-                raise StoreError(f"cannot open the journal at {url}: {exc.orig}") from None
+                raise StoreError(f"cannot open the journal at {_shown(url)}: "
+                                 f"{_why(exc)}") from None
         self.migrate()
 
     def _columns(self, table: str, conn: Connection | None = None) -> set[str]:
@@ -225,8 +244,8 @@ class Journal:
                         applied.append(m.name)
             except DBAPIError as exc:
                 if m.column not in self._columns(m.table):
-                    raise StoreError(f"cannot migrate the journal at {self.url} "
-                                     f"({m.name}): {exc.orig}") from None
+                    raise StoreError(f"cannot migrate the journal at {_shown(self.url)} "
+                                     f"({m.name}): {_why(exc)}") from None
             try:
                 with self.engine.begin() as conn:
                     conn.execute(migrations.insert().values(name=m.name, applied_at=time.time()))
@@ -293,7 +312,7 @@ class Journal:
         except SQLAlchemyError as exc:
             journal.close()
             raise StoreError(f"cannot read the journal of {home}: "
-                             f"{getattr(exc, 'orig', exc)}") from None
+                             f"{_why(exc)}") from None
         if not has_tables:
             journal.close()
             raise NoJournalError(f"no evals in {home} (its journal has no evals table)")
@@ -479,8 +498,11 @@ class Journal:
                         and_(runs.c.status == "leased", runs.c.lease_expires < now)))
         if skip_agents:
             cond = and_(cond, runs.c.agent_index.not_in(sorted(skip_agents)))
+        # FOR UPDATE SKIP LOCKED on PostgreSQL, where two leasers would otherwise both update
+        # the runs they both selected; SQLite renders nothing (its write lock serializes leases)
         avail = (select(runs.c.run_id).where(cond)
-                 .order_by(runs.c.status, runs.c.seq).limit(n).scalar_subquery())
+                 .order_by(runs.c.status, runs.c.seq).limit(n)
+                 .with_for_update(skip_locked=True).scalar_subquery())
         stmt = (runs.update().where(runs.c.run_id.in_(avail))
                 .values(status="leased", lease_owner=owner, lease_expires=now + lease_s,
                         attempts=runs.c.attempts + 1)
