@@ -503,7 +503,7 @@ def test_a_postgres_url_without_its_driver_is_a_spec_error(
 
 def test_an_eval_end_to_end(backend: Backend, make_plan: Callable[..., Path]) -> None:
     answers = {"t00000": "ok", "t00001": "ok", "t00002": "ok"}
-    plan = make_plan(n_tasks=5, name="pg", agents=[
+    plan = make_plan(n_tasks=5, name="pg", reuse=True, agents=[
         {"name": "echo", "version": "1", "kind": "python",
          "args": {"callable": "evalfleet.testing.agents:echo_target",
                  "kwargs": {"answers": answers}}}])
@@ -518,6 +518,13 @@ def test_an_eval_end_to_end(backend: Backend, make_plan: Callable[..., Path]) ->
     st = api.status(settings=settings)
     assert [(e["eval_id"], e["done"]) for e in st["evals"]] == [(summary.eval_id, 5)]
     assert [a["done"] for a in api.status(summary.eval_id, settings=settings)["agents"]] == [5]
+    # a second eval of the same plan reuses every run (committed without an attempt)
+    again = api.run(plan, settings=settings)
+    assert again.status == "completed" and again.done == 5
+    (agent,) = api.report(again.eval_id, settings=settings)["agents"]
+    assert agent["reuse"]["runs"] == 5 and agent["overall"]["mean"] == pytest.approx(0.6)
+    assert {e["eval_id"] for e in api.status(settings=settings)["evals"]} == {
+        summary.eval_id, again.eval_id}
 
 
 def _make_old(backend: Backend) -> None:
