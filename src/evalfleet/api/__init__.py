@@ -13,27 +13,44 @@ names:
 - :mod:`~evalfleet.api.power`: planning from power;
 - :mod:`~evalfleet.api.review`: what a plan will cost, take and detect, before it runs;
 - :mod:`~evalfleet.api.output`: JSON, Markdown and HTML output.
+
+Names are imported when first used, so a command pays only for the modules it needs (the
+driver's imports cost a reader a second).
 """
 
-from evalfleet.api.catalog import list_suites, list_tasks
-from evalfleet.api.costs import costs
-from evalfleet.api.driver import EvalSummary, ProgressHook, execute, resume, run
-from evalfleet.api.evals import create_eval, run_ids
-from evalfleet.api.output import compare_text, dumps, report_text
-from evalfleet.api.power import plan_power
-from evalfleet.api.reads import (
-    CLUSTER_KEYS,
-    compare,
-    open_reader,
-    open_store,
-    query,
-    report,
-    resolve_eval_id,
-    show_run,
-    status,
-)
-from evalfleet.api.review import review_plan
-from evalfleet.api.validation import check_plan, validate_plan
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "list_suites": "evalfleet.api.catalog",
+    "list_tasks": "evalfleet.api.catalog",
+    "costs": "evalfleet.api.costs",
+    "EvalSummary": "evalfleet.api.driver",
+    "ProgressHook": "evalfleet.api.driver",
+    "execute": "evalfleet.api.driver",
+    "resume": "evalfleet.api.driver",
+    "run": "evalfleet.api.driver",
+    "create_eval": "evalfleet.api.evals",
+    "run_ids": "evalfleet.api.evals",
+    "compare_text": "evalfleet.api.output",
+    "dumps": "evalfleet.api.output",
+    "report_text": "evalfleet.api.output",
+    "plan_power": "evalfleet.api.power",
+    "CLUSTER_KEYS": "evalfleet.api.reads",
+    "compare": "evalfleet.api.reads",
+    "open_reader": "evalfleet.api.reads",
+    "open_store": "evalfleet.api.reads",
+    "query": "evalfleet.api.reads",
+    "report": "evalfleet.api.reads",
+    "resolve_eval_id": "evalfleet.api.reads",
+    "show_run": "evalfleet.api.reads",
+    "status": "evalfleet.api.reads",
+    "review_plan": "evalfleet.api.review",
+    "check_plan": "evalfleet.api.validation",
+    "validate_plan": "evalfleet.api.validation",
+}
 
 __all__ = [
     "CLUSTER_KEYS",
@@ -63,3 +80,37 @@ __all__ = [
     "status",
     "validate_plan",
 ]
+
+if TYPE_CHECKING:
+    from evalfleet.api.catalog import list_suites, list_tasks
+    from evalfleet.api.costs import costs
+    from evalfleet.api.driver import EvalSummary, ProgressHook, execute, resume, run
+    from evalfleet.api.evals import create_eval, run_ids
+    from evalfleet.api.output import compare_text, dumps, report_text
+    from evalfleet.api.power import plan_power
+    from evalfleet.api.reads import (
+        CLUSTER_KEYS,
+        compare,
+        open_reader,
+        open_store,
+        query,
+        report,
+        resolve_eval_id,
+        show_run,
+        status,
+    )
+    from evalfleet.api.review import review_plan
+    from evalfleet.api.validation import check_plan, validate_plan
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evalfleet.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

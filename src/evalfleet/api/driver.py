@@ -62,6 +62,8 @@ class EvalSummary:
     home: Path
     warnings: tuple[str, ...] = ()
     """What the sandbox could not enforce on this machine (also given to the progress hook)."""
+    journal: str = ""
+    """Where the journal is: its URL, password masked."""
     agents_stopped: tuple[str, ...] = ()
     """NAME@VERSION of agents whose own budget stopped their runs (status budget_stopped)."""
     eval_budget_stopped: bool = False
@@ -194,7 +196,8 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
     return EvalSummary(eval_id=eval_id, status=final, planned=stats.planned,
                        done=counts.get("done", 0), cost_usd=_spent(store, eval_id),
                        sandbox=provider.name, duration_s=time.time() - t0, home=store.home,
-                       warnings=warnings, agents_stopped=tuple(stats.agents_stopped),
+                       warnings=warnings, journal=store.journal.shown_url,
+                       agents_stopped=tuple(stats.agents_stopped),
                        eval_budget_stopped=stats.eval_stopped)
 
 

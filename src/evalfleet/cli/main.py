@@ -105,7 +105,7 @@ def _finish(summary: EvalSummary, *, show_report: bool = True, warn: bool = Fals
               f"committed, ${summary.cost_usd:.4f}, {summary.duration_s:.1f}s, "
               f"sandbox {summary.sandbox or '-'}")
     err.print(f"results: {summary.home / 'results' / f'eval_id={summary.eval_id}'}  "
-              f"journal: {summary.home / 'journal.db'}")
+              f"journal: {summary.journal or summary.home / 'journal.db'}")
     if summary.status == "budget_stopped":
         stopped = list(summary.agents_stopped)
         eval_too = summary.eval_budget_stopped or not stopped

@@ -34,7 +34,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 from evalfleet.spec.plan import AdaptiveRuns
 
@@ -115,10 +114,14 @@ class Round:
 
 
 def _t(n_tasks: int) -> float:
+    from scipy import stats as sps  # here: scipy costs every importer of the api a second
+
     return float(sps.t.ppf(1 - ALPHA / 2, n_tasks - 1))
 
 
 def _wilson_half(x: float, n: int) -> float:
+    from scipy import stats as sps
+
     z = float(sps.norm.ppf(1 - ALPHA / 2))
     p = x / n
     return z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))

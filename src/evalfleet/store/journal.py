@@ -195,6 +195,8 @@ class Journal:
 
     def __init__(self, url: str, *, engine: Engine | None = None, readonly: bool = False) -> None:
         self.url = url
+        self.shown_url = _shown(url)
+        """The URL with its password masked, for messages."""
         self.readonly = readonly
         self._has_stratum: bool | None = None
         self.engine: Engine = engine or _engine(url)
