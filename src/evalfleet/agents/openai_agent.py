@@ -77,6 +77,15 @@ def _unknown_model(exc: openai.APIStatusError) -> bool:
     return "model" in text and ("not found" in text or "does not exist" in text)
 
 
+def _tokens(value: Any) -> int:
+    """A token count the server reported: a non-negative int, else 0. A hostile or broken
+    server's negative count would give the call a negative cost, paying money back into the
+    budget."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        return 0
+    return value
+
+
 def _cached_tokens(usage: Any, prompt_tokens: int) -> int:
     """``usage.prompt_tokens_details.cached_tokens`` (part of the prompt tokens), 0 when the
     server does not report it; never more than the prompt."""
@@ -176,8 +185,8 @@ class OpenAIAgent:
                                duration_s=round(time.time() - t0, 4))
             raise InfraError(f"model API {type(exc).__name__} at {base_url}") from None
         usage = resp.usage
-        tin = usage.prompt_tokens if usage else 0
-        tout = usage.completion_tokens if usage else 0
+        tin = _tokens(getattr(usage, "prompt_tokens", 0))
+        tout = _tokens(getattr(usage, "completion_tokens", 0))
         tcached = _cached_tokens(usage, tin)
         ctx.gate.settle(key, estimate, tin + tout)
         ctx.usage.tokens_in += tin
