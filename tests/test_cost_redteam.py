@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+import yaml
 
+from evalfleet import api
 from evalfleet.agents.base import AgentContext
 from evalfleet.agents.openai_agent import OpenAIAgent, OpenAIAgentArgs
 from evalfleet.cost.prices import ModelPrice, PriceTable
+from evalfleet.settings import Settings
 from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.task import Task
 from evalfleet.spec.trajectory import Trajectory
@@ -65,3 +69,40 @@ def test_a_hostile_usage_never_makes_a_call_cost_less_than_nothing(usage: dict[s
     calls = [json.loads(json.dumps(e)) for e in ctx.trajectory.to_dict()["events"]
              if e["kind"] == "model_call"]
     assert calls and all(c["tokens_in"] >= 0 and c["tokens_out"] >= 0 for c in calls)
+
+
+# --- plan review: history tokens are priced at the agent's price now ----------------------
+
+def _review_plan(path: Path, agent_extra: dict[str, Any]) -> Path:
+    plan = {"name": "reprice", "suite": {"builtin": "humaneval", "limit": 4}, "runs_per_task": 1,
+            "agents": [{"name": "agent", "kind": "openai", "model": "sim-large",
+                        "args": {"base_url": "{simulator}", "api_key_env": None,
+                                 "tools": False}, **agent_extra}],
+            "execution": {"max_in_flight": 4},
+            "simulator": {"models": {"sim-large": {"skill": 0.8, "latency_s": 0.0}}, "seed": 3}}
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def test_plan_review_prices_history_at_the_agents_price_now(tmp_path: Path,
+                                                           settings: Settings) -> None:
+    """An agent's price is outside its fingerprint, so history run at one price matches a plan
+    at another: free (or unpriced) history reviewed as $0 model cost under a real price would
+    make a plan look free and fit any budget."""
+    summary = api.run(_review_plan(tmp_path / "free.yaml", {"price": 0}), settings=settings)
+    assert summary.status == "completed"
+    _, rows = api.query("SELECT sum(tokens_in), sum(tokens_cached), sum(tokens_out), "
+                           "sum(cost_usd), count(*) FROM runs", settings=settings)
+    tin, tcached, tout, charged, n = rows[0]
+    assert charged == 0 and tin > 0
+    priced = {"price": {"input_per_mtok": 3.0, "output_per_mtok": 15.0,
+                        "cached_input_per_mtok": 0.3}}
+    r = api.review_plan(_review_plan(tmp_path / "priced.yaml", priced), settings=settings)
+    (agent,) = r["agents"]
+    assert agent["source"] == "history"
+    expected = ((tin - tcached) * 3.0 + tcached * 0.3 + tout * 15.0) / 1e6 / n
+    assert agent["unit"]["model_usd"] == pytest.approx(expected, rel=1e-6)
+    # and the same history under its own price is what those runs were charged: $0
+    same = api.review_plan(_review_plan(tmp_path / "free2.yaml", {"price": 0}),
+                           settings=settings)
+    assert same["agents"][0]["unit"]["model_usd"] == 0

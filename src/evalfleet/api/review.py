@@ -8,8 +8,9 @@ for all the plan's agents, and nothing else is touched.
 Where each figure comes from:
 
 * **history**: committed runs in the home with the agent's fingerprint (``agent_fingerprint``)
-  and the task's ``task_hash``. A task with history gets its own mean model cost
-  (``cost_usd``, what those runs were charged), tokens and wall seconds; a task without gets
+  and the task's ``task_hash``. A task with history gets its own mean tokens (input, cached,
+  output), priced at the agent's price now (price is outside the fingerprint, so runs charged
+  at another price, free or unpriced, match too), and wall seconds; a task without gets
   the mean over the agent's history on other tasks. Infrastructure is re-priced at this plan's
   rate: each eval's ``infra_cost_usd`` is turned back into sandbox seconds with that eval's
   rate (or ``latency_s`` where it had none).
@@ -93,6 +94,7 @@ class _Sums:
     s: float = 0.0
     s2: float = 0.0
     binary: bool = True
+    tokens_cached: float = 0.0
 
     def add(self, o: _Sums) -> None:
         self.n += o.n
@@ -100,6 +102,7 @@ class _Sums:
         self.infra_seconds += o.infra_seconds
         self.tokens_in += o.tokens_in
         self.tokens_out += o.tokens_out
+        self.tokens_cached += o.tokens_cached
         self.latency += o.latency
         self.k += o.k
         self.s += o.s
@@ -161,7 +164,8 @@ def _history(store: Store | None, agents: tuple[AgentSpec, ...]) -> dict[str, _H
                    coalesce(sum(score) FILTER (WHERE {scored}), 0),
                    coalesce(sum(score * score) FILTER (WHERE {scored}), 0),
                    coalesce(bool_and(passed IS NOT NULL AND score IN (0, 1))
-                            FILTER (WHERE {scored}), true)
+                            FILTER (WHERE {scored}), true),
+                   sum({col('tokens_cached')})
             FROM runs
             WHERE agent_fingerprint IN ({marks}) AND status <> 'cancelled'{fresh}
             GROUP BY ALL""", fps).fetchall()
@@ -169,12 +173,13 @@ def _history(store: Store | None, agents: tuple[AgentSpec, ...]) -> dict[str, _H
         con.close()
     rates = _eval_rates(store, {str(r[1]) for r in rows if float(r[6]) > 0})
     out: dict[str, _History] = defaultdict(_History)
-    for fp, eval_id, task_id, task_hash, n, cost, infra, tin, tout, lat, k, s, s2, binary in rows:
+    for (fp, eval_id, task_id, task_hash, n, cost, infra, tin, tout, lat, k, s, s2, binary,
+         cached) in rows:
         rate = rates.get(str(eval_id), 0.0)
         # sandbox seconds of all attempts, from the eval's own rate; else the final attempt's
         seconds = float(infra) * 3600.0 / rate if rate > 0 else float(lat)
         part = _Sums(int(n), float(cost), seconds, float(tin), float(tout), float(lat),
-                     int(k), float(s), float(s2), bool(binary))
+                     int(k), float(s), float(s2), bool(binary), float(cached))
         hist = out[str(fp)]
         hist.tasks.setdefault(str(task_hash), _Sums()).add(part)
         hist.ids.add(str(task_id))
@@ -285,8 +290,11 @@ def _from_history(agent: AgentSpec, tasks: tuple[Task, ...], hist: _History,
         own = hist.own(t)
         s = own if own is not None else overall
         matched += own is not None
-        # weight each task equally (runs per task are equal in the plan)
-        total.cost += s.cost / s.n
+        # weight each task equally (runs per task are equal in the plan); model dollars are
+        # the history's tokens at the agent's price now (its price is outside the fingerprint:
+        # runs charged at another price, free or unpriced, match it too)
+        total.cost += price.cost(int(s.tokens_in), int(s.tokens_out),
+                                 int(s.tokens_cached)) / s.n
         total.infra_seconds += s.infra_seconds / s.n
         total.tokens_in += s.tokens_in / s.n
         total.tokens_out += s.tokens_out / s.n
