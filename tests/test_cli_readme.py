@@ -125,7 +125,8 @@ def test_every_documented_command_runs(tmp_path: Path, monkeypatch: pytest.Monke
     _, rows = api.query("SELECT run_id FROM runs ORDER BY passed, run_id", settings=settings)
     values = {"EVAL_ID": eval_id, "RUN_ID": rows[0][0], "SUITE": "repo-tasks", "C": "bugfix",
               "FILE": str(tmp_path / "out.txt"), "BASE": f"{eval_id}/demo-agent@1",
-              "NEW": f"{eval_id}/demo-agent@2", "AGENT@VERSION": "demo-agent@1"}
+              "NEW": f"{eval_id}/demo-agent@2", "AGENT@VERSION": "demo-agent@1",
+              "DAYS": "7"}
     ran: list[str] = []
     for command in commands:
         if command in demos:
