@@ -12,6 +12,7 @@ import openai
 import pytest
 import yaml
 
+from conftest import write_jsonl_suite, write_plan
 from evalfleet import api
 from evalfleet.agents.base import AgentContext
 from evalfleet.agents.openai_agent import OpenAIAgent, OpenAIAgentArgs
@@ -106,3 +107,34 @@ def test_plan_review_prices_history_at_the_agents_price_now(tmp_path: Path,
     same = api.review_plan(_review_plan(tmp_path / "free2.yaml", {"price": 0}),
                            settings=settings)
     assert same["agents"][0]["unit"]["model_usd"] == 0
+
+
+# --- plan review of a deep plan: reuse keys only for repeats the home has ---------------------
+
+def test_plan_review_of_a_deep_plan_builds_keys_only_for_repeats_with_history(
+        tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runs: {max: 1000}` with reuse made the review build tasks x agents x 1000 reuse keys
+    (5,000 tasks: a minute and 5 GB), although no earlier run has a repeat past the home's
+    deepest: only those repeats can have a source."""
+    from evalfleet.store import reuse as reuse_mod
+
+    suite = write_jsonl_suite(tmp_path / "suite.jsonl", 5)
+    agent = {"name": "noop", "version": "1", "kind": "python",
+             "args": {"callable": "evalfleet.testing.agents:noop"}}
+    first = write_plan(tmp_path / "first.yaml", name="first", suite={"path": str(suite)},
+                       runs_per_task=2, agents=[agent])
+    assert api.run(first, settings=settings).status == "completed"
+    deep = write_plan(tmp_path / "deep.yaml", name="deep", suite={"path": str(suite)},
+                      reuse=True, runs={"min": 1, "max": 1000, "target_halfwidth": 0.01},
+                      agents=[agent])
+    seen: list[int] = []
+    real = reuse_mod.find_sources
+
+    def counting(home: Path, paths: list[str], keys: Any, **kw: Any) -> Any:
+        seen.append(len(keys))
+        return real(home, paths, keys, **kw)
+
+    monkeypatch.setattr(reuse_mod, "find_sources", counting)
+    r = api.review_plan(deep, settings=settings)
+    assert r["reuse"]["runs"] == {"min": 5, "max": 10}  # repeats 0 and 1 of the 5 tasks
+    assert seen and max(seen) <= 5 * 2

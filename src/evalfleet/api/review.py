@@ -671,6 +671,26 @@ def _wall(plan: Plan, agents: list[dict[str, Any]], units: list[_Unit], workers:
     return out
 
 
+def _repeats_in(store: Store, paths: list[str], agents: tuple[AgentSpec, ...]) -> int:
+    """1 + the deepest repeat of the agents' committed runs in the home (0: none)."""
+    if not paths:
+        return 0
+    from evalfleet.store.warehouse import connect
+
+    fps = sorted({a.fingerprint for a in agents})
+    con = connect(store.home, paths)
+    try:
+        cols = {str(r[0]) for r in con.execute("SELECT name FROM pragma_table_info('runs')")
+                .fetchall()}
+        if not {"agent_fingerprint", "repeat"} <= cols:
+            return 0
+        row = con.execute(f"SELECT max(\"repeat\") FROM runs WHERE agent_fingerprint IN "
+                          f"({', '.join('?' for _ in fps)})", fps).fetchone()
+    finally:
+        con.close()
+    return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+
 def _reuse(plan: Plan, tasks: tuple[Task, ...], store: Store | None,
            settings: Settings) -> dict[str, Any]:
     """Runs an eval with ``reuse: true`` would take from earlier committed runs."""
@@ -689,7 +709,10 @@ def _reuse(plan: Plan, tasks: tuple[Task, ...], store: Store | None,
                                hidden_paths=hidden_from_sandboxes(plan, settings.home)).name
     except InfraError:
         sandbox = "none"
-    keys = plan_keys(tasks, plan.agents, sandbox, range(plan.max_runs))
+    # a source has the key's repeat, so repeats past the home's deepest have none: a deep plan
+    # (runs: {max: 1000}) over a large suite must not build a key for every repeat
+    keys = plan_keys(tasks, plan.agents, sandbox,
+                     range(min(plan.max_runs, _repeats_in(store, paths, plan.agents))))
     found = find_sources(store.home, paths, keys)
     index = {a.fingerprint: i for i, a in enumerate(plan.agents)}
     per = [[0, 0, 0.0, 0.0] for _ in range(n)]
