@@ -22,10 +22,13 @@ PUBLIC = {
     "TaskTimeoutError", "InfraError", "RateLimitedError", "ScorerError", "ConfigError",
 }
 
-API = {"CLUSTER_KEYS", "EvalSummary", "ProgressHook", "check_plan", "compare", "compare_text",
-       "costs", "create_eval", "dumps", "execute", "list_suites", "list_tasks", "open_reader",
+API = {"CLUSTER_KEYS", "EvalSummary", "ProgressHook", "check_plan", "compact", "compare",
+       "compare_text",
+       "costs", "create_eval", "dumps", "execute", "export_runs", "import_inspect",
+       "import_jsonl", "list_suites", "list_tasks", "open_reader",
        "open_store", "plan_power", "query", "report", "report_text", "resolve_eval_id",
-       "resume", "review_plan", "run", "run_ids", "show_run", "status", "validate_plan"}
+       "resume", "review_plan", "run", "run_ids", "show_run", "slice_runs", "status",
+       "validate_plan"}
 
 
 def test_top_level_names_are_exactly_the_public_api() -> None:

@@ -10,8 +10,12 @@ names:
 - :mod:`~evalfleet.api.reads`: read-only status, reports, comparisons, queries, single runs;
 - :mod:`~evalfleet.api.catalog`: the suites and tasks that can be run;
 - :mod:`~evalfleet.api.costs`: spend across every eval of a home;
+- :mod:`~evalfleet.api.imports` / :mod:`~evalfleet.api.exports`: Inspect AI logs and JSON Lines
+  in, Parquet and CSV out;
+- :mod:`~evalfleet.api.maintenance`: compaction of a home's results files;
 - :mod:`~evalfleet.api.power`: planning from power;
 - :mod:`~evalfleet.api.review`: what a plan will cost, take and detect, before it runs;
+- :mod:`~evalfleet.api.slices`: one structured question over every run, with intervals;
 - :mod:`~evalfleet.api.output`: JSON, Markdown and HTML output.
 
 Names are imported when first used, so a command pays only for the modules it needs (the
@@ -33,6 +37,10 @@ _EXPORTS: dict[str, str] = {
     "resume": "evalfleet.api.driver",
     "run": "evalfleet.api.driver",
     "create_eval": "evalfleet.api.evals",
+    "export_runs": "evalfleet.api.exports",
+    "import_inspect": "evalfleet.api.imports",
+    "import_jsonl": "evalfleet.api.imports",
+    "compact": "evalfleet.api.maintenance",
     "run_ids": "evalfleet.api.evals",
     "compare_text": "evalfleet.api.output",
     "dumps": "evalfleet.api.output",
@@ -48,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "show_run": "evalfleet.api.reads",
     "status": "evalfleet.api.reads",
     "review_plan": "evalfleet.api.review",
+    "slice_runs": "evalfleet.api.slices",
     "check_plan": "evalfleet.api.validation",
     "validate_plan": "evalfleet.api.validation",
 }
@@ -57,12 +66,16 @@ __all__ = [
     "EvalSummary",
     "ProgressHook",
     "check_plan",
+    "compact",
     "compare",
     "compare_text",
     "costs",
     "create_eval",
     "dumps",
     "execute",
+    "export_runs",
+    "import_inspect",
+    "import_jsonl",
     "list_suites",
     "list_tasks",
     "open_reader",
@@ -77,6 +90,7 @@ __all__ = [
     "run",
     "run_ids",
     "show_run",
+    "slice_runs",
     "status",
     "validate_plan",
 ]
@@ -86,6 +100,9 @@ if TYPE_CHECKING:
     from evalfleet.api.costs import costs
     from evalfleet.api.driver import EvalSummary, ProgressHook, execute, resume, run
     from evalfleet.api.evals import create_eval, run_ids
+    from evalfleet.api.exports import export_runs
+    from evalfleet.api.imports import import_inspect, import_jsonl
+    from evalfleet.api.maintenance import compact
     from evalfleet.api.output import compare_text, dumps, report_text
     from evalfleet.api.power import plan_power
     from evalfleet.api.reads import (
@@ -100,6 +117,7 @@ if TYPE_CHECKING:
         status,
     )
     from evalfleet.api.review import review_plan
+    from evalfleet.api.slices import slice_runs
     from evalfleet.api.validation import check_plan, validate_plan
 
 

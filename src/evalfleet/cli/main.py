@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from evalfleet.cli import inspect_cmds
+from evalfleet.cli import inspect_cmds, io_cmds, slice_cmd
 from evalfleet.cli.plan_cmds import plan_app
 from evalfleet.errors import EvalfleetError, SpecError
 
@@ -306,11 +306,46 @@ def query(sql: Annotated[str, typer.Argument(help="One SELECT over the view 'run
     out.print(t)
 
 
+@app.command()
+def compact(eval_id: Annotated[str | None, typer.Argument(
+                help="Eval id (or a unique prefix); every eval when omitted.")] = None,
+            dry_run: Annotated[bool, typer.Option(
+                "--dry-run", help="Say what would be merged; write nothing.")] = False,
+            home: HomeOpt = None, json_: JsonOpt = False) -> None:
+    """Merge an eval's small results files into large sorted ones (drivers do this as evals
+    run and end; this is for homes written before, or evals left with small files).
+
+    A writer: it holds each eval's claim while it works, and refuses an eval another driver
+    is running. Superseded files are deleted a grace period (5 minutes) after the swap.
+    """
+    from evalfleet import api
+
+    data = api.compact(eval_id, settings=_settings(home), dry_run=dry_run)
+    if json_:
+        sys.stdout.write(api.dumps(data) + "\n")
+        return
+    verb = "would merge" if dry_run else "merged"
+    for e in data["evals"]:
+        if "skipped" in e:
+            err.print(f"eval {e['eval_id']}: skipped: {escape(e['skipped'])}")
+            continue
+        merged = sum(m["inputs"] for m in e["merges"])
+        sizes = ("" if dry_run else f", {e['bytes_before']:,} -> {e['bytes_after']:,} bytes")
+        out.print(f"eval {e['eval_id']}: {e['rows']:,} rows, {verb} {merged} of "
+                  f"{e['files_before']} files into {len(e['merges'])} "
+                  f"({e['files_after']} files now{' after' if dry_run else ''}){sizes}"
+                  + (f", {len(e['purged'])} superseded files deleted" if e["purged"] else ""),
+                  highlight=False)
+
+
 # after the commands above, so that --help lists them in the order a user needs them
 app.command("show")(inspect_cmds.show)
 app.command("costs")(inspect_cmds.costs)
 app.command("suites")(inspect_cmds.suites)
 app.command("tasks")(inspect_cmds.tasks)
+app.command("slice")(slice_cmd.slice_)
+app.add_typer(io_cmds.import_app, name="import")
+app.command("export")(io_cmds.export)
 
 
 def _usage_error(exc: typer.TyperException) -> int:
