@@ -86,9 +86,9 @@ RATE_METRICS = frozenset({"pass_rate", "score"})
 """Metrics in [0, 1], which get the report's rate intervals and McNemar for binary K = 1."""
 
 MIN_TASKS = 5
-"""Fewest tasks for an estimate (each side) or a paired test. Five is the fewest at which the
-tests can reach p < 0.05: all 5 discordant one way gives McNemar mid-p 1/32 and the exact
-permutation p 2/32, while with 4 the smallest p is 1/16."""
+"""Fewest tasks for an estimate (each side) or a paired test. Below 5 no test compare chooses
+can reach p < 0.05 (4 tasks all discordant one way: McNemar mid-p 1/16, exact permutation 1/8);
+at 5, McNemar's mid-p can (1/32), the exact permutation test from 6 on (2/64)."""
 MAX_BY = 2
 
 _OPS = ("!=", ">=", "<=", "==", "=", ">", "<")
