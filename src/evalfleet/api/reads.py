@@ -297,7 +297,7 @@ def show_run(run_ref: str, *, settings: Settings | None = None) -> dict[str, Any
         row = table.filter(pc.equal(table.column("run_id"), run_id)).to_pylist()[0]
         row["metrics"] = dict(row.get("metrics") or [])
         uri = row.get("trajectory_uri")
-        trajectory = read_trajectory(store.home, uri) if uri else None
+        trajectory = read_trajectory(store.home, uri, run_id) if uri else None
     finally:
         store.close()
     events = list((trajectory or {}).get("events", []))

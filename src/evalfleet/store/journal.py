@@ -72,6 +72,10 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_runs_stratum", "runs", "stratum",
               "ALTER TABLE runs ADD COLUMN stratum VARCHAR(100)"),
+    Migration("0002_batches_superseded_by", "batches", "superseded_by",
+              "ALTER TABLE batches ADD COLUMN superseded_by VARCHAR(64)"),
+    Migration("0003_batches_superseded_at", "batches", "superseded_at",
+              "ALTER TABLE batches ADD COLUMN superseded_at FLOAT"),
 )
 """Named migrations, oldest first. Only ever append."""
 
@@ -199,6 +203,7 @@ class Journal:
         """The URL with its password masked, for messages."""
         self.readonly = readonly
         self._has_stratum: bool | None = None
+        self._has_superseded: bool | None = None
         self.engine: Engine = engine or _engine(url)
         if readonly:
             return  # tables are never created by a reader
@@ -422,8 +427,12 @@ class Journal:
         with self.engine.begin() as conn:
             conn.execute(evals.update().where(evals.c.eval_id == eval_id).values(**values))
 
-    def claim_driver(self, eval_id: str, driver: str, stale_after_s: float) -> None:
+    def claim_driver(self, eval_id: str, driver: str, stale_after_s: float, *,
+                     maintenance: bool = False) -> None:
         """Make ``driver`` the eval's driver; refuse if another live driver holds it.
+
+        ``maintenance`` (``evalfleet compact``) takes the same claim without marking the eval
+        running: its status and start time stay as they are.
 
         The claim is one conditional UPDATE (compare-and-set), so of several drivers claiming
         at once exactly one wins. Another driver's claim is taken over only when its heartbeat
@@ -435,8 +444,9 @@ class Journal:
         """
         for _ in range(10):
             now = time.time()
-            taken = {"driver": driver, "driver_heartbeat": now, "started_at": now,
-                     "status": "running"}
+            taken: dict[str, Any] = {"driver": driver, "driver_heartbeat": now}
+            if not maintenance:
+                taken.update(started_at=now, status="running")
             free = or_(evals.c.driver.is_(None), evals.c.driver == driver,
                        evals.c.driver_heartbeat.is_(None),
                        evals.c.driver_heartbeat < now - stale_after_s)
@@ -700,12 +710,96 @@ class Journal:
             return frozenset(conn.execute(select(runs.c.task_id).distinct().where(and_(
                 runs.c.eval_id == eval_id, runs.c.agent_index == agent_index))).scalars())
 
-    def iter_batches(self, eval_id: str) -> Iterator[dict[str, Any]]:
-        """Committed batches of the eval, oldest first."""
+    @property
+    def has_superseded(self) -> bool:
+        """Whether the batches table has the compaction columns (a reader of a journal no
+        writer has migrated yet sees it without; then no batch was ever compacted). Only a
+        yes is cached: a writer may migrate the journal while this object is open."""
+        if not self._has_superseded:
+            self._has_superseded = "superseded_by" in self._columns("batches")
+        return bool(self._has_superseded)
+
+    def iter_batches(self, eval_id: str, *,
+                     include_superseded: bool = False) -> Iterator[dict[str, Any]]:
+        """Live committed batches of the eval, oldest first, read in one SELECT.
+
+        A batch that compaction superseded is left out (its rows are in the compacted batch)
+        unless ``include_superseded``; so a reader sees every committed row exactly once.
+        """
+        stmt = select(batches).where(batches.c.eval_id == eval_id)
+        if not include_superseded and self.has_superseded:
+            stmt = stmt.where(batches.c.superseded_by.is_(None))
         with self.engine.connect() as conn:
-            for row in conn.execute(select(batches).where(batches.c.eval_id == eval_id)
-                                    .order_by(batches.c.committed_at)).mappings():
-                yield dict(row)
+            rows = [dict(r) for r in conn.execute(
+                stmt.order_by(batches.c.committed_at, batches.c.batch_id)).mappings()]
+        yield from rows
+
+    def live_results_paths(self, eval_id: str | None = None) -> list[str]:
+        """Parquet files of the live batches (of ``eval_id``, else of every eval), read in
+        one SELECT: each committed row is in exactly one of them."""
+        stmt = select(batches.c.results_path)
+        if eval_id is not None:
+            stmt = stmt.where(batches.c.eval_id == eval_id)
+        if self.has_superseded:
+            stmt = stmt.where(batches.c.superseded_by.is_(None))
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(stmt).scalars())
+
+    def commit_compaction(self, *, eval_id: str, batch_id: str, results_path: str,
+                          trajectories_path: str | None, n_rows: int,
+                          replaced: Sequence[str], now: float | None = None) -> None:
+        """Swap compacted files in, in one transaction: record the new batch, move the
+        replaced batches' runs to it and mark those batches superseded.
+
+        Raises:
+            StoreError: a replaced batch is not a live batch of the eval (another compaction
+                got there first), or their rows do not add up to ``n_rows``; nothing changes.
+        """
+        now = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            conn.execute(batches.insert().values(
+                batch_id=batch_id, eval_id=eval_id, results_path=results_path,
+                trajectories_path=trajectories_path, n_rows=n_rows, committed_at=now))
+            swapped = total = 0
+            for i in range(0, len(replaced), 500):
+                chunk = list(replaced[i:i + 500])
+                live = and_(batches.c.batch_id.in_(chunk), batches.c.eval_id == eval_id,
+                            batches.c.superseded_by.is_(None))
+                total += int(conn.execute(select(func.coalesce(func.sum(batches.c.n_rows), 0))
+                                          .where(live)).scalar_one())
+                swapped += conn.execute(batches.update().where(live).values(
+                    superseded_by=batch_id, superseded_at=now)).rowcount
+            # one pass over the eval's runs, not one per chunk of replaced batches
+            moved = select(batches.c.batch_id).where(batches.c.superseded_by == batch_id)
+            conn.execute(runs.update().where(and_(runs.c.eval_id == eval_id,
+                                                  runs.c.batch_id.in_(moved.scalar_subquery())))
+                         .values(batch_id=batch_id))
+            if swapped != len(replaced) or total != n_rows:
+                raise StoreError(f"compaction of eval {eval_id}: {len(replaced) - swapped} of "
+                                 f"{len(replaced)} batches are no longer live, or their "
+                                 f"{total} rows are not the {n_rows} compacted; nothing changed")
+
+    def retired_batches(self, eval_id: str | None = None, *,
+                        before: float) -> list[dict[str, Any]]:
+        """Batches superseded before ``before`` (of ``eval_id``, else of every eval)."""
+        if not self.has_superseded:
+            return []
+        stmt = select(batches).where(and_(batches.c.superseded_by.is_not(None),
+                                          batches.c.superseded_at < before))
+        if eval_id is not None:
+            stmt = stmt.where(batches.c.eval_id == eval_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt.order_by(batches.c.batch_id)).mappings()]
+
+    def drop_retired(self, batch_ids: Sequence[str]) -> int:
+        """Forget superseded batches whose files are deleted; a live batch is never dropped."""
+        n = 0
+        with self.engine.begin() as conn:
+            for i in range(0, len(batch_ids), 500):
+                n += conn.execute(batches.delete().where(and_(
+                    batches.c.batch_id.in_(list(batch_ids[i:i + 500])),
+                    batches.c.superseded_by.is_not(None)))).rowcount
+        return n
 
     def has_batch(self, batch_id: str) -> bool:
         """Whether the batch is committed."""

@@ -80,6 +80,72 @@ RESULTS_SCHEMA = pa.schema([
 ])
 
 
+RESULTS_SCHEMA_VERSION = 1
+"""Version of :data:`RESULTS_SCHEMA`, written into every Parquet file's key-value metadata
+under :data:`SCHEMA_VERSION_KEY`. Files without it are version 0 (written before files were
+versioned; they differ from version 1 only by columns added since, which read as NULL).
+
+The rule: a column is only ever added (readers use ``union_by_name``, so an older file reads
+with NULL there), never retyped or reused under another meaning; a rename goes through a
+named :class:`ResultsMigration`, applied on read. Bump the version with each added column or
+migration."""
+
+SCHEMA_VERSION_KEY = b"evalfleet.schema_version"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsMigration:
+    """A column renamed in :data:`RESULTS_SCHEMA`, applied whenever files are read.
+
+    Files older than ``version`` have the column as ``old``; readers see it as ``new``
+    (DuckDB's ``runs`` view takes ``coalesce(new, old)``, compaction renames it in the rows
+    it rewrites, which are then written at the current version).
+    """
+
+    name: str
+    version: int
+    old: str
+    new: str
+
+
+RESULTS_MIGRATIONS: tuple[ResultsMigration, ...] = ()
+"""Named results-schema migrations, oldest first. Only ever append."""
+
+
+def schema_version(metadata: dict[bytes, bytes] | None) -> int:
+    """The results-schema version of a Parquet file from its key-value metadata (0: none)."""
+    raw = (metadata or {}).get(SCHEMA_VERSION_KEY)
+    try:
+        return int(raw) if raw is not None else 0
+    except ValueError:
+        return 0
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Rows of any earlier schema version as the current :data:`RESULTS_SCHEMA`: migrations
+    applied, columns added since filled with NULL, types cast.
+
+    Raises:
+        StoreError: the table has a column this version does not know (a newer writer's):
+            rewriting it would lose that column.
+    """
+    for m in RESULTS_MIGRATIONS:
+        if m.old in table.column_names and m.new not in table.column_names:
+            table = table.rename_columns([m.new if c == m.old else c for c in table.column_names])
+    unknown = [c for c in table.column_names if RESULTS_SCHEMA.get_field_index(c) < 0]
+    if unknown:
+        raise StoreError(f"results columns {', '.join(unknown)} are unknown to this version "
+                         "of evalfleet (written by a newer one); upgrade before compacting")
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
+            else pa.nulls(table.num_rows, f.type) for f in RESULTS_SCHEMA]
+    return pa.Table.from_arrays(cols, schema=RESULTS_SCHEMA)
+
+
+def versioned_schema() -> pa.Schema:
+    """:data:`RESULTS_SCHEMA` with the version in its key-value metadata."""
+    return RESULTS_SCHEMA.with_metadata({SCHEMA_VERSION_KEY: str(RESULTS_SCHEMA_VERSION)})
+
+
 @dataclass(frozen=True, slots=True)
 class RowContext:
     """Plan-level facts added to every row of an eval."""
@@ -119,7 +185,7 @@ def _ts(t: float) -> datetime | None:
     return datetime.fromtimestamp(t, UTC) if t else None
 
 
-def _eval_dirs(home: Path, eval_id: str) -> tuple[Path, Path]:
+def eval_dirs(home: Path, eval_id: str) -> tuple[Path, Path]:
     """The eval's own results and trajectories directories (nothing else's)."""
     if not _SAFE_ID.match(eval_id) or ".." in eval_id:
         raise StoreError(f"eval id {eval_id!r} cannot name a directory")
@@ -164,7 +230,7 @@ class ResultsWriter:
     def write(self, ctx: RowContext, results: Sequence[RunResult]) -> WrittenBatch:
         """Write a batch's files (not yet committed)."""
         batch_id = uuid.uuid4().hex[:20]
-        results_dir, traj_dir = _eval_dirs(self.home, ctx.eval_id)
+        results_dir, traj_dir = eval_dirs(self.home, ctx.eval_id)
         rel_results = f"results/eval_id={ctx.eval_id}/{batch_id}.parquet"
         rel_traj = f"trajectories/{ctx.eval_id}/{batch_id}.jsonl.zst"
         by_id = ctx.suite.by_id
@@ -195,7 +261,7 @@ class ResultsWriter:
             )
             for name, value in zip(cols, values, strict=True):
                 cols[name].append(value)
-        table = pa.table(cols, schema=RESULTS_SCHEMA)
+        table = pa.table(cols, schema=versioned_schema())
         private_dir(results_dir)
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf, compression="zstd")
@@ -226,7 +292,7 @@ def remove_orphans(home: Path, eval_id: str, referenced: set[str], *,
     """
     now = time.time() if now is None else now
     removed: list[str] = []
-    for base in _eval_dirs(home, eval_id):
+    for base in eval_dirs(home, eval_id):
         if not base.is_dir():
             continue
         for f in base.iterdir():
@@ -246,15 +312,36 @@ def remove_orphans(home: Path, eval_id: str, referenced: set[str], *,
     return sorted(removed)
 
 
-def read_trajectory(home: Path, uri: str) -> dict[str, Any] | None:
-    """Load one run's trajectory from ``path#run_id``."""
-    rel, _, run_id = uri.partition("#")
+def read_trajectory(home: Path, uri: str, run_id: str | None = None) -> dict[str, Any] | None:
+    """Load one run's trajectory from its ``trajectory_uri``.
+
+    Two forms: ``path#RUN_ID`` (a batch's file, one zstd frame: the line of RUN_ID) and
+    ``path#@OFFSET`` (a compacted file of many zstd frames: the frame starting at byte OFFSET
+    holds the line of the row's run, ``run_id``). None when the file or line is gone.
+    """
+    rel, _, frag = uri.partition("#")
     path = home / rel
-    if not path.exists():
-        return None
-    data = zstandard.ZstdDecompressor().decompress(path.read_bytes())
+    if frag.startswith("@"):
+        if run_id is None or not frag[1:].isdigit():
+            return None
+        want = run_id
+        try:
+            with path.open("rb") as fh:
+                fh.seek(int(frag[1:]))
+                data = zstandard.ZstdDecompressor().stream_reader(
+                    fh, read_across_frames=False).read()
+        except (FileNotFoundError, zstandard.ZstdError):
+            return None
+    else:
+        want = frag
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        data = zstandard.ZstdDecompressor().stream_reader(
+            io.BytesIO(raw), read_across_frames=True).read()
     for line in data.splitlines():
         obj: dict[str, Any] = json.loads(line)
-        if obj.get("run_id") == run_id:
+        if obj.get("run_id") == want:
             return obj
     return None

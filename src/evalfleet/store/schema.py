@@ -65,6 +65,11 @@ batches = Table(
     Column("trajectories_path", Text, comment="zstd JSONL of trajectories, relative to home."),
     Column("n_rows", Integer, nullable=False, comment="Rows in the batch."),
     Column("committed_at", Float, nullable=False, comment="Unix time committed."),
+    Column("superseded_by", String(64),
+           comment="Compacted batch that now holds this batch's rows; NULL while the batch is "
+                   "live. Readers list live batches only."),
+    Column("superseded_at", Float,
+           comment="Unix time it was superseded; its files are deleted a grace period later."),
 )
 
 migrations = Table(

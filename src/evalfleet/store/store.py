@@ -14,6 +14,8 @@ from pathlib import Path
 
 from evalfleet.errors import StoreError
 from evalfleet.spec.result import RunResult
+from evalfleet.store import compaction
+from evalfleet.store.compaction import CompactionReport, Policy
 from evalfleet.store.journal import CommitRow, Journal
 from evalfleet.store.results import (
     ORPHAN_GRACE_S,
@@ -50,6 +52,9 @@ class Store:
             private_dir(home)
             self.journal = Journal.open(home, journal_url)
         self.writer = ResultsWriter(home)
+        self.compaction_policy: Policy = compaction.DEFAULT_POLICY
+        self._auto: tuple[str, str] | None = None  # (eval, driver) compacted as batches commit
+        self._commits_since_look = 0
 
     @classmethod
     def open_readonly(cls, home: Path, journal_url: str | None = None) -> Store:
@@ -104,7 +109,55 @@ class Store:
             if not committed:
                 self.writer.remove(batch)
             raise
+        if self._auto is not None and self._auto[0] == ctx.eval_id:
+            self._commits_since_look += 1
+            if self._commits_since_look >= self.compaction_policy.fan_in:
+                self._commits_since_look = 0
+                self.maintain(ctx.eval_id, self._auto[1], final=False)
         return CommitReport(n, duplicates)
+
+    def auto_compact(self, eval_id: str, driver: str) -> None:
+        """As the eval's driver: purge its superseded files past their grace, and from now on
+        merge its small files as batches commit (a look every ``fan_in`` commits)."""
+        self._auto = (eval_id, driver)
+        self._commits_since_look = 0
+        self.maintain(eval_id, driver, final=False)
+
+    def maintain(self, eval_id: str, driver: str, *, final: bool) -> CompactionReport | None:
+        """Compact the eval (``final``: everything small, as when it ends) and purge retired
+        files past their grace, as its driver; a failure is logged, not raised: the rows are
+        committed either way, and stay in the files they are in."""
+        try:
+            rep = self.compact(eval_id, driver, final=final)
+            rep.purged = self.purge_retired(eval_id)
+            return rep
+        except Exception as exc:  # an optimisation must not fail the eval
+            compaction.log.warning("compaction of eval %s failed (its rows stay where they "
+                                   "are): %s", eval_id, exc)
+            return None
+
+    def compact(self, eval_id: str, driver: str, *, final: bool, dry_run: bool = False,
+                now: float | None = None) -> CompactionReport:
+        """Merge the eval's small results files (:mod:`evalfleet.store.compaction`).
+
+        Raises:
+            StoreError: ``driver`` does not hold the eval (unless ``dry_run``), or a merge
+                failed (that merge is not recorded; earlier ones are).
+        """
+        if not dry_run:
+            self._check_writable()
+            if not self.journal.holds(eval_id, driver):
+                raise StoreError(f"{driver} does not hold eval {eval_id}; only its driver "
+                                 "may compact it")
+        return compaction.compact_eval(self.home, self.journal, eval_id, final=final,
+                                       policy=self.compaction_policy, dry_run=dry_run, now=now)
+
+    def purge_retired(self, eval_id: str | None = None, *, grace_s: float = ORPHAN_GRACE_S,
+                      now: float | None = None) -> list[str]:
+        """Delete files of batches superseded by compaction more than ``grace_s`` ago."""
+        self._check_writable()
+        return compaction.purge_retired(self.home, self.journal, eval_id, grace_s=grace_s,
+                                        now=now)
 
     def remove_orphans(self, eval_id: str, driver: str, *,
                        grace_s: float = ORPHAN_GRACE_S) -> list[str]:
@@ -124,9 +177,9 @@ class Store:
                               grace_s=grace_s)
 
     def results_paths(self, eval_id: str) -> list[str]:
-        """Committed Parquet files of an eval."""
-        return [b["results_path"] for b in self.journal.iter_batches(eval_id)]
+        """Live committed Parquet files of an eval (one journal read: every row once)."""
+        return self.journal.live_results_paths(eval_id)
 
     def all_results_paths(self) -> list[str]:
-        """Committed Parquet files of every eval in the home."""
-        return sorted(p for p in self.journal.referenced_paths() if p.endswith(".parquet"))
+        """Live committed Parquet files of every eval in the home (one journal read)."""
+        return self.journal.live_results_paths()

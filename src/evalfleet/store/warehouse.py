@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 
 from evalfleet.errors import SpecError, StoreError
-from evalfleet.store.results import RESULTS_SCHEMA
+from evalfleet.store.results import RESULTS_MIGRATIONS, RESULTS_SCHEMA
 
 _READ_ONLY_STATEMENTS = frozenset({"SELECT"})
 """Statement types a user's query may be: SELECT, including WITH ... SELECT, VALUES, FROM ...,
@@ -30,7 +30,7 @@ def connect(home: Path, paths: list[str]) -> duckdb.DuckDBPyConnection:
         files = require_files(home, paths)
         if files:
             allowed = _allow(con, files)
-            rel = con.read_parquet(files, union_by_name=True)
+            rel = _migrated(con.read_parquet(files, union_by_name=True))
             if allowed:
                 rel.create_view("runs")
             else:  # a DuckDB without allowed_paths: keep the rows in memory instead
@@ -43,6 +43,28 @@ def connect(home: Path, paths: list[str]) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
+
+
+def _migrated(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """The rows with the named results-schema migrations applied: a column renamed since
+    some files were written reads under its new name, from whichever name a file has.
+
+    Without an old name among the files' columns (the usual case) the relation is returned as
+    it is, so DuckDB prunes row groups exactly as before.
+    """
+    cols = rel.columns
+    moves = {m.old: m for m in RESULTS_MIGRATIONS if m.old in cols}
+    if not moves:
+        return rel
+    renamed = {m.new: m.old for m in moves.values()}
+
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    exprs = [f"coalesce({q(c)}, {q(renamed[c])}) AS {q(c)}" if c in renamed else q(c)
+             for c in cols if c not in moves]
+    exprs += [f"{q(m.old)} AS {q(m.new)}" for m in moves.values() if m.new not in cols]
+    return rel.project(", ".join(exprs))
 
 
 def require_files(home: Path, paths: list[str]) -> list[str]:
