@@ -335,6 +335,7 @@ def prepare_inspect(path: Path, *, scorer: str | None = None, agent: str | None 
     eval_id = f"{_safe_name(task_name, 40)}-inspect-{short_hash('inspect', eval_key, length=12)}"
     tasks: dict[str, Task] = {}
     results: list[RunResult] = []
+    seen: set[tuple[str, int]] = set()
     max_epoch = 1
     for s in samples:
         task_id = str(s.id)
@@ -347,6 +348,9 @@ def prepare_inspect(path: Path, *, scorer: str | None = None, agent: str | None 
                 tasks[task_id] = _inspect_task(s, task_id, task_name, scorer_spec)
             except ValidationError as exc:
                 raise SpecError(f"{at}: {exc.errors()[0]['msg']}") from None
+        if (task_id, int(s.epoch)) in seen:
+            raise SpecError(f"{at}: the log holds this sample and epoch twice")
+        seen.add((task_id, int(s.epoch)))
         max_epoch = max(max_epoch, int(s.epoch))
         results.append(_inspect_run(s, at, primary, eval_id, agent_spec, log))
     suite = Suite(name=task_name[:200], version=str(spec.task_version),
