@@ -27,8 +27,8 @@ API = {"CLUSTER_KEYS", "EvalSummary", "ProgressHook", "check_plan", "compact", "
        "costs", "create_eval", "dumps", "execute", "export_runs", "import_inspect",
        "import_jsonl", "list_suites", "list_tasks", "open_reader",
        "open_store", "plan_power", "query", "report", "report_text", "resolve_eval_id",
-       "resume", "review_plan", "run", "run_ids", "show_run", "slice_runs", "status",
-       "validate_plan"}
+       "resume", "review_plan", "run", "run_ids", "set_reference", "show_run", "slice_runs",
+       "status", "trends", "validate_plan"}
 
 
 def test_top_level_names_are_exactly_the_public_api() -> None:

@@ -56,6 +56,8 @@ _EXPORTS: dict[str, str] = {
     "show_run": "evalfleet.api.reads",
     "status": "evalfleet.api.reads",
     "review_plan": "evalfleet.api.review",
+    "set_reference": "evalfleet.api.trends",
+    "trends": "evalfleet.api.trends",
     "slice_runs": "evalfleet.api.slices",
     "check_plan": "evalfleet.api.validation",
     "validate_plan": "evalfleet.api.validation",
@@ -89,9 +91,11 @@ __all__ = [
     "review_plan",
     "run",
     "run_ids",
+    "set_reference",
     "show_run",
     "slice_runs",
     "status",
+    "trends",
     "validate_plan",
 ]
 
@@ -118,6 +122,7 @@ if TYPE_CHECKING:
     )
     from evalfleet.api.review import review_plan
     from evalfleet.api.slices import slice_runs
+    from evalfleet.api.trends import set_reference, trends
     from evalfleet.api.validation import check_plan, validate_plan
 
 

@@ -253,9 +253,10 @@ def query(sql: str, *, eval_id: str | None = None,
             paths = store.results_paths(resolve_eval_id(store, eval_id))
         else:
             paths = store.all_results_paths()
+        # rollups and evals are read from the journal into the query's own tables
+        return run_query(settings.home, paths, sql, store.journal)
     finally:
         store.close()
-    return run_query(settings.home, paths, sql)
 
 
 def show_run(run_ref: str, *, settings: Settings | None = None) -> dict[str, Any]:

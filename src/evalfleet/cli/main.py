@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from evalfleet.cli import inspect_cmds, io_cmds, slice_cmd
+from evalfleet.cli import inspect_cmds, io_cmds, slice_cmd, trends_cmd
 from evalfleet.cli.plan_cmds import plan_app
 from evalfleet.errors import EvalfleetError, SpecError
 
@@ -343,6 +343,7 @@ app.command("show")(inspect_cmds.show)
 app.command("costs")(inspect_cmds.costs)
 app.command("suites")(inspect_cmds.suites)
 app.command("tasks")(inspect_cmds.tasks)
+app.command("trends")(trends_cmd.trends)
 app.command("slice")(slice_cmd.slice_)
 app.add_typer(io_cmds.import_app, name="import")
 app.command("export")(io_cmds.export)

@@ -44,7 +44,19 @@ from sqlalchemy.exc import (
 )
 
 from evalfleet.errors import SpecError, StoreError, UnknownEvalError
-from evalfleet.store.schema import batches, evals, metadata, migrations, runs
+from evalfleet.store.rollups import RunFact, aggregate
+from evalfleet.store.schema import (
+    ROLLUP_KEY,
+    alerts,
+    batches,
+    evals,
+    metadata,
+    migrations,
+    rollup_backfill,
+    rollups,
+    runs,
+    trend_references,
+)
 
 _CHUNK = 5000
 _PG_CREATE_LOCK = 0x6576616C666C6565  # PostgreSQL advisory lock held while creating tables
@@ -59,14 +71,17 @@ class Migration:
     """A change to the journal's tables since its first release, applied by the writer.
 
     ``ddl`` runs only when ``table`` lacks ``column`` (a journal created by this version has
-    it already, from the table definitions); either way the name is recorded in the
-    ``migrations`` table, so the check is made once per journal.
+    it already, from the table definitions; a new table always has, so its ``ddl`` is empty);
+    either way the name is recorded in the ``migrations`` table, so the check is made once per
+    journal. ``record`` (optional SQL) runs in the transaction that records the name, so
+    exactly one writer runs it, before any writer of this version commits a batch.
     """
 
     name: str
     table: str
     column: str
     ddl: str
+    record: str = ""
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -76,6 +91,13 @@ MIGRATIONS: tuple[Migration, ...] = (
               "ALTER TABLE batches ADD COLUMN superseded_by VARCHAR(64)"),
     Migration("0003_batches_superseded_at", "batches", "superseded_at",
               "ALTER TABLE batches ADD COLUMN superseded_at FLOAT"),
+    # rollups (a new table): list the live batches committed so far for the backfill
+    # (store/rollups.py), unless rollups exist already (a journal whose record was lost)
+    Migration("0004_rollups", "rollups", "eval_id", "",
+              record="INSERT INTO rollup_backfill (batch_id, eval_id) "
+                     "SELECT batch_id, eval_id FROM batches WHERE superseded_by IS NULL "
+                     "AND NOT EXISTS (SELECT 1 FROM rollups) AND batch_id NOT IN "
+                     "(SELECT batch_id FROM rollup_backfill)"),
 )
 """Named migrations, oldest first. Only ever append."""
 
@@ -100,6 +122,8 @@ class CommitRow:
     passed: bool | None
     cost_usd: float
     attempts: int
+    fact: RunFact | None = None
+    """What the rollups count of it (a row without is committed but not rolled up)."""
 
 
 def driver_name() -> str:
@@ -256,6 +280,8 @@ class Journal:
             try:
                 with self.engine.begin() as conn:
                     conn.execute(migrations.insert().values(name=m.name, applied_at=time.time()))
+                    if m.record:
+                        conn.exec_driver_sql(m.record)
             except IntegrityError:
                 pass  # another writer recorded it meanwhile
         return applied
@@ -614,6 +640,8 @@ class Journal:
             if duplicates:
                 conn.execute(evals.update().where(evals.c.eval_id == eval_id).values(
                     duplicates_dropped=evals.c.duplicates_dropped + duplicates))
+            # in the same transaction: rollups hold exactly the committed rows
+            _add_rollups(conn, aggregate(eval_id, (r.fact for r in rows if r.fact)))
         return len(rows)
 
     def add_duplicates(self, eval_id: str, n: int) -> None:
@@ -819,6 +847,126 @@ class Journal:
                 if tp:
                     out.add(tp)
             return out
+
+    # rollups, alerts and trend references ----------------------------------------------------
+    def has_table(self, name: str) -> bool:
+        """Whether the journal has table ``name`` (a reader of a journal no writer of this
+        version opened yet finds it without the newer tables)."""
+        return bool(inspect(self.engine).has_table(name))
+
+    def rollup_rows(self, *, first_day: str | None = None, last_day: str | None = None,
+                    agent_name: str | None = None,
+                    category: str | None = None) -> list[dict[str, Any]]:
+        """Rollup rows (every column), of days in [first_day, last_day] when given; none
+        from a journal without the table."""
+        if not self.has_table("rollups"):
+            return []
+        stmt = select(rollups)
+        if first_day is not None:
+            stmt = stmt.where(rollups.c.day >= first_day)
+        if last_day is not None:
+            stmt = stmt.where(rollups.c.day <= last_day)
+        if agent_name is not None:
+            stmt = stmt.where(rollups.c.agent_name == agent_name)
+        if category is not None:
+            stmt = stmt.where(rollups.c.category == category)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt.order_by(*rollups.primary_key))
+                    .mappings()]
+
+    def rollup_backfill_pending(self) -> list[tuple[str, str, str]]:
+        """``(batch_id, eval_id, results_path)`` of batches still to be rolled up."""
+        if not self.has_table("rollup_backfill"):
+            return []
+        stmt = (select(rollup_backfill.c.batch_id, rollup_backfill.c.eval_id,
+                       batches.c.results_path)
+                .join(batches, batches.c.batch_id == rollup_backfill.c.batch_id)
+                .order_by(rollup_backfill.c.batch_id))
+        with self.engine.connect() as conn:
+            return [(str(a), str(b), str(c)) for a, b, c in conn.execute(stmt)]
+
+    def add_backfill(self, batch_id: str, rows: Sequence[dict[str, Any]]) -> bool:
+        """Add a backfilled batch's rollups and strike it off, in one transaction; False if it
+        was struck off already (another writer did it)."""
+        with self.engine.begin() as conn:
+            gone = conn.execute(rollup_backfill.delete()
+                                .where(rollup_backfill.c.batch_id == batch_id)).rowcount
+            if gone != 1:
+                return False
+            _add_rollups(conn, rows)
+        return True
+
+    def record_alerts(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Store alerts (``kind, metric, agent, category, day, statistic, threshold,
+        evidence``); one already stored for the same kind, metric, agent, category and day is
+        kept as it was. Returns how many were new. Only a writer calls this."""
+        if not rows:
+            return 0
+        now = time.time()
+        new = 0
+        with self.engine.begin() as conn:
+            for r in rows:
+                stmt = _insert_for(conn)(alerts).values(**r, created_at=now)
+                new += conn.execute(stmt.on_conflict_do_nothing(
+                    index_elements=["kind", "metric", "agent", "category", "day"])).rowcount
+        return new
+
+    def list_alerts(self, *, first_day: str | None = None) -> list[dict[str, Any]]:
+        """Stored alerts (of days from ``first_day``), oldest day first; none from a journal
+        without the table."""
+        if not self.has_table("alerts"):
+            return []
+        stmt = select(alerts)
+        if first_day is not None:
+            stmt = stmt.where(alerts.c.day >= first_day)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(
+                stmt.order_by(alerts.c.day, alerts.c.alert_id)).mappings()]
+
+    def set_reference(self, agent_name: str, eval_id: str) -> None:
+        """Make ``eval_id`` the frozen reference of ``agent_name``'s trends."""
+        stmt = _insert_for_engine(self.engine)(trend_references).values(
+            agent_name=agent_name, eval_id=eval_id, set_at=time.time())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["agent_name"],
+            set_={"eval_id": stmt.excluded.eval_id, "set_at": stmt.excluded.set_at})
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def references(self) -> dict[str, str]:
+        """Agent name -> its stored reference eval."""
+        if not self.has_table("trend_references"):
+            return {}
+        with self.engine.connect() as conn:
+            return {str(a): str(e) for a, e in conn.execute(
+                select(trend_references.c.agent_name, trend_references.c.eval_id))}
+
+
+def _insert_for_engine(engine: Engine) -> Any:
+    """The dialect's ``insert`` (with ``on_conflict_do_update``): SQLite's or PostgreSQL's."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+def _insert_for(conn: Connection) -> Any:
+    return _insert_for_engine(conn.engine)
+
+
+def _add_rollups(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add ``rows`` (one per key: :func:`evalfleet.store.rollups.aggregate`) to the rollups,
+    inserting a key not yet there and adding to one that is (one upsert)."""
+    if not rows:
+        return
+    stmt = _insert_for(conn)(rollups)
+    sums = {c.name: c + getattr(stmt.excluded, c.name)
+            for c in rollups.c if c.name not in ROLLUP_KEY}
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(ROLLUP_KEY), set_=sums),
+                 list(rows))
 
 
 def driver_alive(driver: str | None, heartbeat: float | None,

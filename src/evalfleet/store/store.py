@@ -24,6 +24,8 @@ from evalfleet.store.results import (
     private_dir,
     remove_orphans,
 )
+from evalfleet.store.rollups import backfill as backfill_rollups
+from evalfleet.store.rollups import fact_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,11 @@ class Store:
         else:
             private_dir(home)
             self.journal = Journal.open(home, journal_url)
+            try:
+                backfill_rollups(home, self.journal)  # batches from before rollups, once
+            except BaseException:
+                self.journal.close()
+                raise
         self.writer = ResultsWriter(home)
         self.compaction_policy: Policy = compaction.DEFAULT_POLICY
         self._auto: tuple[str, str] | None = None  # (eval, driver) compacted as batches commit
@@ -93,8 +100,8 @@ class Store:
             return CommitReport(0, duplicates)
         batch = self.writer.write(ctx, fresh)
         # the journal's cost is the run's total (model + infrastructure): what budgets count
-        rows = [CommitRow(r.run_id, r.status, r.passed, r.total_cost_usd, r.attempts)
-                for r in fresh]
+        rows = [CommitRow(r.run_id, r.status, r.passed, r.total_cost_usd, r.attempts,
+                          fact_of(ctx, r)) for r in fresh]  # facts: the rollups' (same txn)
         try:
             n = self.journal.commit_batch(
                 eval_id=ctx.eval_id, batch_id=batch.batch_id, results_path=batch.results_path,

@@ -8,20 +8,25 @@ the configuration locked, so SQL run on it cannot write anything or read anythin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from evalfleet.errors import SpecError, StoreError
 from evalfleet.store.results import RESULTS_MIGRATIONS, RESULTS_SCHEMA
 
+if TYPE_CHECKING:
+    from evalfleet.store.journal import Journal
+
 _READ_ONLY_STATEMENTS = frozenset({"SELECT"})
 """Statement types a user's query may be: SELECT, including WITH ... SELECT, VALUES, FROM ...,
 DESCRIBE, SUMMARIZE and SHOW, which DuckDB parses as SELECT."""
 
 
-def connect(home: Path, paths: list[str]) -> duckdb.DuckDBPyConnection:
-    """A confined DuckDB connection with a view ``runs`` over the given results files."""
+def connect(home: Path, paths: list[str],
+            journal: Journal | None = None) -> duckdb.DuckDBPyConnection:
+    """A confined DuckDB connection with a view ``runs`` over the given results files, and
+    with a ``journal``, tables ``rollups`` and ``evals`` (see :func:`_journal_tables`)."""
     con = duckdb.connect(":memory:")
     try:
         # a query must not see the caller's Python variables as tables, nor spill to disk
@@ -37,6 +42,8 @@ def connect(home: Path, paths: list[str]) -> duckdb.DuckDBPyConnection:
                 rel.create("runs")
         else:
             con.from_arrow(RESULTS_SCHEMA.empty_table()).create("runs")
+        if journal is not None:
+            _journal_tables(con, journal)
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     except BaseException:
@@ -65,6 +72,15 @@ def _migrated(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
              for c in cols if c not in moves]
     exprs += [f"{q(m.old)} AS {q(m.new)}" for m in moves.values() if m.new not in cols]
     return rel.project(", ".join(exprs))
+
+
+def _journal_tables(con: duckdb.DuckDBPyConnection, journal: Journal) -> None:
+    """In-memory tables ``rollups`` and ``evals`` read from the (read-only) journal, made
+    before the connection is locked: SQL reads them, never the journal itself."""
+    from evalfleet.store.rollups import evals_table, rollups_table
+
+    con.from_arrow(rollups_table(journal)).create("rollups")
+    con.from_arrow(evals_table(journal)).create("evals")
 
 
 def require_files(home: Path, paths: list[str]) -> list[str]:
@@ -109,14 +125,16 @@ def check_read_only(sql: str) -> None:
         raise SpecError(f"query refused: only SELECT over the eval data is allowed, not {kind}")
 
 
-def query(home: Path, paths: list[str], sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one SELECT over the ``runs`` view; returns column names and rows.
+def query(home: Path, paths: list[str], sql: str,
+          journal: Journal | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one SELECT over the ``runs`` view (and ``rollups`` and ``evals`` when given the
+    journal); returns column names and rows.
 
     Raises:
         SpecError: the SQL is not a single SELECT, or DuckDB refused or failed it (one line).
     """
     check_read_only(sql)
-    con = connect(home, paths)
+    con = connect(home, paths, journal)
     try:
         cur = con.execute(sql)
         names = _unique([d[0] for d in cur.description or []])
