@@ -23,6 +23,7 @@ The JSON Lines format is documented in docs/import-format.md.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import math
 import re
@@ -59,6 +60,8 @@ _OUTPUT_CHARS = 2000
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,199}$")
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_UNUSED_SAMPLE_FIELDS = ("messages", "events", "store", "attachments")
+"""Sample fields of an Inspect log the import never reads (the transcript)."""
 _INSPECT_LETTERS = {"C": 1.0, "I": 0.0, "P": 0.5, "N": 0.0}
 """Inspect's CORRECT / INCORRECT / PARTIAL / NOANSWER, valued as its ``value_to_float``."""
 _EXCLUDED: frozenset[str] = frozenset({"infra_error", "scorer_error", "config_error",
@@ -132,7 +135,6 @@ def _write(store: Store, prep: _Prepared) -> ImportedEval:
                             f"match this one's {len(ids)}); import it under another eval id",
                             field="eval")
         outcome = "resumed"  # an import that stopped midway: commit what it did not
-        journal.add_runs(prep.eval_id, rows)  # none, unless the pending set changed
     driver = driver_name()
     journal.claim_driver(prep.eval_id, driver, stale_after_s=_CLAIM_STALE_S)
     finished = False
@@ -305,8 +307,12 @@ def prepare_inspect(path: Path, *, scorer: str | None = None, agent: str | None 
     where = str(path)
     if not path.is_file():
         raise SpecError(f"{where}: no such file")
+    kwargs: dict[str, Any] = {}
+    if "exclude_fields" in inspect.signature(log_api.read_eval_log).parameters:
+        # what the import does not use, and what makes a log big (newer inspect-ai only)
+        kwargs["exclude_fields"] = set(_UNUSED_SAMPLE_FIELDS)
     try:
-        log = log_api.read_eval_log(str(path))
+        log = log_api.read_eval_log(str(path), **kwargs)
     except Exception as exc:  # any reader failure is a bad file here, said on one line
         raise SpecError(f"{where}: not a readable Inspect log ({type(exc).__name__}: "
                         f"{_first_line(exc, 200)})") from None
