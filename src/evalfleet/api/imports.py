@@ -50,8 +50,9 @@ from evalfleet.store.results import RowContext
 
 INSPECT_EXTRA = "pip install 'evalfleet[inspect]'"
 """How to get the optional dependency that reads Inspect logs."""
-IMPORT_BATCH = 1000
-"""Runs per exactly-once commit of an import."""
+IMPORT_BATCH = 10_000
+"""Runs per exactly-once commit of an import: one Parquet file each, large enough that an
+import does not leave many small files, small enough that a crash redoes little."""
 _CLAIM_STALE_S = 120.0
 """An importer's claim is taken over once its heartbeat is this old (or, on this host, its
 process is gone); it heartbeats after every batch."""
