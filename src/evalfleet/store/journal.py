@@ -962,11 +962,18 @@ def _add_rollups(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     inserting a key not yet there and adding to one that is (one upsert)."""
     if not rows:
         return
-    stmt = _insert_for(conn)(rollups)
-    sums = {c.name: c + getattr(stmt.excluded, c.name)
-            for c in rollups.c if c.name not in ROLLUP_KEY}
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(ROLLUP_KEY), set_=sums),
-                 list(rows))
+    upsert = _UPSERTS.get(conn.dialect.name)
+    if upsert is None:  # built once per dialect: ~80 column expressions
+        stmt = _insert_for(conn)(rollups)
+        sums = {c.name: c + getattr(stmt.excluded, c.name)
+                for c in rollups.c if c.name not in ROLLUP_KEY}
+        upsert = _UPSERTS[conn.dialect.name] = stmt.on_conflict_do_update(
+            index_elements=list(ROLLUP_KEY), set_=sums)
+    conn.execute(upsert, list(rows))
+
+
+_UPSERTS: dict[str, Any] = {}
+"""The rollups upsert statement per dialect name."""
 
 
 def driver_alive(driver: str | None, heartbeat: float | None,
