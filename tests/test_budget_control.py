@@ -216,11 +216,11 @@ def test_agent_budget_stops_only_that_agent_and_status_projects_by_stratum(
 
 def test_a_budget_reached_by_the_last_runs_stops_nothing(make_plan: Callable[..., Path],
                                                          settings: Settings) -> None:
-    # three runs, four may fly: the first wave (nothing known of cost yet) is all of them, and
-    # their infrastructure seconds pass the tiny budget; no run was left unrun, so the eval is
-    # completed, not budget_stopped
+    # three runs, four may fly, and the plan estimates a run at $0: the first wave is all of
+    # them, and their infrastructure seconds pass the tiny budget; no run was left unrun, so
+    # the eval is completed, not budget_stopped
     plan = make_plan(n_tasks=3, budget_usd=1e-9, costs={"infra_usd_per_hour": 1000},
-                     execution={"max_in_flight": 4})
+                     execution={"max_in_flight": 4}, estimate={"seconds": 0})
     summary = api.run(plan, settings=settings)
     assert summary.cost_usd > 1e-9
     assert summary.status == "completed" and summary.done == 3

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evalfleet._util.plugins import find_kind
-from evalfleet.api.evals import add_round, create_eval
+from evalfleet.api.evals import add_round, create_eval, planned_tasks
 from evalfleet.api.journal_port import StorePort
 from evalfleet.api.reads import open_reader, open_store, resolve_eval_id, strata_of
 from evalfleet.api.validation import check_network, hidden_from_sandboxes, validate_plan
 from evalfleet.cost.budget import Budgets, Tally
-from evalfleet.cost.prices import load_price_table, unpriced_warning
+from evalfleet.cost.prices import PriceTable, load_price_table, unpriced_warning
 from evalfleet.errors import ConfigError, SpecError
 from evalfleet.execution.dispatcher import Dispatcher, DispatchOutcome, DispatchStats
 from evalfleet.sandbox import get_provider
@@ -142,7 +142,8 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
         t = finished.setdefault(agent, Tally())
         t.runs += st.ran
         t.usd += st.spent_usd
-    budgets = Budgets.start(plan.budget_usd, [a.budget_usd for a in plan.agents], finished)
+    budgets = Budgets.start(plan.budget_usd, [a.budget_usd for a in plan.agents], finished,
+                            prior=_prior(plan, suite, prices))
     t0 = time.time()
     outcome: DispatchOutcome | None = None
     with _services(plan, store.home) as variables:
@@ -203,6 +204,17 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                        warnings=warnings, journal=store.journal.shown_url,
                        agents_stopped=tuple(stats.agents_stopped),
                        eval_budget_stopped=stats.eval_stopped)
+
+
+def _prior(plan: Plan, suite: Suite, prices: PriceTable) -> list[float] | None:
+    """What a run of each agent should cost before any has finished (the plan review's
+    estimate from prices), when a budget needs it; see :class:`~evalfleet.cost.budget.Budgets`.
+    """
+    if plan.budget_usd is None and all(a.budget_usd is None for a in plan.agents):
+        return None
+    from evalfleet.api.review import prior_run_costs
+
+    return prior_run_costs(plan, planned_tasks(plan, suite), prices)
 
 
 def _spent(store: Store, eval_id: str) -> float:

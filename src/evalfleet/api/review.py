@@ -39,7 +39,7 @@ from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 from evalfleet.api.evals import planned_tasks
-from evalfleet.cost.prices import AgentPrice, load_price_table
+from evalfleet.cost.prices import AgentPrice, PriceTable, load_price_table
 from evalfleet.errors import SpecError, UnknownEvalError
 from evalfleet.settings import Settings, load_settings
 from evalfleet.spec.agent import AgentSpec
@@ -269,6 +269,21 @@ def _from_prices(plan: Plan, agent: AgentSpec, tasks: tuple[Task, ...], price: A
     model = None if price.unpriced else price.cost(round(tin), round(tout))
     sources["model"] = _price_source(agent, price)
     return _Unit(model, seconds, seconds, tin, tout, calls, sources)
+
+
+def prior_run_costs(plan: Plan, tasks: tuple[Task, ...], prices: PriceTable) -> list[float]:
+    """Each agent's expected total cost of one run before any of its runs has finished: the
+    plan review's estimate from prices and ``plan.estimate`` (model + infrastructure), 0 for an
+    unpriced model or no tasks. The budget check uses it for the first runs of an eval, until
+    real runs have finished and their mean replaces it."""
+    if not tasks:
+        return [0.0 for _ in plan.agents]
+    rate = plan.costs.infra_rate / 3600.0
+    out = []
+    for agent in plan.agents:
+        unit = _from_prices(plan, agent, tasks, prices.for_agent(agent))
+        out.append((unit.model_usd or 0.0) + unit.infra_seconds * rate)
+    return out
 
 
 def _price_source(agent: AgentSpec, price: AgentPrice) -> str:

@@ -50,24 +50,29 @@ class Budgets:
     """The eval's budget and its agents', and the expected cost of a run of each agent.
 
     A run's expected cost is the mean cost of the runs of its agent finished so far in this
-    eval (by any driver), else the mean over the eval's finished runs, else 0: before any run
-    has finished, nothing is known about cost and the first runs start unchecked.
+    eval (by any driver), else the mean over the eval's finished runs, else the agent's
+    ``prior`` (the plan review's estimate from prices), else 0. An expectation from finished
+    runs is *measured*; one from the prior only holds launches back (:meth:`measured`): the
+    dispatcher waits for a run to finish rather than stopping the eval on an estimate.
     """
 
     eval: Budget
     agents: list[Budget]
     finished: dict[int, Tally] = field(default_factory=dict)
     """Finished runs per agent index (for the means)."""
+    prior: dict[int, float] = field(default_factory=dict)
+    """Estimated cost of a run per agent index, used until a run has finished."""
 
     @classmethod
     def start(cls, limit_usd: float | None, agent_limits: Sequence[float | None],
-              finished: Mapping[int, Tally] | None = None) -> Budgets:
+              finished: Mapping[int, Tally] | None = None,
+              prior: Sequence[float] | None = None) -> Budgets:
         """Budgets for an eval whose agents already finished ``finished`` (on resume)."""
         done = {i: Tally(t.runs, t.usd) for i, t in (finished or {}).items()}
         return cls(eval=Budget(limit_usd, sum(t.usd for t in done.values())),
                    agents=[Budget(lim, done[i].usd if i in done else 0.0)
                            for i, lim in enumerate(agent_limits)],
-                   finished=done)
+                   finished=done, prior=dict(enumerate(prior or ())))
 
     @property
     def limited(self) -> bool:
@@ -95,7 +100,15 @@ class Budgets:
         if own is not None and own.mean is not None:
             return own.mean
         runs = sum(t.runs for t in self.finished.values())
-        return sum(t.usd for t in self.finished.values()) / runs if runs else 0.0
+        if runs:
+            return sum(t.usd for t in self.finished.values()) / runs
+        if agent is None:
+            return max(self.prior.values(), default=0.0)
+        return self.prior.get(agent, 0.0)
+
+    def measured(self) -> bool:
+        """Whether expectations come from finished runs (else from the prior or nothing)."""
+        return any(t.runs for t in self.finished.values())
 
     def in_flight_usd(self, in_flight: Mapping[int, int]) -> float:
         """Expected cost of the runs in flight (``agent index -> runs``)."""

@@ -254,6 +254,8 @@ class Dispatcher:
         one more run, would pass its budget; an agent whose own budget that would pass is
         stopped alone (:meth:`_stop_agent`). Both are final for this dispatch.
         """
+        if not self.budgets.measured() and not self.budgets.eval.exhausted:
+            return False  # an estimate only holds launches back (run); it never stops the eval
         if not self._eval_stop and self.budgets.eval_blocks(flying):
             self._eval_stop = self.stats.eval_stopped = True
         for i, spec in enumerate(self.plan.agents):
@@ -295,13 +297,21 @@ class Dispatcher:
                                                         frozenset(self._skip)))
                         if not queue:
                             break
-                    # every launch leaves room for the runs in flight and this one
+                    # every launch leaves room for the runs in flight and this one; before
+                    # any run finished the expectation is the plan's estimate, which holds
+                    # launches back (one run always goes, to measure) but stops nothing
                     nxt = queue[0].agent_index
-                    if self.plan.agents[nxt].budget_usd is not None \
-                            and self.budgets.agent_blocks(nxt, flying[nxt]):
+                    measured = self.budgets.measured()
+                    agent_full = self.plan.agents[nxt].budget_usd is not None \
+                        and self.budgets.agent_blocks(nxt, flying[nxt])
+                    eval_full = self.budgets.eval_blocks(flying, nxt)
+                    if (agent_full or eval_full) and not measured:
+                        if in_flight:
+                            break  # wait for a run to finish and say what a run costs
+                    elif agent_full:
                         self._stop_agent(nxt, queue)
                         continue
-                    if self.budgets.eval_blocks(flying, nxt):
+                    elif eval_full:
                         self._eval_stop = self.stats.eval_stopped = True
                         break
                     lr = queue.popleft()
