@@ -289,8 +289,9 @@ def slice_runs(*, agent: str, vs: str | None = None, where: Sequence[str] = (),
     con = connect(settings.home, paths)
     try:
         t0 = time.perf_counter()
-        resolved_a = _resolve(con, side_a, eval_ids, clock, "--agent")
-        resolved_b = _resolve(con, side_b, eval_ids, clock, "--vs") if side_b else None
+        sels = [(side_a, "--agent")] + ([(side_b, "--vs")] if side_b else [])
+        resolved = _resolve_all(con, sels, eval_ids, clock)
+        resolved_a, resolved_b = resolved[0], (resolved[1] if side_b else None)
         t1 = time.perf_counter()
         rows = _cell_task_rows(con, conditions, by_fields, metric, resolved_a, resolved_b,
                                eval_ids)
@@ -323,46 +324,60 @@ def slice_runs(*, agent: str, vs: str | None = None, where: Sequence[str] = (),
     }
 
 
-def _resolve(con: duckdb.DuckDBPyConnection, sel: AgentSelector, eval_ids: list[str],
-             now: datetime, flag: str) -> dict[str, Any]:
-    """The agent version a selector means, and the evals holding its runs."""
+def _resolve_all(con: duckdb.DuckDBPyConnection, sels: list[tuple[AgentSelector, str]],
+                 eval_ids: list[str], now: datetime) -> list[dict[str, Any]]:
+    """The agent version each selector means, and the evals holding its runs.
+
+    One scan: runs of the selectors' agent names grouped by (name, version, eval) with their
+    count, first and last time, and for each selector with an age the last time at or before
+    its cutoff. The choice is then made on those few groups.
+    """
     scope, params = _eval_scope(eval_ids)
-    params["name"] = sel.name
-    how: str
-    if sel.version is not None:
-        version = sel.version
-        how = "named"
-    else:
-        cutoff = ""
+    names = sorted({s.name for s, _ in sels})
+    params.update({f"n_{i}": n for i, n in enumerate(names)})
+    cut_cols = []
+    for j, (sel, _) in enumerate(sels):
         if sel.ago is not None:
-            params["cutoff"] = (now - sel.ago).timestamp()
-            cutoff = f"AND {_TS} <= to_timestamp($cutoff)"
-        row = con.execute(f"""
-            SELECT agent_version, epoch({_TS}) FROM runs
-            WHERE agent_name = $name AND {_TS} IS NOT NULL {cutoff} {scope}
-            ORDER BY {_TS} DESC, agent_version DESC LIMIT 1""", params).fetchone()
-        if row is None:
+            params[f"cut_{j}"] = (now - sel.ago).timestamp()
+            cut_cols.append(f", epoch(max({_TS}) FILTER (WHERE {_TS} <= to_timestamp($cut_{j})))")
+        else:
+            cut_cols.append(", NULL")
+    groups = con.execute(f"""
+        SELECT agent_name, agent_version, eval_id, count(*), epoch(min({_TS})),
+               epoch(max({_TS})){''.join(cut_cols)}
+        FROM runs WHERE agent_name IN ({', '.join(f'$n_{i}' for i in range(len(names)))})
+        {scope} GROUP BY ALL""", params).fetchall()
+    return [_choose(con, sel, flag, j, groups, eval_ids, now)
+            for j, (sel, flag) in enumerate(sels)]
+
+
+def _choose(con: duckdb.DuckDBPyConnection, sel: AgentSelector, flag: str, j: int,
+            groups: list[tuple[Any, ...]], eval_ids: list[str], now: datetime
+            ) -> dict[str, Any]:
+    mine = [g for g in groups if g[0] == sel.name]
+    if sel.version is not None:
+        version, how = sel.version, "named"
+    else:
+        col = 5 if sel.ago is None else 6 + j  # last run, or last run at or before the cutoff
+        timed = [(float(g[col]), str(g[1])) for g in mine if g[col] is not None]
+        if not timed:
             when = (f" finished at or before {_iso((now - sel.ago).timestamp())} "
                     f"({sel.text.partition('@')[2].strip()})" if sel.ago is not None else "")
             raise SpecError(f"no run of agent '{sel.name}'{when}{_in_evals(eval_ids)}"
                             f"{_known_agents(con, eval_ids)}", field=flag)
-        version = str(row[0])
-        how = (f"latest run at {_iso(row[1])}" if sel.ago is None else
+        at, version = max(timed)  # ties on time: the greater version text
+        how = (f"latest run at {_iso(at)}" if sel.ago is None else
                f"most recent run at or before {_iso((now - sel.ago).timestamp())}: "
-               f"{_iso(row[1])}")
-        params.pop("cutoff", None)
-    params["version"] = version
-    found = con.execute(f"""
-        SELECT eval_id, count(*), epoch(min({_TS})), epoch(max({_TS})) FROM runs
-        WHERE agent_name = $name AND agent_version = $version {scope}
-        GROUP BY eval_id ORDER BY max({_TS}) NULLS FIRST, eval_id""", params).fetchall()
+               f"{_iso(at)}")
+    found = sorted((g for g in mine if g[1] == version),
+                   key=lambda g: (g[5] is not None, g[5] or 0.0, g[2]))
     if not found:
         raise SpecError(f"no runs of {sel.name}@{version}{_in_evals(eval_ids)}"
                         f"{_known_versions(con, sel.name, eval_ids)}", field=flag)
     return {"selector": sel.text, "agent_name": sel.name, "agent_version": version,
             "chosen_by": how,
-            "evals": [{"eval_id": e, "runs": int(n), "first_run": _iso(a), "last_run": _iso(b)}
-                      for e, n, a, b in found]}
+            "evals": [{"eval_id": g[2], "runs": int(g[3]), "first_run": _iso(g[4]),
+                       "last_run": _iso(g[5])} for g in found]}
 
 
 def _eval_scope(eval_ids: list[str]) -> tuple[str, dict[str, Any]]:
