@@ -454,3 +454,27 @@ def test_show_and_report_say_what_was_reused(tmp_path: Path, settings: Settings,
     out = cli("report", second)
     assert f"counter@1: {N} runs reused from earlier evals (100.0%, not executed)" in out
     assert "runs reused" not in cli("report", first)
+
+
+def test_another_simulated_model_setting_executes_again(tmp_path: Path,
+                                                         settings: Settings) -> None:
+    # the model server the plan starts is part of what a run's outcome depends on: the same
+    # agent against a simulated model of another skill is another run
+    def plan(skill: float) -> Path:
+        path = tmp_path / f"sim-{skill}.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": "sim", "suite": {"builtin": "humaneval", "limit": 3}, "reuse": True,
+            "agents": [{"name": "a", "kind": "openai", "model": "sim-small",
+                        "args": {"base_url": "{simulator}", "api_key_env": None,
+                                 "tools": False}}],
+            "simulator": {"models": {"sim-small": {"skill": skill, "latency_s": 0.01}},
+                          "seed": 1}}))
+        return path
+
+    first = api.run(plan(0.0), settings=settings)
+    again = api.run(plan(1.0), settings=settings)
+    assert _reused(settings, again.eval_id) == {}
+    same = api.run(plan(1.0), settings=settings)
+    assert len(_reused(settings, same.eval_id)) == 3
+    assert set(_reused(settings, same.eval_id).values()).isdisjoint(
+        {r["run_id"] for r in _rows(settings, first.eval_id)})

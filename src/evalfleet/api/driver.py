@@ -133,7 +133,8 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
     stats = DispatchStats(planned=row["planned"], already_done=counts.get("done", 0))
     spent = _spent(store, eval_id)
     stats.cost_usd = spent
-    ctx = RowContext(eval_id=eval_id, plan_name=plan.name, suite=suite, agents=plan.agents)
+    ctx = RowContext(eval_id=eval_id, plan_name=plan.name, suite=suite, agents=plan.agents,
+                     services_hash=plan.services_hash)
     stats.already_done += apply_reuse(store, eval_id, plan, suite, ctx, provider.name)
     # budgets and the projection start from what the eval's earlier drivers committed
     stats.strata = strata_of(store, eval_id)

@@ -727,7 +727,8 @@ def _reuse(plan: Plan, tasks: tuple[Task, ...], store: Store | None,
     # a source has the key's repeat, so repeats past the home's deepest have none: a deep plan
     # (runs: {max: 1000}) over a large suite must not build a key for every repeat
     keys = plan_keys(tasks, plan.agents, sandbox,
-                     range(min(plan.max_runs, _repeats_in(store, paths, plan.agents))))
+                     range(min(plan.max_runs, _repeats_in(store, paths, plan.agents))),
+                     plan.services_hash)
     found = find_sources(store.home, paths, keys)
     index = {a.fingerprint: i for i, a in enumerate(plan.agents)}
     per = [[0, 0, 0.0, 0.0] for _ in range(n)]

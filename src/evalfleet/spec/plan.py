@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from evalfleet._util import short_hash
 from evalfleet.spec.agent import AgentSpec
 
 
@@ -239,6 +240,14 @@ class Plan(BaseModel):
     def first_runs(self) -> int:
         """Runs per task created with the eval: runs_per_task, or runs.min when adaptive."""
         return self.runs.min if self.runs is not None else self.runs_per_task
+
+    @property
+    def services_hash(self) -> str:
+        """Hash of the services the plan starts (the simulated model's spec), empty without
+        any: part of the reuse key, since a run's outcome depends on the model it talked to."""
+        if self.simulator is None:
+            return ""
+        return short_hash(self.simulator.model_dump(mode="json"))
 
     @property
     def max_runs(self) -> int:

@@ -77,6 +77,9 @@ RESULTS_SCHEMA = pa.schema([
              metadata={"doc": "Run whose result this row reuses (plan reuse), if any."}),
     pa.field("reused_cost_usd", pa.float64(),
              metadata={"doc": "What the reused source run cost, model + infra"}),
+    pa.field("services_hash", pa.string(),
+             metadata={"doc": "Hash of the services the plan started (the simulated model's "
+                              "spec); empty without any. Part of the reuse key."}),
 ])
 
 
@@ -154,6 +157,8 @@ class RowContext:
     plan_name: str
     suite: Suite
     agents: Sequence[AgentSpec]
+    services_hash: str = ""
+    """:attr:`~evalfleet.spec.plan.Plan.services_hash` of the eval's plan."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +263,7 @@ class ResultsWriter:
                 list(r.metrics.items()), r.tokens_in, r.tokens_cached, r.tokens_out,
                 r.cost_usd, r.infra_cost_usd, r.latency_s, r.attempts, r.worker, r.sandbox,
                 _ts(r.started_at), _ts(r.finished_at), uri, r.reused_from, r.reused_cost_usd,
+                ctx.services_hash,
             )
             for name, value in zip(cols, values, strict=True):
                 cols[name].append(value)

@@ -72,6 +72,9 @@ class ReuseKey:
     sandbox: str
     """The sandbox provider in use: ``local`` or ``bwrap``."""
     repeat: int
+    services_hash: str = ""
+    """The plan's :attr:`~evalfleet.spec.plan.Plan.services_hash` (the simulated model's spec):
+    a run against another model server setting is another run."""
 
 
 def reuse_key(task: Task, agent: AgentSpec, sandbox: str, repeat: int) -> ReuseKey:
@@ -80,7 +83,7 @@ def reuse_key(task: Task, agent: AgentSpec, sandbox: str, repeat: int) -> ReuseK
 
 
 def plan_keys(tasks: Iterable[Task], agents: Sequence[AgentSpec], sandbox: str,
-              repeats: range) -> list[ReuseKey]:
+              repeats: range, services_hash: str = "") -> list[ReuseKey]:
     """The keys of every run of ``tasks`` x ``agents`` x ``repeats`` (for a plan review)."""
     fps = [a.fingerprint for a in agents]
     hashes: dict[int, str] = {}
@@ -91,7 +94,8 @@ def plan_keys(tasks: Iterable[Task], agents: Sequence[AgentSpec], sandbox: str,
             s = hashes.get(id(task.scorer))
             if s is None:
                 s = hashes[id(task.scorer)] = scorer_hash(task.scorer)
-            out.extend(ReuseKey(task.task_hash, fp, s, sandbox, k) for fp in fps)
+            out.extend(ReuseKey(task.task_hash, fp, s, sandbox, k, services_hash)
+                       for fp in fps)
     return out
 
 
@@ -136,11 +140,16 @@ def _matches(con: duckdb.DuckDBPyConnection, keys: Sequence[ReuseKey],
             unnest(range($n)) AS k, unnest($task_hash::VARCHAR[]) AS task_hash,
             unnest($agent_fingerprint::VARCHAR[]) AS agent_fingerprint,
             unnest($scorer_hash::VARCHAR[]) AS scorer_hash,
-            unnest($sandbox::VARCHAR[]) AS sandbox, unnest($repeat::INTEGER[]) AS repeat""",
+            unnest($sandbox::VARCHAR[]) AS sandbox, unnest($repeat::INTEGER[]) AS repeat,
+            unnest($services_hash::VARCHAR[]) AS services_hash""",
                 {"n": len(keys), "task_hash": [k.task_hash for k in keys],
                  "agent_fingerprint": [k.agent_fingerprint for k in keys],
                  "scorer_hash": [k.scorer_hash for k in keys],
-                 "sandbox": [k.sandbox for k in keys], "repeat": [k.repeat for k in keys]})
+                 "sandbox": [k.sandbox for k in keys], "repeat": [k.repeat for k in keys],
+                 "services_hash": [k.services_hash for k in keys]})
+    # rows written before the column existed ran without a recorded service: they match only
+    # plans that start none
+    services = "coalesce(r.services_hash, '')" if "services_hash" in cols else "''"
     # one join of the keys against every committed row; the earliest source per key wins
     sql = f"""
         WITH best AS (
@@ -159,6 +168,7 @@ def _matches(con: duckdb.DuckDBPyConnection, keys: Sequence[ReuseKey],
               ON r.task_hash = k.task_hash AND r.agent_fingerprint = k.agent_fingerprint
              AND r.scorer_hash = k.scorer_hash AND r.repeat = k.repeat
              AND (r.sandbox = k.sandbox OR coalesce(r.sandbox, '') = '')
+             AND {services} = k.services_hash
             WHERE {REUSABLE} AND r.eval_id IS DISTINCT FROM ?
             QUALIFY row_number() OVER (PARTITION BY k.k
                                        ORDER BY {opt['finished_at']} NULLS LAST, r.run_id) = 1
@@ -268,7 +278,7 @@ def apply_reuse(store: Store, eval_id: str, plan: Plan, suite: Suite, ctx: RowCo
         if s is None:
             s = hashes[id(task.scorer)] = scorer_hash(task.scorer)
         keys.append(ReuseKey(task.task_hash, plan.agents[agent_index].fingerprint, s,
-                             provider_name, repeat))
+                             provider_name, repeat, plan.services_hash))
     sources = find_sources(store.home, store.all_results_paths(), keys, exclude_eval=eval_id)
     if not sources:
         return 0
