@@ -83,10 +83,11 @@ RESULTS_SCHEMA = pa.schema([
 ])
 
 
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2
 """Version of :data:`RESULTS_SCHEMA`, written into every Parquet file's key-value metadata
 under :data:`SCHEMA_VERSION_KEY`. Files without it are version 0 (written before files were
-versioned; they differ from version 1 only by columns added since, which read as NULL).
+versioned; they differ from later ones only by columns added since, which read as NULL).
+1: files carry the version; 2: ``services_hash`` added.
 
 The rule: a column is only ever added (readers use ``union_by_name``, so an older file reads
 with NULL there), never retyped or reused under another meaning; a rename goes through a

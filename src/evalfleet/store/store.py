@@ -131,12 +131,13 @@ class Store:
         self.maintain(eval_id, driver, final=False)
 
     def maintain(self, eval_id: str, driver: str, *, final: bool) -> CompactionReport | None:
-        """Compact the eval (``final``: everything small, as when it ends) and purge retired
-        files past their grace, as its driver; a failure is logged, not raised: the rows are
-        committed either way, and stay in the files they are in."""
+        """Compact the eval (``final``: everything small, as when it ends) as its driver, and
+        purge files superseded past their grace, of every eval (so a finished eval's last
+        superseded files go when the next driver in the home works); a failure is logged, not
+        raised: the rows are committed either way, and stay in the files they are in."""
         try:
             rep = self.compact(eval_id, driver, final=final)
-            rep.purged = self.purge_retired(eval_id)
+            rep.purged = self.purge_retired()
             return rep
         except Exception as exc:  # an optimisation must not fail the eval
             compaction.log.warning("compaction of eval %s failed (its rows stay where they "
