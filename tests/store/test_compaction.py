@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from evalfleet.spec.result import RunResult
 from evalfleet.store import RowContext, Store, read_trajectory
 from evalfleet.store import compaction as comp
 from evalfleet.store import results as results_mod
-from evalfleet.store.journal import Journal
+from evalfleet.store.journal import CommitRow, Journal
 from evalfleet.store.results import (
     ORPHAN_GRACE_S,
     RESULTS_SCHEMA_VERSION,
@@ -458,3 +458,65 @@ def test_readers_cope_with_a_journal_from_before_compaction(tmp_path: Path) -> N
     writer.compact("e1", DRIVER, final=True)
     assert len(writer.results_paths("e1")) == 1 and len(_rows(writer, "e1")) == 6
     writer.close()
+
+
+# the journal's part, on SQLite and on PostgreSQL (EVALFLEET_TEST_POSTGRES_URL) ---------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    from tests.store.test_journal_contract import PG_URL, REQUIRE_PG, _postgres_schema
+
+    if request.param == "sqlite":
+        j = Journal.open(tmp_path)
+        yield j
+        j.close()
+        return
+    if not PG_URL:
+        if REQUIRE_PG:
+            pytest.fail("EVALFLEET_REQUIRE_POSTGRES=1 but EVALFLEET_TEST_POSTGRES_URL is unset")
+        pytest.skip("EVALFLEET_TEST_POSTGRES_URL is unset (.ci/postgres.sh start prints it)")
+    url, drop = _postgres_schema(PG_URL)
+    j = Journal(url)
+    try:
+        yield j
+    finally:
+        j.close()
+        drop()
+
+
+def test_the_swap_is_one_transaction_on_every_journal(journal: Journal) -> None:
+    journal.create_eval(eval_id="e", plan_name="p", plan_json="{}", suite_name="s",
+                        suite_hash="h", planned=6,
+                        rows=[(f"r{i}", f"t{i}", 0, 0) for i in range(6)])
+    for b in range(3):
+        journal.commit_batch(eval_id="e", batch_id=f"b{b}", results_path=f"b{b}.parquet",
+                             trajectories_path=f"b{b}.jsonl.zst", rows=[
+                                 CommitRow(f"r{2 * b + i}", "completed", True, 0.1, 1)
+                                 for i in range(2)])
+    t0 = 1000.0
+    journal.commit_compaction(eval_id="e", batch_id="c1", results_path="c1.parquet",
+                              trajectories_path="c1.jsonl.zst", n_rows=4,
+                              replaced=["b0", "b1"], now=t0)
+    assert journal.live_results_paths("e") == ["b2.parquet", "c1.parquet"]
+    assert sorted(b["batch_id"] for b in journal.iter_batches("e")) == ["b2", "c1"]
+    assert len(list(journal.iter_batches("e", include_superseded=True))) == 4
+    with journal.engine.connect() as conn:
+        moved = dict(conn.exec_driver_sql("SELECT run_id, batch_id FROM runs").all())
+    assert moved == {"r0": "c1", "r1": "c1", "r2": "c1", "r3": "c1", "r4": "b2", "r5": "b2"}
+    # a batch no longer live, or rows that do not add up: nothing changes at all
+    for replaced, n in ((["b0", "b2"], 4), (["b2"], 3)):
+        with pytest.raises(StoreError, match="nothing changed"):
+            journal.commit_compaction(eval_id="e", batch_id="c2", results_path="c2.parquet",
+                                      trajectories_path=None, n_rows=n, replaced=replaced,
+                                      now=t0)
+        assert not journal.has_batch("c2")
+        assert journal.live_results_paths() == ["b2.parquet", "c1.parquet"]
+    # superseded files stay referenced (orphan cleanup keeps them) until they are dropped
+    assert {"b0.parquet", "b1.jsonl.zst"} <= journal.referenced_paths("e")
+    assert journal.retired_batches("e", before=t0) == []
+    retired = journal.retired_batches(before=t0 + 1)
+    assert [b["batch_id"] for b in retired] == ["b0", "b1"]
+    assert journal.drop_retired(["b0", "b1", "b2"]) == 2  # a live batch is never dropped
+    assert journal.referenced_paths("e") == {"b2.parquet", "b2.jsonl.zst", "c1.parquet",
+                                             "c1.jsonl.zst"}
