@@ -1,0 +1,113 @@
+"""Benchmark: dispatch efficiency at 100 slots, lognormal durations, injected infra faults.
+
+N runs (default 50,000) of an async python agent whose duration is lognormal (median 0.2 s,
+sigma 0.8, deterministic per task id) on 100 slots; a deterministic 5% of the tasks fail their
+first attempt with an InfraError halfway through and are retried. The eval runs in-process
+through ``api.run`` (plan load, eval creation, dispatch, commits, end-of-eval maintenance).
+
+    python bench/scale.py [--runs 50000] [--slots 100] [--fault-rate 0.05] [--repeat 1]
+
+Prints: ideal wall (sum of the durations of the attempts that ran / slots), real wall (the whole
+``api.run``), efficiency = ideal / real, lost and duplicated runs (from the journal and from the
+committed Parquet rows; both must be 0), retries, and the driver's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import _scale_agent
+import yaml
+
+from evalfleet import api
+from evalfleet.settings import Settings
+from evalfleet.store import Store
+
+
+def write_plan(dirpath: Path, runs: int, slots: int, fault_rate: float, name: str) -> Path:
+    dirpath.mkdir(parents=True, exist_ok=True)
+    suite = dirpath / f"{name}-suite.jsonl"
+    with suite.open("w") as fh:
+        for i in range(runs):
+            fh.write(json.dumps({"id": f"t{i:07d}", "input": "x", "category": f"c{i % 7}",
+                                 "target": "ok", "scorer": {"kind": "exact"}}) + "\n")
+    plan = {
+        "name": name, "suite": {"path": str(suite)}, "runs_per_task": 1,
+        "agents": [{"name": "lognormal", "version": "1", "kind": "python",
+                    "args": {"callable": "_scale_agent:lognormal",
+                             "kwargs": {"fault_rate": fault_rate}}}],
+        "execution": {"max_in_flight": slots},
+    }
+    path = dirpath / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def one(base: Path, args: argparse.Namespace, k: int) -> dict[str, float]:
+    plan = write_plan(base / f"plan{k}", args.runs, args.slots, args.fault_rate, f"scale{k}")
+    home = base / f"home{k}"
+    settings = Settings(home=home)
+    attempts0, busy0 = _scale_agent.attempts, _scale_agent.busy_s
+    _scale_agent._failed_once.clear()
+    t0 = time.perf_counter()
+    summary = api.run(plan, settings=settings)
+    real = time.perf_counter() - t0
+    attempts = _scale_agent.attempts - attempts0
+    busy = _scale_agent.busy_s - busy0
+    store = Store(home)
+    try:
+        counts = store.journal.counts(summary.eval_id)
+    finally:
+        store.close()
+    _, rows = api.query("SELECT count(*), count(DISTINCT run_id), sum(attempts) - count(*), "
+                        "count(*) FILTER (WHERE passed) FROM runs",
+                        eval_id=summary.eval_id, settings=settings)
+    n_rows, n_distinct, row_retries, n_passed = (int(v or 0) for v in rows[0])
+    ideal = busy / args.slots
+    out = {
+        "runs": args.runs, "status_completed": float(summary.status == "completed"),
+        "journal_done": counts.get("done", 0),
+        "journal_not_done": sum(v for s, v in counts.items() if ":" not in s and s != "done"),
+        "rows": n_rows, "passed": n_passed,
+        "lost": args.runs - n_distinct, "duplicated": n_rows - n_distinct,
+        "attempts": attempts, "retries": attempts - args.runs, "row_retries": row_retries,
+        "ideal_s": ideal, "real_s": real, "dispatch_s": summary.duration_s,
+        "efficiency": ideal / real,
+    }
+    print(f"run {k + 1}: {args.runs} runs on {args.slots} slots: ideal wall {ideal:.1f}s, "
+          f"real wall {real:.1f}s (of which execute {summary.duration_s:.1f}s), "
+          f"efficiency {ideal / real:.3f}; journal done {out['journal_done']}, not done "
+          f"{out['journal_not_done']}; Parquet rows {n_rows} ({n_distinct} distinct, "
+          f"{n_passed} passed); lost {out['lost']}, duplicated {out['duplicated']}; "
+          f"attempts {attempts}, retries {attempts - args.runs} (rows say {row_retries})",
+          flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=50_000)
+    parser.add_argument("--slots", type=int, default=100)
+    parser.add_argument("--fault-rate", type=float, default=0.05)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of the benchmark (median)")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(args.repeat):
+            results.append(one(Path(tmp), args, k))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    eff = statistics.median(r["efficiency"] for r in results)
+    bad = sum(r["lost"] + r["duplicated"] + r["journal_not_done"]
+              + (r["journal_done"] != args.runs) for r in results)
+    print(f"median efficiency {eff:.3f} over {len(results)} run(s); driver peak RSS "
+          f"{peak:.0f} MB; lost+duplicated {'0: OK' if bad == 0 else f'{bad}: FAILED'}")
+
+
+if __name__ == "__main__":
+    main()
