@@ -11,6 +11,8 @@ refused credentials, unknown model) stops leasing, since no later run could succ
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import os
 import random
 import time
@@ -78,6 +80,20 @@ class DispatchStats:
 
 
 @dataclass(slots=True)
+class _Run:
+    """A leased run between attempts: the next attempt's number and what its attempts spent."""
+
+    lr: LeasedRunLike
+    attempts: int
+    spent: Usage = field(default_factory=Usage)
+    """Every attempt's tokens and dollars, retries included."""
+    seconds: float = 0.0
+    """Every attempt's sandbox (or, with none, wall) time."""
+    not_before: float = 0.0
+    """With a retry: the monotonic time its backoff ends."""
+
+
+@dataclass(slots=True)
 class DispatchOutcome:
     """How a dispatch ended."""
 
@@ -134,42 +150,40 @@ class Dispatcher:
             sc = self._scorers[key] = create_scorer(task.scorer)
         return sc
 
-    async def _execute(self, lr: LeasedRunLike) -> RunResult:
+    async def _execute(self, run: _Run) -> RunResult | _Run:
+        """One attempt of ``run``: its result, or ``run`` itself to be retried after
+        ``run.not_before`` (the slot is free meanwhile; the lease stays held)."""
+        lr = run.lr
         task = self.suite.by_id[lr.task_id]
         spec = self.plan.agents[lr.agent_index]
-        agent = self.agents[lr.agent_index]
-        scorer = self._scorer(task)
-        attempts = lr.attempts
-        spent = Usage()  # every attempt's tokens and dollars, retries included
-        seconds = 0.0  # every attempt's sandbox (or, with none, wall) time
         await self.resources.acquire(task.resources)
         try:
-            while True:
-                out = await run_attempt(task=task, spec=spec, agent=agent, scorer=scorer,
-                                        provider=self.provider, prices=self.prices,
-                                        gate=self.gate, run_id=lr.run_id, attempt=attempts,
-                                        variables=self.variables)
-                spent.cost_usd += out.usage.cost_usd
-                spent.tokens_in += out.usage.tokens_in
-                spent.tokens_cached += out.usage.tokens_cached
-                spent.tokens_out += out.usage.tokens_out
-                seconds += out.duration_s
-                # the policy table alone decides whether another attempt is made
-                if out.error is None or not ERROR_POLICY[out.error.error_kind].retried \
-                        or attempts >= self.settings.max_attempts or self._stop.is_set():
-                    break
-                delay = backoff_delay(attempts, self.settings.backoff_base_s,
-                                      self.settings.backoff_max_s, self.rng.random())
-                # a provider's Retry-After only lengthens the wait, it never decides a retry
-                retry_after = getattr(out.error, "retry_after", None)
-                if isinstance(retry_after, int | float) and retry_after > 0:
-                    delay = max(delay, float(retry_after))
-                self.stats.retries += 1
-                await asyncio.sleep(delay)
-                attempts += 1
+            out = await run_attempt(task=task, spec=spec, agent=self.agents[lr.agent_index],
+                                    scorer=self._scorer(task), provider=self.provider,
+                                    prices=self.prices, gate=self.gate, run_id=lr.run_id,
+                                    attempt=run.attempts, variables=self.variables)
         finally:
             await self.resources.release(task.resources)
-        return self._result(lr, out, attempts, spent, seconds)
+        spent = run.spent
+        spent.cost_usd += out.usage.cost_usd
+        spent.tokens_in += out.usage.tokens_in
+        spent.tokens_cached += out.usage.tokens_cached
+        spent.tokens_out += out.usage.tokens_out
+        run.seconds += out.duration_s
+        # the policy table alone decides whether another attempt is made
+        if out.error is None or not ERROR_POLICY[out.error.error_kind].retried \
+                or run.attempts >= self.settings.max_attempts or self._stop.is_set():
+            return self._result(lr, out, run.attempts, spent, run.seconds)
+        delay = backoff_delay(run.attempts, self.settings.backoff_base_s,
+                              self.settings.backoff_max_s, self.rng.random())
+        # a provider's Retry-After only lengthens the wait, it never decides a retry
+        retry_after = getattr(out.error, "retry_after", None)
+        if isinstance(retry_after, int | float) and retry_after > 0:
+            delay = max(delay, float(retry_after))
+        self.stats.retries += 1
+        run.attempts += 1
+        run.not_before = time.monotonic() + delay
+        return run
 
     def _result(self, lr: LeasedRunLike, out: AttemptOutcome, attempts: int, spent: Usage,
                 seconds: float) -> RunResult:
@@ -282,14 +296,28 @@ class Dispatcher:
         """Run until nothing is left, the budget stops it, or :meth:`stop` is called."""
         s = self.settings
         queue: deque[LeasedRunLike] = deque()
-        in_flight: dict[asyncio.Task[RunResult], LeasedRunLike] = {}
-        hb = asyncio.create_task(self._heartbeat(
-            lambda: [lr.run_id for lr in in_flight.values()] + [lr.run_id for lr in queue]))
+        in_flight: dict[asyncio.Task[RunResult | _Run], LeasedRunLike] = {}
+        # runs waiting out a retry's backoff, by the time it ends: out of the slots, still
+        # leased (the heartbeat renews them) and still counted in `flying` for the budgets
+        delayed: list[tuple[float, int, _Run]] = []
+        order = itertools.count()
+
+        def held() -> list[str]:
+            return [lr.run_id for lr in in_flight.values()] + [lr.run_id for lr in queue] \
+                + [r.lr.run_id for _, _, r in delayed]
+
+        hb = asyncio.create_task(self._heartbeat(held))
         flying: Counter[int] = Counter()  # runs in flight per agent index
         last_flush = time.monotonic()
         try:
             while True:
                 stopping = self._stop.is_set() or self._budget_blocks(flying, queue)
+                # due retries take free slots before new runs; they run even when stopping,
+                # like the attempt after a backoff always did
+                now = time.monotonic()
+                while delayed and delayed[0][0] <= now and len(in_flight) < s.max_in_flight:
+                    run = heapq.heappop(delayed)[2]
+                    in_flight[asyncio.create_task(self._execute(run))] = run.lr
                 while not stopping and len(in_flight) < s.max_in_flight:
                     if not queue:
                         want = min(max(2 * s.max_in_flight, 64), 1024)
@@ -306,7 +334,7 @@ class Dispatcher:
                         and self.budgets.agent_blocks(nxt, flying[nxt])
                     eval_full = self.budgets.eval_blocks(flying, nxt)
                     if (agent_full or eval_full) and not measured:
-                        if in_flight:
+                        if in_flight or delayed:
                             break  # wait for a run to finish and say what a run costs
                     elif agent_full:
                         self._stop_agent(nxt, queue)
@@ -315,10 +343,10 @@ class Dispatcher:
                         self._eval_stop = self.stats.eval_stopped = True
                         break
                     lr = queue.popleft()
-                    in_flight[asyncio.create_task(self._execute(lr))] = lr
+                    in_flight[asyncio.create_task(self._execute(_Run(lr, lr.attempts)))] = lr
                     flying[lr.agent_index] += 1
                     self.stats.running = len(in_flight)
-                if not in_flight:
+                if not in_flight and not delayed:
                     if stopping:
                         break
                     self._flush()  # our buffered results still count as leased until then
@@ -329,11 +357,22 @@ class Dispatcher:
                     wait = 1.0 if earliest is None else min(max(earliest - time.time(), 0.05), 1.0)
                     await asyncio.sleep(wait)
                     continue
-                done, _ = await asyncio.wait(list(in_flight), timeout=self.flush_interval_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                timeout = self.flush_interval_s
+                if delayed:
+                    timeout = min(timeout, max(delayed[0][0] - time.monotonic(), 0.0))
+                if in_flight:
+                    done, _ = await asyncio.wait(list(in_flight), timeout=timeout,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    done = set()
+                    await asyncio.sleep(timeout)
                 for t in done:
-                    flying[in_flight.pop(t).agent_index] -= 1
+                    lr = in_flight.pop(t)
                     result = t.result()
+                    if isinstance(result, _Run):
+                        heapq.heappush(delayed, (result.not_before, next(order), result))
+                        continue
+                    flying[lr.agent_index] -= 1
                     if result.error_kind == "config_error":
                         # not a result of the agent: the run stays leased by us and goes back
                         # to pending at release, so `resume` runs it once the cause is fixed;
@@ -360,6 +399,7 @@ class Dispatcher:
             self._flush()
             self.stats.running = 0
             queue.clear()
+            delayed.clear()
             self.journal.release(self.owner)
             for agent in self.agents:
                 closer: Any = getattr(agent, "aclose", None)

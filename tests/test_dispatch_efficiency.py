@@ -1,0 +1,127 @@
+"""Local efficiency: a retry waits out its backoff outside the slots; sync agents share a
+bounded thread pool."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from evalfleet import api
+from evalfleet.agents.base import AgentContext, AgentOutput
+from evalfleet.api.journal_port import StorePort
+from evalfleet.cost.prices import load_price_table
+from evalfleet.errors import InfraError
+from evalfleet.execution import Dispatcher, DispatchOutcome
+from evalfleet.sandbox import get_provider
+from evalfleet.settings import Settings
+from evalfleet.spec import load_plan
+from evalfleet.store import RowContext, Store, driver_name
+
+
+class _Top(random.Random):
+    """Every draw at the top of [0, 1): each backoff is its full length."""
+
+    def random(self) -> float:
+        return 0.999
+
+
+class _FailsFirstCall:
+    """Spends $0.25 and 10 tokens an attempt; the first attempt it is ever given fails as an
+    infrastructure error. Logs (run id, attempt, "start" | "end") in order."""
+
+    def __init__(self, on_failure: Callable[[], None] | None = None) -> None:
+        self.log: list[tuple[str, int, str]] = []
+        self.on_failure = on_failure
+
+    async def run(self, ctx: AgentContext) -> AgentOutput:
+        ctx.usage.cost_usd += 0.25
+        ctx.usage.tokens_in += 10
+        first = not self.log
+        self.log.append((ctx.run_id, ctx.attempt, "start"))
+        await asyncio.sleep(0.01)
+        self.log.append((ctx.run_id, ctx.attempt, "end"))
+        if first:
+            if self.on_failure is not None:
+                self.on_failure()
+            raise InfraError("the sandbox died")
+        return AgentOutput("ok")
+
+
+def _dispatch(make_plan: Callable[..., Path], settings: Settings, agent: _FailsFirstCall,
+              *, n_tasks: int, backoff_s: float,
+              stop_in_backoff: bool = False) -> tuple[DispatchOutcome, Store, str]:
+    plan = load_plan(make_plan(n_tasks=n_tasks, execution={
+        "max_in_flight": 1, "backoff_base_s": backoff_s, "backoff_max_s": backoff_s}))
+    suite = api.validate_plan(plan)
+    store = Store(settings.home)
+    eval_id = api.create_eval(store, plan, suite)
+    port = StorePort(store, RowContext(eval_id, plan.name, suite, plan.agents), driver_name())
+    dispatcher = Dispatcher(plan=plan, suite=suite, journal=port, provider=get_provider("local"),
+                            prices=load_price_table(), owner=driver_name(), rng=_Top(),
+                            flush_interval_s=0.05)
+    dispatcher.agents = [agent]
+    if stop_in_backoff:  # Ctrl-C once the failed attempt's retry is waiting out its backoff
+        agent.on_failure = lambda: asyncio.get_running_loop().call_later(
+            0.1, dispatcher.stop)
+    outcome = asyncio.run(dispatcher.run())
+    return outcome, store, eval_id
+
+
+def _rows(home: Path) -> list[tuple[str, int, float, int, str]]:
+    con = duckdb.connect()
+    try:
+        return con.execute(
+            "SELECT run_id, attempts, cost_usd, tokens_in, status FROM read_parquet("
+            f"'{home}/results/**/*.parquet') ORDER BY run_id").fetchall()
+    finally:
+        con.close()
+
+
+def test_a_retry_waits_out_its_backoff_outside_the_slot(make_plan: Callable[..., Path],
+                                                         settings: Settings) -> None:
+    # one slot; the first run fails and backs off 1.5 s; the other two runs take that slot
+    # and finish during the backoff, then the retry runs and commits once, with both attempts'
+    # cost and tokens
+    agent = _FailsFirstCall()
+    outcome, store, eval_id = _dispatch(make_plan, settings, agent, n_tasks=3, backoff_s=1.5)
+    try:
+        assert outcome.status == "completed" and outcome.stats.retries == 1
+        failed = agent.log[0][0]
+        others = [(rid, 1, edge) for rid, _, _ in agent.log[2:6:2] for edge in ("start", "end")]
+        assert agent.log == [(failed, 1, "start"), (failed, 1, "end"), *others,
+                             (failed, 2, "start"), (failed, 2, "end")]
+        assert failed not in {rid for rid, _, _ in others} and len(others) == 4
+        rows = {r[0]: r[1:] for r in _rows(settings.home)}
+        assert len(rows) == 3 and len(_rows(settings.home)) == 3  # each run committed once
+        assert rows[failed] == (2, 0.5, 20, "completed")
+        assert sorted(v for k, v in rows.items() if k != failed) == \
+            [(1, 0.25, 10, "completed")] * 2
+        assert store.journal.counts(eval_id)["done"] == 3
+        assert outcome.stats.cost_usd == 1.0  # the budgets saw every attempt's dollars
+    finally:
+        store.close()
+
+
+def test_stop_during_a_backoff_still_runs_the_retry_and_commits_it(
+        make_plan: Callable[..., Path], settings: Settings) -> None:
+    # as when the backoff slept in the slot: stop() leases nothing more, but the run waiting
+    # out its backoff makes its next attempt and is committed; the others stay pending
+    agent = _FailsFirstCall()
+    outcome, store, eval_id = _dispatch(make_plan, settings, agent, n_tasks=3, backoff_s=0.5,
+                                        stop_in_backoff=True)
+    try:
+        assert outcome.status == "interrupted"
+        failed = agent.log[0][0]
+        assert agent.log[-2:] == [(failed, 2, "start"), (failed, 2, "end")]
+        rows = _rows(settings.home)
+        assert [r[0] for r in rows].count(failed) == 1
+        assert dict((r[0], r[1:]) for r in rows)[failed] == (2, 0.5, 20, "completed")
+        counts = store.journal.counts(eval_id)
+        assert counts["done"] == len(rows) and counts["done"] + counts.get("pending", 0) == 3
+        assert counts.get("leased", 0) == 0
+    finally:
+        store.close()
