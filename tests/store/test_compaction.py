@@ -520,3 +520,17 @@ def test_the_swap_is_one_transaction_on_every_journal(journal: Journal) -> None:
     assert journal.drop_retired(["b0", "b1", "b2"]) == 2  # a live batch is never dropped
     assert journal.referenced_paths("e") == {"b2.parquet", "b2.jsonl.zst", "c1.parquet",
                                              "c1.jsonl.zst"}
+
+
+def test_merges_while_an_eval_runs_stay_small_and_the_end_merges_them() -> None:
+    policy = comp.Policy(fan_in=4, target_rows=100, live_max_rows=40)
+    batches = [{"batch_id": f"b{i}", "n_rows": 16} for i in range(8)]
+    # 8 files of 16 rows (tier 2 at fan-in 4): while running, groups of at most 40 rows
+    live = comp.plan_merges(batches, {}, policy, final=False)
+    assert [len(g) for g in live] == [2, 2, 2, 2]
+    # at the end: as few files as 100 rows allow
+    assert [len(g) for g in comp.plan_merges(batches, {}, policy, final=True)] == [6, 2]
+    # files of the live cap are left for the end; fewer than fan_in of a size wait
+    assert comp.plan_merges([{"batch_id": "x", "n_rows": 40}] * 4, {}, policy,
+                            final=False) == []
+    assert comp.plan_merges(batches[:3], {}, policy, final=False) == []

@@ -85,6 +85,9 @@ class Policy:
     rewritten about log_fan_in(rows) times in all."""
     target_rows: int = 1_000_000
     """A compacted file holds at most this many rows."""
+    live_max_rows: int = 64**3
+    """... and at most this many while the eval runs: the driver merges between commits, and
+    a merge of 1M rows would hold the commits up for tens of seconds; the end merges them."""
     target_bytes: int = 128 * 2**20
     """... and is made from at most this many bytes of Parquet."""
     row_group_rows: int = 128 * 1024
@@ -155,9 +158,11 @@ def plan_merges(batches: Sequence[dict[str, Any]], sizes: dict[str, int], policy
 
     Only files under the targets take part. ``final`` (the eval ended): all of them, in as
     few groups as the targets allow. Otherwise only sizes of which there are ``fan_in``
-    files (size-tiered: each row is rewritten about log_fan_in times, not at every merge).
+    files (size-tiered: each row is rewritten about log_fan_in times, not at every merge),
+    into files of at most ``live_max_rows``.
     """
-    small = [b for b in batches if b["n_rows"] < policy.target_rows
+    cap = policy.target_rows if final else min(policy.target_rows, policy.live_max_rows)
+    small = [b for b in batches if b["n_rows"] < cap
              and sizes.get(b["batch_id"], 0) < policy.target_bytes]
     if final:
         pools = [small]
@@ -172,7 +177,7 @@ def plan_merges(batches: Sequence[dict[str, Any]], sizes: dict[str, int], policy
         rows = size = 0
         for b in pool:
             n, s = int(b["n_rows"]), sizes.get(b["batch_id"], 0)
-            if cur and (rows + n > policy.target_rows or size + s > policy.target_bytes):
+            if cur and (rows + n > cap or size + s > policy.target_bytes):
                 groups.append(cur)
                 cur, rows, size = [], 0, 0
             cur.append(b)
