@@ -395,3 +395,10 @@ def test_cli_json_csv_and_table(history: History, capsys: pytest.CaptureFixture[
     main(args)
     table = capsys.readouterr().out
     assert "coder@10" in table and "McNemar" in table and "r2" in table and "*" in table
+
+
+def test_both_sides_on_one_version_say_so(history: History) -> None:
+    res = _slice(history, agent="coder@latest", vs="coder@1 day ago", by=["repository"])
+    assert res["vs"]["agent_version"] == res["agent"]["agent_version"] == "10"
+    assert any("both sides are coder@10" in n for n in res["notes"])
+    assert res["flagged"] == [] and all(c["paired"]["estimate"] == 0.0 for c in res["cells"])
