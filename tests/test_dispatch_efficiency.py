@@ -4,14 +4,20 @@ bounded thread pool."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pytest
 
 from evalfleet import api
 from evalfleet.agents.base import AgentContext, AgentOutput
+from evalfleet.agents.python_agent import AgentThreads, PythonAgent
 from evalfleet.api.journal_port import StorePort
 from evalfleet.cost.prices import load_price_table
 from evalfleet.errors import InfraError
@@ -125,3 +131,84 @@ def test_stop_during_a_backoff_still_runs_the_retry_and_commits_it(
         assert counts.get("leased", 0) == 0
     finally:
         store.close()
+
+
+class _ThreadProbe:
+    """A sync agent callable that records how many calls run at once and on how many threads
+    (a thread-local tag: a new thread gets a new one, even when the OS reuses its id)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = self.peak = 0
+        self.tags = itertools.count()
+        self.local = threading.local()
+        self.threads: set[int] = set()
+
+    def __call__(self, task: dict[str, Any]) -> str:
+        if not hasattr(self.local, "tag"):
+            self.local.tag = next(self.tags)
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            self.threads.add(self.local.tag)
+        time.sleep(0.02)
+        with self.lock:
+            self.active -= 1
+        return "ok"
+
+
+@pytest.mark.parametrize(("threads", "bound"), [(None, 8), (3, 3)])
+def test_sync_agents_share_a_bounded_thread_pool(make_plan: Callable[..., Path],
+                                                 settings: Settings, threads: int | None,
+                                                 bound: int) -> None:
+    # 40 runs of a sync agent on 8 slots: no more than `bound` threads ever run it (the
+    # plan's max_in_flight, or the agent's `threads`), not one thread per run
+    args: dict[str, Any] = {"callable": "evalfleet.testing.agents:noop"}
+    if threads is not None:
+        args["threads"] = threads
+    plan = load_plan(make_plan(n_tasks=40, execution={"max_in_flight": 8}, agents=[
+        {"name": "probe", "version": "1", "kind": "python", "args": args}]))
+    suite = api.validate_plan(plan)
+    store = Store(settings.home)
+    try:
+        eval_id = api.create_eval(store, plan, suite)
+        port = StorePort(store, RowContext(eval_id, plan.name, suite, plan.agents),
+                         driver_name())
+        dispatcher = Dispatcher(plan=plan, suite=suite, journal=port,
+                                provider=get_provider("local"), prices=load_price_table(),
+                                owner=driver_name())
+        probe = _ThreadProbe()
+        agent = dispatcher.agents[0]
+        assert isinstance(agent, PythonAgent)
+        agent.fn = probe
+        outcome = asyncio.run(dispatcher.run())
+        assert outcome.status == "completed" and store.journal.counts(eval_id)["done"] == 40
+        assert 1 < probe.peak <= bound
+        assert len(probe.threads) <= bound
+        assert agent.threads is None  # the pool was shut down with the dispatch
+    finally:
+        store.close()
+
+
+def test_a_hung_call_leaves_the_pool_and_another_thread_takes_its_place() -> None:
+    release = threading.Event()
+    pool = AgentThreads(1)
+
+    async def main() -> tuple[str, str]:
+        hung = asyncio.create_task(asyncio.wait_for(pool.call(release.wait, 60), timeout=0.3))
+        await asyncio.sleep(0.05)
+        # the one thread is busy: this call waits in the queue; when the hung call times out
+        # (the task's time limit: the run is a timeout) a new thread takes it
+        waiting = asyncio.create_task(asyncio.wait_for(pool.call(lambda: "first"), timeout=30))
+        with pytest.raises(TimeoutError):
+            await hung
+        first = str(await waiting)
+        # the stuck thread is out of the pool: later calls do not wait for it either
+        return first, str(await asyncio.wait_for(pool.call(lambda: "next"), timeout=30))
+
+    try:
+        assert asyncio.run(main()) == ("first", "next")
+        assert pool.serving == 1  # the stuck thread is not counted: the bound still holds
+    finally:
+        release.set()
+        pool.shutdown()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import queue
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +27,9 @@ class PythonAgentArgs(BaseModel):
                           description="'package.module:function' taking the task dict.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments.")
     threaded: bool = Field(True, description="Run a sync callable in a worker thread.")
+    threads: int | None = Field(None, ge=1, le=10_000,
+                                description="Worker threads of a threaded sync callable "
+                                            "(default: the plan's max_in_flight).")
 
 
 def _summary(exc: BaseException) -> str:
@@ -45,34 +51,109 @@ def _to_output(value: Any) -> AgentOutput:
                      "{'answer': str}")
 
 
-async def _in_daemon_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run ``fn`` in a daemon thread and await its result.
+@dataclass(slots=True, eq=False)
+class _Call:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    state: str = "queued"  # queued | running | done | cancelled
+    abandoned: bool = False
+    """The caller stopped waiting while the call ran: its thread leaves the pool when done."""
+
+
+class AgentThreads:
+    """Daemon worker threads shared by the sync calls of a python agent, at most ``size``
+    serving calls at once; a thread starts only when no idle one is there.
 
     A Python thread cannot be killed: when a sync agent hangs past its task's time limit the run
-    is recorded as a timeout and the thread is abandoned. A daemon thread (unlike the default
-    executor's) does not keep the driver from exiting at the end of the eval.
+    is recorded as a timeout and its thread is abandoned: it leaves the pool (a new one may take
+    its place) and ends when the call returns. Daemon threads (unlike the default executor's) do
+    not keep the driver from exiting at the end of the eval.
     """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
 
-    def deliver(ok: bool, value: Any) -> None:
-        if future.done():
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a thread pool needs at least one thread")
+        self.size = size
+        self._lock = threading.Lock()
+        self._work: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._serving = 0  # threads in the pool (not abandoned, not shut down)
+
+    @property
+    def serving(self) -> int:
+        """Threads in the pool: not abandoned, not shut down."""
+        return self._serving
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` on a pool thread and await its result."""
+        loop = asyncio.get_running_loop()
+        item = _Call(loop, loop.create_future(), fn, args, kwargs)
+        self._work.put(item)
+        if not self._idle.acquire(blocking=False):
+            with self._lock:
+                if self._serving < self.size:
+                    self._spawn()
+        try:
+            return await item.future
+        except asyncio.CancelledError:
+            with self._lock:
+                if item.state == "queued":
+                    item.state = "cancelled"  # a thread that takes it skips it
+                elif item.state == "running":
+                    item.abandoned = True
+                    self._serving -= 1
+                    if not self._work.empty():
+                        self._spawn()  # calls are waiting: one takes the abandoned one's place
+            raise
+
+    def _spawn(self) -> None:
+        """Start a thread (with the lock held)."""
+        self._serving += 1
+        threading.Thread(target=self._worker, name="evalfleet-agent", daemon=True).start()
+
+    def _worker(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:  # shut down
+                return
+            with self._lock:
+                skip = item.state == "cancelled"
+                item.state = "running"
+            if not skip:
+                try:
+                    result = item.fn(*item.args, **item.kwargs)
+                except BaseException as exc:  # delivered to the awaiting coroutine
+                    _deliver_soon(item, False, exc)
+                else:
+                    _deliver_soon(item, True, result)
+            with self._lock:
+                item.state = "done"
+                if item.abandoned:
+                    return  # replaced in the pool when its caller gave up on it
+            self._idle.release()
+
+    def shutdown(self) -> None:
+        """Idle threads end; busy ones end after their call."""
+        with self._lock:
+            n, self._serving = self._serving, 0
+        for _ in range(n):
+            self._work.put(None)
+
+
+def _deliver_soon(item: _Call, ok: bool, value: Any) -> None:
+    def deliver() -> None:
+        if item.future.done():
             return
         if ok:
-            future.set_result(value)
+            item.future.set_result(value)
         else:
-            future.set_exception(value)
+            item.future.set_exception(value)
 
-    def target() -> None:
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:  # delivered to the awaiting coroutine
-            loop.call_soon_threadsafe(deliver, False, exc)
-        else:
-            loop.call_soon_threadsafe(deliver, True, result)
-
-    threading.Thread(target=target, name="evalfleet-agent", daemon=True).start()
-    return await future
+    with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for the result
+        item.loop.call_soon_threadsafe(deliver)
 
 
 class PythonAgent:
@@ -91,6 +172,20 @@ class PythonAgent:
         self.kwargs = args.kwargs
         self.threaded = args.threaded
         self.is_async = inspect.iscoroutinefunction(self.fn)
+        self._threads_arg = args.threads
+        self.threads: AgentThreads | None = None
+        """The pool of a threaded sync callable, made on first use."""
+        self._bound = 16
+
+    def limit_threads(self, max_in_flight: int) -> None:
+        """Size the thread pool to the runs that can be in flight (unless ``threads`` says)."""
+        self._bound = max_in_flight
+
+    async def aclose(self) -> None:
+        """End the pool's threads (those still running a call end after it)."""
+        if self.threads is not None:
+            self.threads.shutdown()
+            self.threads = None
 
     async def run(self, ctx: AgentContext) -> AgentOutput:
         payload = ctx.task_payload()
@@ -98,7 +193,9 @@ class PythonAgent:
             if self.is_async:
                 value = await self.fn(payload, **self.kwargs)
             elif self.threaded:
-                value = await _in_daemon_thread(self.fn, payload, **self.kwargs)
+                if self.threads is None:
+                    self.threads = AgentThreads(self._threads_arg or self._bound)
+                value = await self.threads.call(self.fn, payload, **self.kwargs)
             else:
                 value = self.fn(payload, **self.kwargs)
         except (AgentError, SpecError):

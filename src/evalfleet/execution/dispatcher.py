@@ -133,6 +133,10 @@ class Dispatcher:
             if task.resources:
                 self.resources.check(task.resources, task.id)
         self.agents: list[Agent] = [create_agent(spec) for spec in plan.agents]
+        for agent in self.agents:  # sync python agents: a thread pool as large as the slots
+            limit: Any = getattr(agent, "limit_threads", None)
+            if limit is not None:
+                limit(self.settings.max_in_flight)
         self._scorers: dict[str, Scorer] = {}
         self._buffer: list[RunResult] = []
         self._stop = asyncio.Event()
