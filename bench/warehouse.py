@@ -286,7 +286,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10_000_000,
                         help="about this many runs in all (10 evals)")
-    parser.add_argument("--batch", type=int, default=10_000, help="rows per committed batch")
+    parser.add_argument("--batch", type=int, default=1_000, help="rows per committed batch")
     parser.add_argument("--pandas-repeats", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="build the home in this directory and keep it")
     args = parser.parse_args()
