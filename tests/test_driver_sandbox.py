@@ -51,14 +51,14 @@ def _answer(settings: Settings) -> str:
 
     con = duckdb.connect()
     try:
-        (traj_uri,) = con.execute(
-            "SELECT trajectory_uri FROM "
+        (traj_uri, run_id) = con.execute(
+            "SELECT trajectory_uri, run_id FROM "
             f"read_parquet('{settings.home}/results/**/*.parquet')").fetchone()  # type: ignore[misc]
     finally:
         con.close()
     from evalfleet.store import read_trajectory
 
-    traj = read_trajectory(settings.home, traj_uri)
+    traj = read_trajectory(settings.home, traj_uri, run_id)
     assert traj is not None
     return json.dumps(traj)
 

@@ -81,14 +81,14 @@ def test_hostile_agent_is_contained(hostile_plan: tuple[Path, Path], settings: S
     assert summary.status == "completed" and summary.done == 6
     con = duckdb.connect()
     rows = {r[0]: r[1:] for r in con.execute(
-        "SELECT task_id, status, error_kind, passed, error, trajectory_uri FROM "
+        "SELECT task_id, status, error_kind, passed, error, trajectory_uri, run_id FROM "
         f"read_parquet('{settings.home}/results/**/*.parquet')").fetchall()}
     con.close()
     assert rows["ok"][:3] == ("completed", None, True)
     assert rows["flood"][:2] == ("failed", "agent_error")
     assert "truncated" in rows["flood"][3]
     assert rows["badutf8"][0] == "completed" and rows["badutf8"][2] is False  # decoded, graded
-    bad = read_trajectory(settings.home, rows["badutf8"][4])
+    bad = read_trajectory(settings.home, rows["badutf8"][4], rows["badutf8"][5])
     assert bad is not None and "\ufffd" in json.dumps(bad, ensure_ascii=False)
     assert rows["sigterm"][:2] == ("failed", "task_timeout")
     assert rows["escape"][0] == "completed" and rows["escape"][2] is False
@@ -97,7 +97,7 @@ def test_hostile_agent_is_contained(hostile_plan: tuple[Path, Path], settings: S
     if summary.sandbox == "bwrap":  # bwrap also hides world-writable host directories
         assert not Path("/tmp/evalfleet-escaped.txt").exists()
         assert not Path("/tmp/escaped.txt").exists()
-    traj = read_trajectory(settings.home, rows["flood"][4])
+    traj = read_trajectory(settings.home, rows["flood"][4], rows["flood"][5])
     assert traj is not None
     assert len(json.dumps(traj)) < 200_000  # stored output is bounded
     traj_files = list((settings.home / "trajectories").rglob("*.zst"))

@@ -73,14 +73,14 @@ def test_tool_loop_on_repository_tasks(tmp_path: Path, settings: Settings) -> No
     assert summary.done == 4
     con = duckdb.connect()
     rows = con.execute(f"SELECT score, metrics, trajectory_uri, repository, tokens_out, "
-                       f"sandbox FROM read_parquet('{settings.home}/results/**/*.parquet')"
+                       f"sandbox, run_id FROM read_parquet('{settings.home}/results/**/*.parquet')"
                        ).fetchall()
     con.close()
     assert all(r[3] for r in rows)
     assert all(r[5] in ("local", "bwrap") for r in rows)
     assert sum(1 for r in rows if r[0] == 1.0) >= 2  # skill 0.98 on easy-to-hard tasks
     assert all(r[1]["tests_total"] >= 3 for r in rows)
-    traj = read_trajectory(settings.home, rows[0][2])
+    traj = read_trajectory(settings.home, rows[0][2], rows[0][6])
     assert traj is not None
     kinds = [e["kind"] for e in traj["events"]]
     assert "model_call" in kinds and "tool_call" in kinds and "scorer" in kinds
