@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from statsmodels.stats.proportion import proportion_confint
+from scipy.stats import norm
 
 from evalfleet import stats
 from evalfleet.analysis.cost import cost_parts, eval_cost, eval_type
@@ -27,18 +27,37 @@ from evalfleet.analysis.estimates import add_full_suite
 from evalfleet.cost.prices import PriceTable
 from evalfleet.spec.plan import Plan
 from evalfleet.store.journal import Journal
-from evalfleet.store.warehouse import connect
+from evalfleet.store.warehouse import SCORED_SQL, connect
 
-SCORED = ("status IN ('completed', 'failed') AND score IS NOT NULL AND isfinite(score) "
-          "AND score BETWEEN 0 AND 1")
+SCORED = SCORED_SQL
 """Rows that count in scores: completed runs and agent failures (timeouts, agent errors) with a
 valid score. A row with a NaN or out-of-range score (written before scores were validated) is
-left out rather than allowed to poison every mean."""
+left out rather than allowed to poison every mean. The same predicate defines the ``scores``
+view of :func:`evalfleet.store.warehouse.connect`."""
 EXCLUDED_KINDS = ("infra_error", "scorer_error", "config_error", "cancelled")
 """Error kinds whose runs are missing data, counted beside every headline."""
 MAX_FAILING_RUNS = 20
 """Failing run ids listed per agent (the count is always complete)."""
 _MAX_K = 10
+
+
+def proportion_confint(count: Any, nobs: Any, alpha: float = 0.05,
+                       method: str = "wilson") -> tuple[Any, Any]:
+    """Two-sided Wilson score interval, vectorised: statsmodels' ``proportion_confint(...,
+    method="wilson")`` operation for operation (so bit for bit), without importing statsmodels
+    and pandas (about a second of a report's start)."""
+    if method != "wilson":
+        raise ValueError(f"only the Wilson interval is implemented here, not {method!r}")
+    count_a = np.asarray(count)
+    nobs_a = np.asarray(nobs)
+    q_ = count_a / nobs_a
+    crit = norm.isf(alpha / 2.0)
+    crit2 = crit**2
+    denom = 1 + crit2 / nobs_a
+    center = (q_ + crit2 / (2 * nobs_a)) / denom
+    dist = crit * np.sqrt(q_ * (1.0 - q_) / nobs_a + crit2 / (4.0 * nobs_a**2))
+    dist /= denom
+    return np.clip(center - dist, 0, 1), np.clip(center + dist, 0, 1)
 
 
 def _f(x: float) -> float | None:
@@ -136,8 +155,12 @@ def _no_collapse(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def _task_rows(t: dict[str, npt.NDArray[Any]]) -> list[dict[str, Any]]:
-    if t["task_id"].size == 0:
+def _task_rows(t: dict[str, npt.NDArray[Any]], limit: int | None) -> list[dict[str, Any]]:
+    """The per-task rows, worst first (lowest mean, then the widest interval, then task id),
+    all of them or the first ``limit``: the order is computed on the arrays, and only the rows
+    returned are made into dictionaries (50,000 tasks would otherwise cost a second)."""
+    n_tasks = int(t["task_id"].size)
+    if n_tasks == 0 or limit == 0:
         return []
     # Wilson intervals for every task at once (statsmodels is vectorised; one scipy call per
     # task would take seconds on 50,000 tasks). Equal to stats.wilson_interval per task.
@@ -145,16 +168,18 @@ def _task_rows(t: dict[str, npt.NDArray[Any]]) -> list[dict[str, Any]]:
     binary = t["binary"].astype(bool)
     lo = np.where(binary, lo, np.nan)
     hi = np.where(binary, hi, np.nan)
-    rows = [{"task_id": tid, "category": cat, "difficulty": int(d), "n_runs": int(n),
+    width = np.nan_to_num(hi, nan=0.0) - np.nan_to_num(lo, nan=0.0)
+    # the arrays are in task id order (_per_task sorts them), so the position breaks ties
+    order = np.lexsort((np.arange(n_tasks), -width, t["mean"].astype(float)))
+    if limit is not None:
+        order = order[:limit]
+    pick = {k: t[k][order].tolist() for k in ("task_id", "category", "difficulty", "n",
+                                               "mean", "c")}
+    return [{"task_id": tid, "category": cat, "difficulty": int(d), "n_runs": int(n),
              "mean": float(m), "passed": int(c), "ci_low": _f(a), "ci_high": _f(b)}
             for tid, cat, d, n, m, c, a, b in zip(
-                t["task_id"].tolist(), t["category"].tolist(), t["difficulty"].tolist(),
-                t["n"].tolist(), t["mean"].tolist(), t["c"].tolist(), lo.tolist(), hi.tolist(),
-                strict=True)]
-    # worst first, then the most uncertain (widest interval)
-    rows.sort(key=lambda r: (r["mean"], -((r["ci_high"] or 0) - (r["ci_low"] or 0)),
-                             r["task_id"]))
-    return rows
+                pick["task_id"], pick["category"], pick["difficulty"], pick["n"],
+                pick["mean"], pick["c"], lo[order].tolist(), hi[order].tolist(), strict=True)]
 
 
 def _latency(con: Any, name: str, version: str) -> dict[str, Any]:
@@ -238,9 +263,8 @@ def agent_report(con: Any, name: str, version: str, *, cluster: str | None = Non
         SELECT error_kind, count(*) FROM runs
         WHERE agent_name = ? AND agent_version = ? AND error_kind IS NOT NULL
         GROUP BY error_kind ORDER BY 2 DESC""", [name, version]).fetchall())
-    tasks = _task_rows(t)
     k_per_task = t["n"] if t["n"].size else np.array([0])
-    return {
+    out: dict[str, Any] = {
         "agent_name": name, "agent_version": version, "overall": overall,
         "by_category": _groups(t["category"], means, t["n"], t["binary"], "category"),
         "by_difficulty": _groups(t["difficulty"].astype(int), means, t["n"], t["binary"],
@@ -249,13 +273,15 @@ def agent_report(con: Any, name: str, version: str, *, cluster: str | None = Non
                           "max": int(k_per_task.max())},
         "pass_k": _pass_k(t),
         "flaky_tasks": int(np.sum((t["c"] > 0) & (t["c"] < t["n"]))) if t["n"].size else 0,
-        "tasks": tasks if max_tasks is None else tasks[:max_tasks],
         "latency": _latency(con, name, version),
         "errors": errors,
         "excluded": _excluded(con, name, version, cancelled),
         "failing_runs": _failing_runs(con, name, version),
         "reuse": _reuse(con, name, version),
     }
+    if max_tasks != 0:  # per-task rows only on request: 50,000 tasks are megabytes of JSON
+        out["tasks"] = _task_rows(t, max_tasks)
+    return out
 
 
 def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan: Plan,

@@ -112,11 +112,8 @@ def _usd(x: float | None) -> float | None:
 def status_row(store: Store, e: dict[str, Any]) -> dict[str, Any]:
     prog = store.journal.progress(e["eval_id"])["agents"].values()
     strata = strata_of(store, e["eval_id"])
-    status_value = e["status"]
-    if status_value == "running" and not driver_alive(e.get("driver"), e.get("driver_heartbeat")):
-        status_value = "interrupted"  # the driver died without saying so (crash, SIGKILL)
     return {
-        "eval_id": e["eval_id"], "plan_name": e["plan_name"], "status": status_value,
+        "eval_id": e["eval_id"], "plan_name": e["plan_name"], "status": live_status(e),
         "planned": e["planned"], "done": sum(a["done"] for a in prog),
         "errored": sum(a["errored"] for a in prog), "running": sum(a["running"] for a in prog),
         "cancelled": sum(a["cancelled"] for a in prog),
@@ -128,6 +125,13 @@ def status_row(store: Store, e: dict[str, Any]) -> dict[str, Any]:
         "started_at": _iso(e.get("started_at") or e.get("created_at")),
         "finished_at": _iso(e.get("finished_at")),
     }
+
+
+def live_status(e: dict[str, Any]) -> str:
+    """The eval's status, ``interrupted`` for one ``running`` whose driver is gone."""
+    if e["status"] == "running" and not driver_alive(e.get("driver"), e.get("driver_heartbeat")):
+        return "interrupted"  # the driver died without saying so (crash, SIGKILL)
+    return str(e["status"])
 
 
 def _iso(t: float | None) -> str | None:
@@ -148,16 +152,16 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
         eval_id = resolve_eval_id(store, eval_id)
         row = store.journal.get_eval(eval_id)
         plan = Plan.model_validate(row["plan"])
-        st = status_row(store, row)
         from evalfleet.analysis.report import build_report
 
-        prog = store.journal.progress(eval_id)["agents"]
+        # budget-cancelled runs live only in the journal: one indexed count per agent (not
+        # status_row, whose progress and strata read every run of the eval: seconds at 1M)
+        cancelled = store.journal.cancelled_by_agent(eval_id)
         rep = build_report(home=store.home, paths=store.results_paths(eval_id),
-                           eval_row={**row, "status": st["status"],
-                                     "cancelled": st["cancelled"],
+                           eval_row={**row, "status": live_status(row),
+                                     "cancelled": sum(cancelled.values()),
                                      "cancelled_by_agent": [
-                                         prog.get(i, {}).get("cancelled", 0)
-                                         for i in range(len(plan.agents))]},
+                                         cancelled.get(i, 0) for i in range(len(plan.agents))]},
                            plan=plan, cluster=cluster, max_tasks=max_tasks,
                            # an unpriced model's $0 is not a measurement: cost.unpriced says so
                            prices=load_price_table(settings.prices),

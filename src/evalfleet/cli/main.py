@@ -98,7 +98,7 @@ def _finish(summary: EvalSummary, *, show_report: bool = True, warn: bool = Fals
     scored = 0
     if show_report and summary.done:
         settings = _settings(summary.home)
-        rep = api.report(summary.eval_id, settings=settings)
+        rep = api.report(summary.eval_id, settings=settings, max_tasks=0)
         scored = int(rep["coverage"].get("scored", 0))
         render_report(out, rep)
     err.print(f"eval {summary.eval_id}: {summary.status}, {summary.done}/{summary.planned} runs "
@@ -204,21 +204,52 @@ def report(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique pre
            home: HomeOpt = None, json_: JsonOpt = False,
            cluster: Annotated[str | None, typer.Option(
                "--cluster", help="Cluster the SE by repository or category (CR1).")] = None,
+           tasks: Annotated[str | None, typer.Option(
+               "--tasks", metavar="N|all",
+               help="Per-task rows too: the worst N tasks of each agent, or all.")] = None,
            markdown_out: MarkdownOpt = None, html_out: HtmlOpt = None) -> None:
     """Scores with 95% intervals, categories, cost and latency of an eval (partial or not)."""
     from evalfleet import api
     from evalfleet.cli.render import render_report
 
-    rep = api.report(eval_id, settings=_settings(home), cluster=cluster)
+    wanted = _tasks_wanted(tasks)
+    exports = markdown_out is not None or html_out is not None
+    # per-task rows only on request (50,000 tasks are megabytes of JSON); the Markdown and
+    # HTML exports list the worst EXPORT_TASKS tasks unless --tasks says otherwise
+    rep = api.report(eval_id, settings=_settings(home), cluster=cluster,
+                     max_tasks=EXPORT_TASKS if tasks is None and exports else wanted)
     if _export(rep, json_, [(markdown_out, lambda r: api.report_text(r, "markdown")),
                             (html_out, lambda r: api.report_text(r, "html"))]):
         return
     if json_:
+        if tasks is None:
+            rep = {**rep, "agents": [{k: v for k, v in a.items() if k != "tasks"}
+                                     for a in rep["agents"]]}
         sys.stdout.write(api.dumps(rep) + "\n")
     else:
         render_report(out, rep)
     if not rep["coverage"].get("scored", 0):
         raise typer.Exit(1)  # an eval with no scored run measured nothing
+
+
+EXPORT_TASKS = 20
+"""Worst tasks per agent a Markdown or HTML report lists when --tasks is not given."""
+
+
+def _tasks_wanted(value: str | None) -> int | None:
+    """``--tasks``: None (not given) -> 0 rows, ``all`` -> None (every row), N -> N."""
+    if value is None:
+        return 0
+    if value.strip().lower() == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise SpecError(f"--tasks {value!r}: give a number of tasks (the worst N) or 'all'",
+                        field="--tasks")
+    return n
 
 
 ClusterOpt = Annotated[str | None, typer.Option(
@@ -284,8 +315,11 @@ def demo(home: HomeOpt = None,
 @app.command()
 def query(sql: Annotated[str, typer.Argument(help="One SELECT over the view 'runs'.")],
           eval_id: Annotated[str | None, typer.Option("--eval", help="Only this eval.")] = None,
-          home: HomeOpt = None, json_: JsonOpt = False) -> None:
-    """Read-only DuckDB SELECT over the committed results (view ``runs``).
+          home: HomeOpt = None, json_: JsonOpt = False,
+          csv_: Annotated[bool, typer.Option(
+              "--csv", help="CSV on stdout: a header row, then one row per result row.")]
+          = False) -> None:
+    """Read-only DuckDB SELECT over the committed results (views ``runs`` and ``scores``).
 
     Anything but one SELECT (COPY, ATTACH, SET, PRAGMA, INSTALL, CREATE, INSERT ...) is
     refused with exit 2, and the query can read no file other than the committed results.
@@ -294,9 +328,14 @@ def query(sql: Annotated[str, typer.Argument(help="One SELECT over the view 'run
 
     from evalfleet import api
 
+    if json_ and csv_:
+        raise SpecError("give one of --json and --csv", field="--csv")
     names, rows = api.query(sql, eval_id=eval_id, settings=_settings(home))
     if json_:
         sys.stdout.write(api.dumps([dict(zip(names, r, strict=True)) for r in rows]) + "\n")
+        return
+    if csv_:
+        _write_query_csv(names, rows)
         return
     t = Table()
     for n in names:
@@ -304,6 +343,31 @@ def query(sql: Annotated[str, typer.Argument(help="One SELECT over the view 'run
     for r in rows:
         t.add_row(*[str(v) for v in r])
     out.print(t)
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV field: NULL empty, booleans true/false, times ISO 8601, lists and maps JSON."""
+    import json
+    from datetime import date, datetime
+
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _write_query_csv(names: list[str], rows: list[tuple[Any, ...]]) -> None:
+    import csv
+
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(names)
+    for r in rows:
+        w.writerow([_csv_cell(v) for v in r])
 
 
 @app.command()

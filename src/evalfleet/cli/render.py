@@ -104,7 +104,27 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
                              if c else "-")
             ct.add_row(escape(cat), *cells)
         console.print(ct)
+    for a in rep["agents"]:
+        if a.get("tasks"):
+            render_tasks(console, a)
     render_cost(console, rep)
+
+
+def render_tasks(console: Console, a: dict[str, Any]) -> None:
+    """An agent's per-task rows (``report --tasks``), worst first."""
+    rows = a["tasks"]
+    n_tasks = (a.get("overall") or {}).get("n_tasks", len(rows))
+    tt = Table(title=escape(f"{a['agent_name']}@{a['agent_version']}: worst {len(rows)} of "
+                            f"{n_tasks} tasks (mean, passed/runs, 95% CI of the pass rate)"),
+               box=box.SIMPLE_HEAD)
+    for col in ("task", "category", "diff.", "mean", "passed", "95% CI"):
+        tt.add_column(col, justify="left" if col in ("task", "category") else "right")
+    for r in rows:
+        ci = ("-" if r.get("ci_low") is None else
+              f"{100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}%")
+        tt.add_row(escape(str(r["task_id"])), escape(str(r["category"])), str(r["difficulty"]),
+                   f"{r['mean']:.3f}", f"{r['passed']}/{r['n_runs']}", ci)
+    console.print(tt)
 
 
 def _unpriced(a: dict[str, Any]) -> bool:

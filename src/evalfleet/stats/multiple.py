@@ -6,7 +6,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from statsmodels.stats.multitest import multipletests
 
 from evalfleet.stats._checks import check_probability
 from evalfleet.stats._types import AdjustedPValues
@@ -61,6 +60,10 @@ def adjust_pvalues(
         raise ValueError("p_values must all be between 0 and 1 (NaN is not allowed)")
     if raw.shape[0] == 0:
         return AdjustedPValues(p_values=(), adjusted=(), reject=(), alpha=level, method=method)
+    # imported here: statsmodels (and the pandas it loads) costs about a second, which a
+    # report that adjusts nothing should not pay
+    from statsmodels.stats.multitest import multipletests
+
     reject, adjusted, _, _ = multipletests(raw, alpha=level, method=_STATSMODELS_METHOD[method])
     return AdjustedPValues(
         p_values=tuple(float(p) for p in raw),

@@ -12,7 +12,6 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
-from statsmodels.stats.contingency_tables import mcnemar
 
 from evalfleet.stats._checks import (
     Alternative,
@@ -164,6 +163,9 @@ def mcnemar_test(
         p_exact = p_midp = 1.0
         p_chi2 = p_chi2_cc = stat_chi2 = stat_chi2_cc = math.nan
     else:
+        # imported here: statsmodels (and the pandas it loads) costs about a second
+        from statsmodels.stats.contingency_tables import mcnemar
+
         table = [[0, b_int], [c_int, 0]]
         p_exact = float(mcnemar(table, exact=True).pvalue)
         p_midp = min(1.0, 2.0 * float(sps.binom.cdf(k, m, 0.5)) - float(sps.binom.pmf(k, m, 0.5)))

@@ -150,11 +150,15 @@ def _per_task(
             f"k={k_int} exceeds the number of scored runs n={int(n_b.min())} of some task; "
             "exclude tasks with fewer than k runs"
         )
-    pairs, inverse = np.unique(
-        np.stack([n_b.ravel(), c_b.ravel()], axis=1), axis=0, return_inverse=True
-    )
-    values = np.array([_one(int(nn), int(cc), k_int, kind) for nn, cc in pairs], dtype=np.float64)
-    out = values[inverse.reshape(-1)].reshape(n_b.shape)
+    # one key per distinct (n, c): a 1-D unique is ~20x faster than unique(axis=0) on the
+    # 50,000 tasks of a large eval (0 <= c <= n, so n * (max n + 1) + c is one-to-one)
+    n_flat = n_b.ravel().astype(np.int64)
+    c_flat = c_b.ravel().astype(np.int64)
+    width = int(n_flat.max()) + 1 if n_flat.size else 1
+    keys, inverse = np.unique(n_flat * width + c_flat, return_inverse=True)
+    values = np.array([_one(int(key // width), int(key % width), k_int, kind) for key in keys],
+                      dtype=np.float64)
+    out: npt.NDArray[np.float64] = values[np.asarray(inverse).reshape(-1)].reshape(n_b.shape)
     if out.ndim == 0:
         return float(out)
     return out

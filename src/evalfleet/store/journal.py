@@ -682,6 +682,16 @@ class Journal:
                 out[f"outcome:{outcome}"] = out.get(f"outcome:{outcome}", 0) + n
         return out
 
+    def cancelled_by_agent(self, eval_id: str) -> dict[int, int]:
+        """Cancelled runs per agent index (agents without any are left out): one indexed
+        lookup, where :meth:`progress` reads every run of the eval."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs.c.agent_index, func.count())
+                                .where(and_(runs.c.eval_id == eval_id,
+                                            runs.c.status == "cancelled"))
+                                .group_by(runs.c.agent_index)).all()
+        return {int(i): int(n) for i, n in rows}
+
     def progress(self, eval_id: str) -> dict[str, Any]:
         """Per-agent counts and cost for status displays."""
         with self.engine.connect() as conn:

@@ -25,8 +25,9 @@ DESCRIBE, SUMMARIZE and SHOW, which DuckDB parses as SELECT."""
 
 def connect(home: Path, paths: list[str],
             journal: Journal | None = None) -> duckdb.DuckDBPyConnection:
-    """A confined DuckDB connection with a view ``runs`` over the given results files, and
-    with a ``journal``, tables ``rollups`` and ``evals`` (see :func:`_journal_tables`)."""
+    """A confined DuckDB connection with a view ``runs`` over the given results files, the
+    view ``scores`` over it (see :func:`_scores_view`), and with a ``journal``, tables
+    ``rollups`` and ``evals`` (see :func:`_journal_tables`)."""
     con = duckdb.connect(":memory:")
     try:
         # a query must not see the caller's Python variables as tables, nor spill to disk
@@ -42,6 +43,7 @@ def connect(home: Path, paths: list[str],
                 rel.create("runs")
         else:
             con.from_arrow(RESULTS_SCHEMA.empty_table()).create("runs")
+        _scores_view(con)
         if journal is not None:
             _journal_tables(con, journal)
         con.execute("SET enable_external_access = false")
@@ -50,6 +52,41 @@ def connect(home: Path, paths: list[str],
         con.close()
         raise
     return con
+
+
+SCORED_SQL = ("status IN ('completed', 'failed') AND score IS NOT NULL AND isfinite(score) "
+              "AND score BETWEEN 0 AND 1")
+"""Runs that count in scores: completed runs and agent failures (timeouts, agent errors) with a
+valid score; infra, scorer and configuration errors and cancelled runs are missing data. A row
+with a NaN or out-of-range score (written before scores were validated) is left out."""
+
+
+def _scores_view(con: duckdb.DuckDBPyConnection) -> None:
+    """The view ``scores``: one row per (eval, agent name and version, task) over ``runs``,
+    with its runs, scored runs, mean score and passed count over the scored runs, and the
+    task's category, difficulty and repository (the smallest, should its runs disagree).
+
+    Columns that files of this home lack (written by an older version) are NULL in the view.
+    """
+    have = set(con.table("runs").columns)
+    keys = ("eval_id", "agent_name", "agent_version", "task_id")
+    needed = {"status", "score", "passed", *keys}
+    if not needed <= have:  # not results rows at all: no view rather than a broken one
+        return
+
+    def first(col: str) -> str:
+        return f"min({col}) AS {col}" if col in have else f"NULL AS {col}"
+
+    con.execute(f"""
+        CREATE VIEW scores AS
+        SELECT {', '.join(keys)}, {first('category')}, {first('difficulty')},
+               {first('repository')},
+               count(*) AS n_runs,
+               count(*) FILTER (WHERE {SCORED_SQL}) AS n_scored,
+               avg(score) FILTER (WHERE {SCORED_SQL}) AS mean_score,
+               count(*) FILTER (WHERE {SCORED_SQL} AND passed) AS n_passed
+        FROM runs
+        GROUP BY {', '.join(keys)}""")
 
 
 def _migrated(rel: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
