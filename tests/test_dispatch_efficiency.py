@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,11 @@ def _dispatch(make_plan: Callable[..., Path], settings: Settings, agent: _FailsF
                             flush_interval_s=0.05)
     dispatcher.agents = [agent]
     if stop_in_backoff:  # Ctrl-C once the failed attempt's retry is waiting out its backoff
-        agent.on_failure = lambda: asyncio.get_running_loop().call_later(
-            0.1, dispatcher.stop)
+
+        def stop_soon() -> None:
+            asyncio.get_running_loop().call_later(0.1, dispatcher.stop)
+
+        agent.on_failure = stop_soon
     outcome = asyncio.run(dispatcher.run())
     return outcome, store, eval_id
 
@@ -212,3 +216,100 @@ def test_a_hung_call_leaves_the_pool_and_another_thread_takes_its_place() -> Non
     finally:
         release.set()
         pool.shutdown()
+
+
+@dataclass
+class _Leased:
+    run_id: str
+    task_id: str
+    agent_index: int = 0
+    repeat: int = 0
+    attempts: int = 1
+
+
+class _SlowJournal:
+    """An in-memory journal whose commits take 0.2 s; it records on which thread each call ran,
+    whether a commit is under way, and the order of the calls."""
+
+    def __init__(self, task_ids: list[str]) -> None:
+        self.pending = [_Leased(f"r-{t}", t) for t in task_ids]
+        self.leased: dict[str, _Leased] = {}
+        self.done: list[str] = []
+        self.committing = False
+        self.calls: list[tuple[str, str]] = []
+
+    def _note(self, name: str) -> None:
+        self.calls.append((name, threading.current_thread().name))
+
+    def lease(self, owner: str, n: int, lease_s: float,
+              skip_agents: Any = ()) -> list[_Leased]:
+        self._note("lease")
+        ok, self.pending = self.pending[:n], self.pending[n:]
+        self.leased.update({lr.run_id: lr for lr in ok})
+        return ok
+
+    def renew(self, owner: str, run_ids: Any, lease_s: float) -> int:
+        self._note("renew")
+        return len(run_ids)
+
+    def release(self, owner: str, run_ids: Any = None) -> None:
+        self._note("release")
+        for rid in list(self.leased) if run_ids is None else run_ids:
+            self.pending.append(self.leased.pop(rid))
+
+    def commit(self, results: Any) -> tuple[int, int]:
+        self._note("commit")
+        self.committing = True
+        time.sleep(0.2)
+        fresh = [r for r in results if r.run_id not in self.done]
+        self.done.extend(r.run_id for r in fresh)
+        for r in results:
+            self.leased.pop(r.run_id, None)
+        self.committing = False
+        return len(fresh), len(results) - len(fresh)
+
+    def lease_state(self) -> tuple[int, int, float | None]:
+        self._note("lease_state")
+        return len(self.pending), len(self.leased), None
+
+    def cancel_pending(self, agent_index: int | None = None) -> int:
+        return 0
+
+    def heartbeat(self) -> None:
+        self._note("heartbeat")
+
+
+class _DuringCommits:
+    """Counts the attempts that start while the journal is committing."""
+
+    def __init__(self, journal: _SlowJournal) -> None:
+        self.journal = journal
+        self.started_during_commit = 0
+
+    async def run(self, ctx: AgentContext) -> AgentOutput:
+        self.started_during_commit += self.journal.committing
+        await asyncio.sleep(0.005)
+        return AgentOutput("ok")
+
+
+def test_commits_and_leases_run_off_the_event_loop(make_plan: Callable[..., Path]) -> None:
+    # commits take 0.2 s; runs keep starting while one is under way, every journal call runs
+    # on the one journal thread, and every run is committed exactly once
+    plan = load_plan(make_plan(n_tasks=300, execution={
+        "max_in_flight": 4, "write_batch": 20, "heartbeat_seconds": 0.05}))
+    suite = api.validate_plan(plan)
+    journal = _SlowJournal([t.id for t in suite.tasks])
+    dispatcher = Dispatcher(plan=plan, suite=suite, journal=journal,
+                            provider=get_provider("local"), prices=load_price_table(),
+                            owner="test", flush_interval_s=0.05)
+    agent = _DuringCommits(journal)
+    dispatcher.agents = [agent]
+    outcome = asyncio.run(dispatcher.run())
+    assert outcome.status == "completed" and outcome.stats.done == 300
+    assert sorted(journal.done) == sorted(f"r-{t.id}" for t in suite.tasks)  # once each
+    assert not journal.leased and not journal.pending
+    assert agent.started_during_commit > 0
+    names = {name for call, name in journal.calls if call != "release"}
+    assert len(names) == 1 and names.pop().startswith("evalfleet-journal")
+    assert {"lease", "commit", "renew", "heartbeat", "lease_state"} <= \
+        {call for call, _ in journal.calls}

@@ -11,6 +11,8 @@ refused credentials, unknown model) stops leasing, since no later run could succ
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import heapq
 import itertools
 import os
@@ -19,7 +21,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from evalfleet.agents.base import Agent, ModelGate, NoGate, Usage
 from evalfleet.agents.registry import create_agent
@@ -77,6 +79,9 @@ class DispatchStats:
         """The eval's projected total cost (spent / done x planned, by stratum); None before
         any run finished."""
         return project_total(dict(self.strata))  # a copy: the dispatcher thread adds to it
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -142,6 +147,10 @@ class Dispatcher:
         self._stop = asyncio.Event()
         self._config_error: str | None = None
         self._worker = f"local:{os.getpid()}"
+        # every journal call of a dispatch runs on this one thread, in the order made: commits
+        # (Parquet files, the journal transaction, compaction) and leases leave the event loop
+        self._io: concurrent.futures.ThreadPoolExecutor | None = None
+        self._committing: concurrent.futures.Future[tuple[int, int]] | None = None
 
     def stop(self) -> None:
         """Ask the dispatcher to stop leasing; in-flight runs finish and are committed."""
@@ -226,11 +235,60 @@ class Dispatcher:
                 self._stop.set()  # no later run can succeed: stop leasing, let in-flight finish
         return result
 
+    def _journal_sync(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Call the journal on the journal thread (after what is queued there) and wait."""
+        if self._io is None:
+            return fn(*args)
+        return self._io.submit(fn, *args).result()
+
+    async def _journal(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Call the journal on the journal thread (after what is queued there); the event
+        loop runs the attempts meanwhile."""
+        if self._io is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._io, functools.partial(fn, *args))
+
+    def _start_flush(self) -> None:
+        """Commit the buffer on the journal thread, one batch at a time: while a batch is being
+        committed the next waits in the buffer. A failed commit ends the dispatch (:meth:`_reap`).
+        """
+        if self._io is None:
+            self._flush()
+            return
+        self._reap()
+        if not self._buffer or self._committing is not None:
+            return
+        batch, self._buffer = self._buffer, []
+        self._committing = self._io.submit(self.journal.commit, batch)
+
+    def _reap(self) -> None:
+        """Count the background commit once it is done; raise its error if it failed."""
+        done = self._committing
+        if done is not None and done.done():
+            self._committing = None
+            committed, dups = done.result()
+            self.stats.duplicates += dups
+            self.stats.done += committed
+
+    async def _drain(self) -> None:
+        """Commit everything buffered and wait until it is committed."""
+        self._start_flush()
+        while self._committing is not None:
+            # asyncio.wait never cancels what it waits for: a cancelled dispatch still lets a
+            # batch on its way finish (the end of the dispatch waits for it)
+            await asyncio.wait([asyncio.wrap_future(self._committing)])
+            self._start_flush()
+
     def _flush(self) -> None:
+        """Commit the buffer now, after the background commit, and wait for both."""
+        if self._committing is not None:
+            concurrent.futures.wait([self._committing])
+            self._reap()
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, []
-        committed, dups = self.journal.commit(batch)
+        committed, dups = self._journal_sync(self.journal.commit, batch)
         self.stats.duplicates += dups
         self.stats.done += committed
 
@@ -262,8 +320,8 @@ class Dispatcher:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             ids = held()
-            self.journal.renew(self.owner, ids, self.settings.lease_seconds)
-            self.journal.heartbeat()
+            await self._journal(self.journal.renew, self.owner, ids, self.settings.lease_seconds)
+            await self._journal(self.journal.heartbeat)
 
     def _budget_blocks(self, flying: Counter[int], queue: deque[LeasedRunLike]) -> bool:
         """Apply the budgets before more runs start; True once the eval's budget stopped.
@@ -290,8 +348,8 @@ class Dispatcher:
             rest = [lr for lr in queue if lr.agent_index != agent]
             queue.clear()
             queue.extend(rest)
-            self.journal.release(self.owner, [lr.run_id for lr in mine])
-        n = self.journal.cancel_pending(agent)
+            self._journal_sync(self.journal.release, self.owner, [lr.run_id for lr in mine])
+        n = self._journal_sync(self.journal.cancel_pending, agent)
         self.stats.budget_cancelled += n
         if n:
             self.stats.agents_stopped.append(self.plan.agents[agent].label)
@@ -313,6 +371,7 @@ class Dispatcher:
         hb = asyncio.create_task(self._heartbeat(held))
         flying: Counter[int] = Counter()  # runs in flight per agent index
         last_flush = time.monotonic()
+        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evalfleet-journal")
         try:
             while True:
                 stopping = self._stop.is_set() or self._budget_blocks(flying, queue)
@@ -325,8 +384,8 @@ class Dispatcher:
                 while not stopping and len(in_flight) < s.max_in_flight:
                     if not queue:
                         want = min(max(2 * s.max_in_flight, 64), 1024)
-                        queue.extend(self.journal.lease(self.owner, want, s.lease_seconds,
-                                                        frozenset(self._skip)))
+                        queue.extend(await self._journal(self.journal.lease, self.owner, want,
+                                                         s.lease_seconds, frozenset(self._skip)))
                         if not queue:
                             break
                     # every launch leaves room for the runs in flight and this one; before
@@ -353,8 +412,8 @@ class Dispatcher:
                 if not in_flight and not delayed:
                     if stopping:
                         break
-                    self._flush()  # our buffered results still count as leased until then
-                    pending, leased, earliest = self.journal.lease_state()
+                    await self._drain()  # our buffered results count as leased until then
+                    pending, leased, earliest = await self._journal(self.journal.lease_state)
                     if pending == 0 and leased == 0:
                         break
                     # runs leased by another worker: wait for them or for their leases to expire
@@ -389,8 +448,9 @@ class Dispatcher:
                     self._buffer.append(result)
                 self.stats.running = len(in_flight)
                 now = time.monotonic()
+                self._reap()
                 if len(self._buffer) >= s.write_batch or now - last_flush >= self.flush_interval_s:
-                    self._flush()
+                    self._start_flush()
                     last_flush = now
         except BaseException:
             for t in in_flight:
@@ -400,7 +460,12 @@ class Dispatcher:
         finally:
             hb.cancel()
             await asyncio.gather(hb, return_exceptions=True)
-            self._flush()
+            try:
+                self._flush()
+            finally:
+                io, self._io = self._io, None
+                if io is not None:
+                    io.shutdown(wait=True)  # nothing of this dispatch is left on the thread
             self.stats.running = 0
             queue.clear()
             delayed.clear()
