@@ -24,7 +24,7 @@ from evalfleet.errors import StoreError
 from evalfleet.settings import Settings
 from evalfleet.spec import AgentSpec, ScorerSpec, Suite, Task
 from evalfleet.spec.result import RunResult
-from evalfleet.store import RowContext, Store, read_trajectory
+from evalfleet.store import CommitReport, RowContext, Store, read_trajectory
 from evalfleet.store import compaction as comp
 from evalfleet.store import results as results_mod
 from evalfleet.store.journal import CommitRow, Journal
@@ -294,12 +294,24 @@ def test_a_renamed_column_reads_under_its_new_name_before_and_after_compaction(
 # through the api: the driver, readers, show, the command ------------------------------------
 
 
+def _one_row_per_commit(m: pytest.MonkeyPatch) -> None:
+    """Every commit holds one row, as with slow agents (however the dispatcher batches)."""
+    orig = Store.commit
+
+    def one_by_one(self: Store, ctx: RowContext, results: Any) -> CommitReport:
+        reps = [orig(self, ctx, [r]) for r in results]
+        return CommitReport(sum(r.committed for r in reps), sum(r.duplicates for r in reps))
+
+    m.setattr(Store, "commit", one_by_one)
+
+
 @pytest.fixture
 def uncompacted(make_plan: Callable[..., Path], settings: Settings,
                 monkeypatch: pytest.MonkeyPatch) -> str:
     """A finished eval of 24 runs in 24 files: its driver did not compact."""
     with monkeypatch.context() as m:
         m.setattr(Store, "maintain", lambda *_a, **_k: None)
+        _one_row_per_commit(m)
         s = api.run(make_plan(n_tasks=12, name="small",
                               execution={"write_batch": 1, "max_in_flight": 1},
                               agents=[{"name": "noop", "version": v, "kind": "python",
@@ -401,6 +413,7 @@ def test_the_driver_compacts_during_a_long_eval_and_at_its_end(
         return rep
 
     monkeypatch.setattr(comp, "compact_eval", watch)
+    _one_row_per_commit(monkeypatch)
     s = api.run(make_plan(n_tasks=40, name="long", execution={"write_batch": 1,
                                                                "max_in_flight": 1}),
                 settings=settings)
