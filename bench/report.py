@@ -12,7 +12,7 @@ RunResults (1% infra errors, some timeouts, heterogeneous per-task pass rates, 6
 
 It prints, each as the median of ``--repeats``: ``evalfleet --help`` as a whole process (the
 floor: interpreter and CLI start), ``evalfleet report EVAL --json`` (no per-task rows, the
-default), ``--json --tasks 10`` and ``--json --tasks`` (every per-task row) as whole processes
+default), ``--json --tasks 10`` and ``--json --tasks all`` (every per-task row) as whole processes
 with their output bytes, and ``api.report`` in-process; each whole-process time also as a ratio
 to ``--help``.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -119,15 +120,20 @@ def _median(fn: Callable[[], Any], n: int) -> tuple[float, list[float], Any]:
     return statistics.median(times), times, last
 
 
-def _cli(home: Path, *args: str) -> Callable[[], int]:
+def _cli(home: Path, *args: str) -> Callable[[], tuple[int, float]]:
+    """One whole ``evalfleet`` process: its stdout bytes and its CPU seconds (user + system,
+    less disturbed than wall time by other work on the machine)."""
     env = {**os.environ, "EVALFLEET_HOME": str(home)}
 
-    def run() -> int:
+    def run() -> tuple[int, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run([sys.executable, "-m", "evalfleet", *args], env=env,
                               capture_output=True, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode not in (0, 1):
             raise SystemExit(f"evalfleet {' '.join(args)} failed: {proc.stderr.decode()}")
-        return len(proc.stdout)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return len(proc.stdout), cpu
     return run
 
 
@@ -160,11 +166,12 @@ def main() -> None:
         help_s, _, _ = _median(_cli(home, "--help"), reps)
         print(f"evalfleet --help (whole process): median {help_s:.2f}s")
         for label, extra in (("report --json", ()), ("report --json --tasks 10", ("--tasks", "10")),
-                             ("report --json --tasks", ("--tasks",))):
-            med, times, size = _median(_cli(home, "report", eval_id, "--json", *extra), reps)
+                             ("report --json --tasks all", ("--tasks", "all"))):
+            med, times, (size, cpu) = _median(_cli(home, "report", eval_id, "--json", *extra),
+                                              reps)
             print(f"evalfleet {label} (whole process): median {med:.2f}s "
                   f"({', '.join(f'{x:.2f}' for x in times)}), {med / help_s:.1f}x --help, "
-                  f"{size / 1e6:.2f} MB of JSON")
+                  f"last {cpu:.2f}s CPU, {size / 1e6:.2f} MB of JSON")
         med, times, _ = _median(lambda: api.report(eval_id, settings=settings, max_tasks=0),
                                 reps)
         print(f"api.report in-process (no per-task rows): median {med:.2f}s "

@@ -81,6 +81,27 @@ def test_tasks_n_is_the_worst_n_in_the_report_order(eval_id: str, settings: Sett
         == _without_tasks(every)["agents"][0].keys()
 
 
+def test_task_order_breaks_ties_by_width_then_id() -> None:
+    """Equal means with different run counts (1/2, 2/4, 3/6) order by interval width, widest
+    first; non-binary tasks (no interval) come after at the same mean; then task id."""
+    import numpy as np
+
+    from evalfleet.analysis.report import _task_rows
+
+    ids = ["t6", "t5", "t4", "t3", "t2", "t1", "t0"]
+    t = {"task_id": np.array(sorted(ids), dtype=object),
+         "category": np.array(["c"] * 7, dtype=object),
+         "difficulty": np.array([1] * 7),
+         "n": np.array([6, 2, 4, 2, 3, 2, 1]),
+         "c": np.array([3, 1, 2, 1, 0, 1, 1]),
+         "mean": np.array([0.5, 0.5, 0.5, 0.5, 0.0, 0.5, 1.0]),
+         "binary": np.array([True, True, True, False, True, True, True])}
+    every = _task_rows(t, None)
+    assert every == _old_order(every)
+    assert [r["task_id"] for r in every] == ["t4", "t1", "t5", "t2", "t0", "t3", "t6"]
+    assert _task_rows(t, 3) == every[:3] and _task_rows(t, 0) == []
+
+
 def test_text_report_lists_tasks_only_on_request(eval_id: str, settings: Settings) -> None:
     worst = api.report(eval_id, settings=settings, max_tasks=3)["agents"][0]["tasks"]
     text = _cli(settings, "report", eval_id, "--tasks", "3")
@@ -132,18 +153,24 @@ def test_scores_view_is_a_group_by_over_runs(eval_id: str, settings: Settings) -
 
 
 def test_scores_view_leaves_errored_runs_out(make_plan: Callable[..., Path],
-                                            settings: Settings) -> None:
+                                            settings: Settings, tmp_path: Path) -> None:
+    """Agent failures are scored (0); infra errors are missing data: counted, not scored."""
+    marks = tmp_path / "infra-marks"
+    marks.mkdir()
     plan = make_plan(n_tasks=4, runs_per_task=2, agents=[
         {"name": "bug", "version": "1", "kind": "python",
-         "args": {"callable": "evalfleet.testing.agents:boom"}}])
+         "args": {"callable": "evalfleet.testing.agents:boom"}},
+        {"name": "down", "version": "1", "kind": "python",
+         "args": {"callable": "evalfleet.testing.agents:flaky_infra",
+                  "kwargs": {"marker_dir": str(marks), "failures": 1000}}}],
+        execution={"max_attempts": 1, "backoff_base_s": 0})
     api.run(plan, settings=settings)
-    _, rows = api.query("SELECT n_runs, n_scored, mean_score, n_passed FROM scores",
-                        settings=settings)
-    _, statuses = api.query("SELECT DISTINCT status, error_kind FROM runs", settings=settings)
-    assert len(rows) == 4
-    # an agent that raises fails its runs (scored 0), it is not missing data
-    assert statuses == [("failed", "agent_error")]
-    assert all(r == (2, 2, 0.0, 0) for r in rows)
+    _, rows = api.query("SELECT agent_name, n_runs, n_scored, mean_score, n_passed "
+                        "FROM scores ORDER BY agent_name, task_id", settings=settings)
+    _, statuses = api.query("SELECT DISTINCT agent_name, status, error_kind FROM runs "
+                            "ORDER BY agent_name", settings=settings)
+    assert statuses == [("bug", "failed", "agent_error"), ("down", "errored", "infra_error")]
+    assert rows == [("bug", 2, 2, 0.0, 0)] * 4 + [("down", 2, 0, None, 0)] * 4
 
 
 def test_query_csv_round_trips(eval_id: str, settings: Settings) -> None:
