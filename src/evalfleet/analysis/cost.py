@@ -89,11 +89,12 @@ def add_up(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def _per_task_total(con: Any, cols: set[str], name: str,
                     version: str) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     tbl = con.execute(f"""
-        SELECT avg({_num(cols, 'cost_usd')} + {_num(cols, 'infra_cost_usd')}),
-               avg(CASE WHEN passed THEN 1.0 ELSE 0.0 END)
+        SELECT avg({_num(cols, 'cost_usd')} + {_num(cols, 'infra_cost_usd')}) AS cost,
+               avg(CASE WHEN passed THEN 1.0 ELSE 0.0 END) AS rate
         FROM runs WHERE agent_name = ? AND agent_version = ? AND {SCORED_SQL}
-        GROUP BY task_id ORDER BY task_id""", [name, version]).fetchall()
-    return (np.array([r[0] for r in tbl], dtype=float), np.array([r[1] for r in tbl], dtype=float))
+        GROUP BY task_id ORDER BY task_id""", [name, version]).fetchnumpy()
+    # as arrays, not 50,000 Python tuples
+    return (np.asarray(tbl["cost"], dtype=float), np.asarray(tbl["rate"], dtype=float))
 
 
 def agent_cost(con: Any, spec: AgentSpec, plan: Plan,

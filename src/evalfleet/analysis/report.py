@@ -301,11 +301,11 @@ def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan
     """
     con = connect(home, paths)
     try:
-        counts = dict(con.execute(
-            "SELECT status, count(*) FROM runs GROUP BY status").fetchall()) if paths else {}
-        row = con.execute(f"SELECT count(*) FROM runs WHERE {SCORED}").fetchone() \
-            if paths else None
-        scored = int(row[0]) if row else 0
+        # one scan: runs by status, and the scored ones among them
+        by_status = con.execute(f"SELECT status, count(*), count(*) FILTER (WHERE {SCORED}) "
+                                "FROM runs GROUP BY status").fetchall() if paths else []
+        counts = {status: int(n) for status, n, _ in by_status}
+        scored = sum(int(s) for _, _, s in by_status)
         done = int(sum(counts.values()))
         planned = int(eval_row["planned"])
         cancelled = int(eval_row.get("cancelled", counts.get("cancelled", 0)) or 0)
