@@ -6,6 +6,10 @@ memory. Leases are renewed by a heartbeat; every retry decision comes from
 eval's budget stops scheduling and keeps what ran, an agent's budget stops only that agent's
 runs (see :class:`~evalfleet.cost.budget.Budgets`); the first configuration error (missing or
 refused credentials, unknown model) stops leasing, since no later run could succeed.
+
+The event loop only runs attempts and schedules: a retry waits out its backoff in a local queue,
+not in a slot; attempts report their end by callback; every journal call (leases, renewals,
+commits with their Parquet writes and compaction) runs on one journal thread, in order.
 """
 
 from __future__ import annotations
@@ -363,6 +367,22 @@ class Dispatcher:
         # leased (the heartbeat renews them) and still counted in `flying` for the budgets
         delayed: list[tuple[float, int, _Run]] = []
         order = itertools.count()
+        # attempts report their end by callback: no pass of the loop waits on every task
+        finished: deque[asyncio.Task[RunResult | _Run]] = deque()
+        waiter: list[asyncio.Future[None]] = []
+
+        def wake(_: object = None) -> None:
+            if waiter and not waiter[0].done():
+                waiter[0].set_result(None)
+
+        def ended(t: asyncio.Task[RunResult | _Run]) -> None:
+            finished.append(t)
+            wake()
+
+        def launch(run: _Run) -> None:
+            t = asyncio.create_task(self._execute(run))
+            t.add_done_callback(ended)
+            in_flight[t] = run.lr
 
         def held() -> list[str]:
             return [lr.run_id for lr in in_flight.values()] + [lr.run_id for lr in queue] \
@@ -380,7 +400,7 @@ class Dispatcher:
                 now = time.monotonic()
                 while delayed and delayed[0][0] <= now and len(in_flight) < s.max_in_flight:
                     run = heapq.heappop(delayed)[2]
-                    in_flight[asyncio.create_task(self._execute(run))] = run.lr
+                    launch(run)
                 while not stopping and len(in_flight) < s.max_in_flight:
                     if not queue:
                         want = min(max(2 * s.max_in_flight, 64), 1024)
@@ -406,7 +426,7 @@ class Dispatcher:
                         self._eval_stop = self.stats.eval_stopped = True
                         break
                     lr = queue.popleft()
-                    in_flight[asyncio.create_task(self._execute(_Run(lr, lr.attempts)))] = lr
+                    launch(_Run(lr, lr.attempts))
                     flying[lr.agent_index] += 1
                     self.stats.running = len(in_flight)
                 if not in_flight and not delayed:
@@ -423,13 +443,17 @@ class Dispatcher:
                 timeout = self.flush_interval_s
                 if delayed:
                     timeout = min(timeout, max(delayed[0][0] - time.monotonic(), 0.0))
-                if in_flight:
-                    done, _ = await asyncio.wait(list(in_flight), timeout=timeout,
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                else:
-                    done = set()
-                    await asyncio.sleep(timeout)
-                for t in done:
+                if not finished:
+                    loop = asyncio.get_running_loop()
+                    waiter[:] = [loop.create_future()]
+                    timer = loop.call_later(timeout, wake)
+                    try:
+                        await waiter[0]
+                    finally:
+                        timer.cancel()
+                        waiter.clear()
+                while finished:
+                    t = finished.popleft()
                     lr = in_flight.pop(t)
                     result = t.result()
                     if isinstance(result, _Run):
