@@ -283,12 +283,14 @@ def test_cancel_and_uncancel(backend: Backend) -> None:
         assert j.cancel_pending("e", agent_index=1) == 5
         assert j.counts("e") == {"pending": 4, "leased": 1, "cancelled": 5,
                                  "outcome:cancelled": 5}
+        assert j.cancelled_by_agent("e") == {1: 5}  # what a report reads
         assert {r.agent_index for r in j.lease("e", "w", 10, 60, skip_agents={1})} == {0}
         j.release("e", "w")
         assert j.cancel_pending("e") == 5  # agent 0's pending; the others are cancelled already
         assert j.counts("e")["cancelled"] == 10 and j.lease("e", "w", 10, 60) == []
+        assert j.cancelled_by_agent("e") == {0: 5, 1: 5}
         assert j.uncancel("e") == 10
-        assert j.counts("e") == {"pending": 10}
+        assert j.counts("e") == {"pending": 10} and j.cancelled_by_agent("e") == {}
     finally:
         j.close()
 
