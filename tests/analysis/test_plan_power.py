@@ -275,7 +275,7 @@ def test_help_stays_light() -> None:
 
 def test_documented_options_exist() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "analysis.md").read_text()
-    section = doc.split("## `evalfleet plan power`")[1]
+    section = doc.split("## `evalfleet plan power`")[1].split("\n## ")[0]  # to the next section
     res = CliRunner().invoke(plan_app, ["power", "--help"], terminal_width=200)
     documented = set(re.findall(r"(--[a-z][a-z0-9-]+)", section))
     assert {"--from", "--base", "--new", "--rho", "--omega2", "--sigma2", "--sigma2-new",
