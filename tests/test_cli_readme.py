@@ -126,7 +126,7 @@ def test_every_documented_command_runs(tmp_path: Path, monkeypatch: pytest.Monke
     values = {"EVAL_ID": eval_id, "RUN_ID": rows[0][0], "SUITE": "repo-tasks", "C": "bugfix",
               "FILE": str(tmp_path / "out.txt"), "BASE": f"{eval_id}/demo-agent@1",
               "NEW": f"{eval_id}/demo-agent@2", "AGENT@VERSION": "demo-agent@1",
-              "DAYS": "7"}
+              "DAYS": "7", "NAME": "demo-agent"}
     ran: list[str] = []
     for command in commands:
         if command in demos:
