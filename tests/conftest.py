@@ -78,3 +78,15 @@ def make_plan(tmp_path: Path) -> Callable[..., Path]:
         return write_plan(tmp_path / f"{name}.yaml", **plan)
 
     return make
+
+
+def committed_rows(home: Path) -> list[dict[str, Any]]:
+    """Every committed results row of a home, as dicts, read through the ``runs`` view.
+
+    Never glob the Parquet files for this: after compaction the superseded files stay on disk
+    (and hold copies of the rows) until their grace period ends.
+    """
+    from evalfleet import api
+
+    cols, rows = api.query("SELECT * FROM runs", settings=Settings(home=home))
+    return [dict(zip(cols, r, strict=True)) for r in rows]

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import openai
 import pytest
@@ -213,10 +212,9 @@ def test_infra_cost_counts_every_attempt(make_plan: Callable[..., Path], setting
                      execution={"max_attempts": 5, "backoff_base_s": 0.0})
     summary = api.run(plan, settings=settings)
     assert summary.status == "completed" and summary.done == 4
-    con = duckdb.connect()
-    rows = con.execute(f"SELECT attempts, cost_usd, infra_cost_usd FROM "
-                       f"read_parquet('{settings.home}/results/**/*.parquet')").fetchall()
-    con.close()
+    _, rows = api.query("SELECT attempts, cost_usd, infra_cost_usd FROM runs",
+                        settings=settings)
+    rows = [tuple(r) for r in rows]
     assert rows and all(r == (3, pytest.approx(0.75), pytest.approx(3.60)) for r in rows)
     # the journal (status, budgets) holds the total: model + infra
     assert api.status(summary.eval_id, settings=settings)["cost_usd"] == \

@@ -47,15 +47,9 @@ def _plan(tmp_path: Path, secret: Path, suite_dir: Path | None = None,
 
 
 def _answer(settings: Settings) -> str:
-    import duckdb
 
-    con = duckdb.connect()
-    try:
-        (traj_uri, run_id) = con.execute(
-            "SELECT trajectory_uri, run_id FROM "
-            f"read_parquet('{settings.home}/results/**/*.parquet')").fetchone()  # type: ignore[misc]
-    finally:
-        con.close()
+    _, found = api.query("SELECT trajectory_uri, run_id FROM runs", settings=settings)
+    ((traj_uri, run_id),) = found
     from evalfleet.store import read_trajectory
 
     traj = read_trajectory(settings.home, traj_uri, run_id)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from evalfleet import api
@@ -33,12 +32,9 @@ from evalfleet.store import RowContext, Store, driver_name
 
 
 def _rows(home: Path, sql: str) -> list[tuple[object, ...]]:
-    con = duckdb.connect()
-    try:
-        return con.execute(sql.replace("RUNS", f"read_parquet('{home}/results/**/*.parquet')")
-                           ).fetchall()
-    finally:
-        con.close()
+    # the committed rows only (compaction leaves superseded files on disk for a while)
+    _, rows = api.query(sql.replace("RUNS", "runs"), settings=Settings(home=home))
+    return [tuple(r) for r in rows]
 
 
 def py_agent(fn: str, **kwargs: object) -> dict[str, object]:

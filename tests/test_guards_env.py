@@ -13,10 +13,10 @@ import json
 import shutil
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from conftest import committed_rows
 from evalfleet import api
 from evalfleet.sandbox import SandboxLimits, get_provider
 from evalfleet.settings import Settings
@@ -151,8 +151,7 @@ def test_agent_and_scorer_commands_of_an_eval_see_no_driver_variable(
     settings = Settings(home=tmp_path / "home")
     summary = api.run(plan, settings=settings)
     assert summary.done == summary.planned == 2
-    rows = {r["task_id"]: r for f in sorted((settings.home / "results").rglob("*.parquet"))
-            for r in pq.read_table(f).to_pylist()}
+    rows = {r["task_id"]: r for r in committed_rows(settings.home)}
     for task_id in ("agent-env", "scorer-env"):
         assert rows[task_id]["error_kind"] is None, rows[task_id]
         assert rows[task_id]["score"] == 1.0 and rows[task_id]["passed"], rows[task_id]

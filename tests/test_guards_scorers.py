@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from conftest import committed_rows
 from evalfleet import api
 from evalfleet.sandbox.lazy import LazySandbox
 from evalfleet.scoring import Score, ScoreContext
@@ -181,8 +181,7 @@ def test_grades_reach_the_results_of_an_eval(tmp_path: Path, settings: Settings)
     summary = api.run(plan, settings=settings)
     assert summary.done == summary.planned == len(CASES)
 
-    rows = [r for f in sorted((settings.home / "results").rglob("*.parquet"))
-            for r in pq.read_table(f).to_pylist()]
+    rows = committed_rows(settings.home)
     got = {r["task_id"]: r for r in rows}
     assert set(got) == {c.id for c in CASES}
     for c in CASES:

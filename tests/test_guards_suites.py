@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from conftest import committed_rows
 from evalfleet import api
 from evalfleet.errors import SpecError
 from evalfleet.settings import Settings
@@ -121,7 +121,6 @@ def test_a_filtered_eval_runs_only_the_selected_tasks(tmp_path: Path,
     plan = _plan(tmp_path, {"path": str(suite), "categories": ["maths", "logic"]})
     summary = api.run(plan, settings=settings)
     assert summary.planned == summary.done == 4
-    rows = [r for f in sorted((settings.home / "results").rglob("*.parquet"))
-            for r in pq.read_table(f).to_pylist()]
+    rows = committed_rows(settings.home)
     assert sorted(r["task_id"] for r in rows) == ["alpha", "delta", "gamma", "zeta"]
     assert {r["category"] for r in rows} == {"maths", "logic"}
