@@ -261,8 +261,9 @@ def costs(home: HomeOpt = None,
               "--since", metavar="DAYS", help="Only evals created in the last DAYS days.")]
           = None,
           json_: JsonOpt = False) -> None:
-    """Spend over every eval in the home: model, infra, total and expected review dollars by
-    eval type, model tier and task category (read-only)."""
+    """Spend over every eval in the home, by eval type, model tier and category.
+
+    Model, infra, total and expected review dollars; read-only."""
     from evalfleet import api
     from evalfleet.cli.render import render_costs
     from evalfleet.settings import load_settings

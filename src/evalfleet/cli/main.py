@@ -376,10 +376,10 @@ def compact(eval_id: Annotated[str | None, typer.Argument(
             dry_run: Annotated[bool, typer.Option(
                 "--dry-run", help="Say what would be merged; write nothing.")] = False,
             home: HomeOpt = None, json_: JsonOpt = False) -> None:
-    """Merge an eval's small results files into large sorted ones (drivers do this as evals
-    run and end; this is for homes written before, or evals left with small files).
+    """Merge an eval's small results files into large sorted ones.
 
-    A writer: it holds each eval's claim while it works, and refuses an eval another driver
+    Drivers do this as evals run and end; this is for homes written before, or evals left
+    with small files. A writer: it holds each eval's claim while it works, and refuses an eval another driver
     is running. Superseded files are deleted a grace period (5 minutes) after the swap.
     """
     from evalfleet import api
