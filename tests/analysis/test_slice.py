@@ -181,7 +181,7 @@ def test_the_issues_question_flags_the_planted_repository_only(history: History)
     assert (res["agent"]["agent_version"], res["vs"]["agent_version"]) == ("10", "9")
     assert [e["eval_id"] for e in res["agent"]["evals"]] == [history.evals["v10"]]
     assert [e["eval_id"] for e in res["vs"]["evals"]] == [history.evals["v9"]]
-    assert "latest run at 2026-06-13" in res["agent"]["chosen_by"]
+    assert "newest version run, last at 2026-06-13" in res["agent"]["chosen_by"]
     assert "at or before 2026-06-01T12:00:00+00:00" in res["vs"]["chosen_by"]
     cells = {c["cell"]["repository"]: c for c in res["cells"]}
     assert sorted(cells) == list(REPOS)
@@ -402,3 +402,19 @@ def test_both_sides_on_one_version_say_so(history: History) -> None:
     assert res["vs"]["agent_version"] == res["agent"]["agent_version"] == "10"
     assert any("both sides are coder@10" in n for n in res["notes"])
     assert res["flagged"] == [] and all(c["paired"]["estimate"] == 0.0 for c in res["cells"])
+
+
+def test_latest_is_the_newest_version_not_the_last_rerun() -> None:
+    # a base and a candidate first run in one eval, then the base re-run alone later as a
+    # baseline: @latest is still the candidate; versions compare in natural order
+    from evalfleet.api.slices import AgentSelector, _choose, _natural
+
+    assert _natural("10") > _natural("9") > _natural("2") and _natural("1.10") > _natural("1.9")
+    now = datetime(2026, 6, 15, tzinfo=UTC)
+    t0 = now.timestamp() - 10 * 86400
+    groups = [("coder", "9", "ab", 10, t0, t0 + 60, None),
+              ("coder", "10", "ab", 10, t0 + 1, t0 + 50, None),
+              ("coder", "9", "rerun", 10, t0 + 86400, t0 + 86400 + 60, None)]
+    sel = AgentSelector(text="coder@latest", name="coder", version=None, ago=None)
+    chosen = _choose(None, sel, "--agent", 0, groups, [], now)  # type: ignore[arg-type]
+    assert chosen["agent_version"] == "10"

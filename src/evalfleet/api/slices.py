@@ -365,10 +365,17 @@ def _choose(con: duckdb.DuckDBPyConnection, sel: AgentSelector, flag: str, j: in
                     f"({sel.text.partition('@')[2].strip()})" if sel.ago is not None else "")
             raise SpecError(f"no run of agent '{sel.name}'{when}{_in_evals(eval_ids)}"
                             f"{_known_agents(con, eval_ids)}", field=flag)
-        at, version = max(timed)  # ties on time: the greater version text
-        how = (f"latest run at {_iso(at)}" if sel.ago is None else
-               f"most recent run at or before {_iso((now - sel.ago).timestamp())}: "
-               f"{_iso(at)}")
+        # the newest version among those that ran (by the cutoff): the one whose first eval
+        # started last, and among versions first run in the same eval (an A/B eval of a base
+        # and a candidate), the greater version in natural order ("10" after "9"); re-running
+        # an old version as a baseline today does not make it the latest
+        start = _eval_starts(groups)
+        first = {v: min(start[str(g[2])] for g in mine if str(g[1]) == v) for _, v in timed}
+        version = max(first, key=lambda v: (first[v], _natural(v)))
+        at = max(t for t, v in timed if v == version)
+        how = (f"newest version run, last at {_iso(at)}" if sel.ago is None else
+               f"newest version run at or before {_iso((now - sel.ago).timestamp())}: "
+               f"last at {_iso(at)}")
     found = sorted((g for g in mine if g[1] == version),
                    key=lambda g: (g[5] is not None, g[5] or 0.0, g[2]))
     if not found:
@@ -378,6 +385,21 @@ def _choose(con: duckdb.DuckDBPyConnection, sel: AgentSelector, flag: str, j: in
             "chosen_by": how,
             "evals": [{"eval_id": g[2], "runs": int(g[3]), "first_run": _iso(g[4]),
                        "last_run": _iso(g[5])} for g in found]}
+
+
+def _eval_starts(groups: list[tuple[Any, ...]]) -> dict[str, float]:
+    """When each eval's first run happened (over every agent of the scan)."""
+    out: dict[str, float] = {}
+    for g in groups:
+        if g[4] is not None:
+            out[str(g[2])] = min(out.get(str(g[2]), float(g[4])), float(g[4]))
+    return out
+
+
+def _natural(version: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key that orders digit runs as numbers: 2 < 9 < 10 < 10a."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.findall(r"\d+|\D+", version))
 
 
 def _eval_scope(eval_ids: list[str]) -> tuple[str, dict[str, Any]]:
