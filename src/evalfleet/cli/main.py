@@ -379,8 +379,9 @@ def compact(eval_id: Annotated[str | None, typer.Argument(
     """Merge an eval's small results files into large sorted ones.
 
     Drivers do this as evals run and end; this is for homes written before, or evals left
-    with small files. A writer: it holds each eval's claim while it works, and refuses an eval another driver
-    is running. Superseded files are deleted a grace period (5 minutes) after the swap.
+    with small files. A writer: it holds each eval's claim while it works, and refuses an
+    eval another driver is running. Superseded files are deleted a grace period (5 minutes)
+    after the swap.
     """
     from evalfleet import api
 
