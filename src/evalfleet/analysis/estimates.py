@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
-from scipy import stats as sps
 
 from evalfleet import stats
 from evalfleet.errors import EvalfleetError
 from evalfleet.spec.plan import Plan
+from evalfleet.stats._checks import scipy_stats
 from evalfleet.store.journal import Journal
 from evalfleet.store.warehouse import connect
 
@@ -71,6 +71,7 @@ class FullSuiteEstimate:
 
 def _t(confidence: float, df: float) -> float:
     q = 0.5 + confidence / 2
+    sps = scipy_stats()
     return float(sps.norm.ppf(q)) if not math.isfinite(df) else float(sps.t.ppf(q, df))
 
 

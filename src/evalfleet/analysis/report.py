@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import norm
 
 from evalfleet import stats
 from evalfleet.analysis.cost import cost_parts, eval_cost, eval_type
 from evalfleet.analysis.estimates import add_full_suite
 from evalfleet.cost.prices import PriceTable
 from evalfleet.spec.plan import Plan
+from evalfleet.stats._checks import scipy_stats
 from evalfleet.store.journal import Journal
 from evalfleet.store.warehouse import SCORED_SQL, connect
 
@@ -51,7 +51,7 @@ def proportion_confint(count: Any, nobs: Any, alpha: float = 0.05,
     count_a = np.asarray(count)
     nobs_a = np.asarray(nobs)
     q_ = count_a / nobs_a
-    crit = norm.isf(alpha / 2.0)
+    crit = scipy_stats().norm.isf(alpha / 2.0)
     crit2 = crit**2
     denom = 1 + crit2 / nobs_a
     center = (q_ + crit2 / (2 * nobs_a)) / denom

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 Alternative = Literal["two-sided", "less", "greater"]
 Distribution = Literal["t", "normal"]
 
 _ALTERNATIVES = ("two-sided", "less", "greater")
 _DISTRIBUTIONS = ("t", "normal")
+
+
+def scipy_stats() -> Any:
+    """``scipy.stats``, imported on first use: importing it costs about a second, which every
+    command that imports evalfleet.stats paid even when it computed nothing."""
+    from scipy import stats
+
+    return stats
 
 
 def as_values(values: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
@@ -107,8 +114,8 @@ def critical_value(confidence: float, df: float) -> float:
     if math.isnan(df) or df <= 0:
         return math.nan
     if math.isinf(df):
-        return float(sps.norm.ppf(q))
-    return float(sps.t.ppf(q, df))
+        return float(scipy_stats().norm.ppf(q))
+    return float(scipy_stats().t.ppf(q, df))
 
 
 def one_sided_critical_value(level: float, df: float) -> float:
@@ -116,8 +123,8 @@ def one_sided_critical_value(level: float, df: float) -> float:
     if math.isnan(df) or df <= 0:
         return math.nan
     if math.isinf(df):
-        return float(sps.norm.ppf(level))
-    return float(sps.t.ppf(level, df))
+        return float(scipy_stats().norm.ppf(level))
+    return float(scipy_stats().t.ppf(level, df))
 
 
 def t_test(estimate: float, se: float, df: float, alternative: Alternative) -> tuple[float, float]:
@@ -132,7 +139,7 @@ def t_test(estimate: float, se: float, df: float, alternative: Alternative) -> t
         stat = 0.0 if estimate == 0.0 else math.copysign(math.inf, estimate)
     else:
         stat = estimate / se
-    dist = sps.norm if math.isinf(df) else sps.t(df)
+    dist = scipy_stats().norm if math.isinf(df) else scipy_stats().t(df)
     if alternative == "two-sided":
         p = 2.0 * float(dist.sf(abs(stat)))
     elif alternative == "less":

@@ -11,7 +11,6 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 from evalfleet.stats._checks import (
     Alternative,
@@ -25,6 +24,7 @@ from evalfleet.stats._checks import (
     codes_for,
     critical_value,
     interval,
+    scipy_stats,
     t_test,
 )
 from evalfleet.stats._types import (
@@ -168,7 +168,8 @@ def mcnemar_test(
 
         table = [[0, b_int], [c_int, 0]]
         p_exact = float(mcnemar(table, exact=True).pvalue)
-        p_midp = min(1.0, 2.0 * float(sps.binom.cdf(k, m, 0.5)) - float(sps.binom.pmf(k, m, 0.5)))
+        binom = scipy_stats().binom
+        p_midp = min(1.0, 2.0 * float(binom.cdf(k, m, 0.5)) - float(binom.pmf(k, m, 0.5)))
         asym = mcnemar(table, exact=False, correction=False)
         asym_cc = mcnemar(table, exact=False, correction=True)
         p_chi2, stat_chi2 = float(asym.pvalue), float(asym.statistic)

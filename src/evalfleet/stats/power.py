@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats as sps
-
-from evalfleet.stats._checks import check_probability
+from evalfleet.stats._checks import check_probability, scipy_stats
 from evalfleet.stats._types import DetectableEffect, SampleSize
 
 __all__ = ["minimum_detectable_effect", "sample_size_for_difference"]
@@ -161,8 +159,8 @@ def _design(
     variance = float(design_effect) * (
         float(omega2) + float(sigma2_a) / float(k_a) + float(sigma2_b) / float(k_b)
     )
-    z_alpha = float(sps.norm.isf(a / 2.0 if two_sided else a))
-    z_beta = float(sps.norm.ppf(pw))
+    z_alpha = float(scipy_stats().norm.isf(a / 2.0 if two_sided else a))
+    z_beta = float(scipy_stats().norm.ppf(pw))
     if z_alpha + z_beta <= 0:
         raise ValueError(f"power={pw:g} is too low for alpha={a:g}: z_alpha + z_beta must be > 0")
     sided = "two-sided" if two_sided else "one-sided"

@@ -10,9 +10,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from scipy import stats as sps
-
-from evalfleet.stats._checks import as_count, check_alternative, check_probability
+from evalfleet.stats._checks import as_count, check_alternative, check_probability, scipy_stats
 from evalfleet.stats._types import ProportionInterval
 
 __all__ = ["clopper_pearson_interval", "wilson_interval"]
@@ -109,7 +107,7 @@ def _binomial_interval(
             method=f"{name} interval: n=0, proportion undefined",
         )
     p = x / trials
-    ci = sps.binomtest(x, trials, alternative=alt).proportion_ci(
+    ci = scipy_stats().binomtest(x, trials, alternative=alt).proportion_ci(
         confidence_level=conf, method=scipy_method
     )
     low = 0.0 if x == 0 else min(1.0, max(0.0, float(ci.low)))

@@ -6,9 +6,8 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
-from evalfleet.stats._checks import as_values, check_probability
+from evalfleet.stats._checks import as_values, check_probability, scipy_stats
 from evalfleet.stats._types import QuantileInterval
 
 __all__ = ["quantile_interval"]
@@ -59,7 +58,7 @@ def quantile_interval(
             method="order-statistic interval: no observations",
         )
     tail = (1.0 - conf) / 2.0
-    dist = sps.binom(n, p)
+    dist = scipy_stats().binom(n, p)
     lower_rank = int(dist.ppf(tail))
     upper_rank = int(dist.isf(tail)) + 1
     low = float(data[lower_rank - 1]) if lower_rank >= 1 else math.nan
