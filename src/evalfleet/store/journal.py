@@ -214,6 +214,19 @@ def _frozen(path: Path) -> bool:
         return False
 
 
+_OPEN_ATTEMPTS = 40
+"""Tries at creating or migrating the tables while other writers do the same (about 16 s)."""
+
+
+def _contended(exc: OperationalError) -> bool:
+    """Whether another writer creating or migrating the same journal got in the way: a table
+    it just created, or SQLite refusing to upgrade a read transaction to a write one because
+    another writer committed meanwhile ("database is locked" without waiting out the busy
+    timeout, since waiting could deadlock). A fresh transaction then succeeds."""
+    text = str(exc.orig)
+    return "already exists" in text or "database is locked" in text or "duplicate column" in text
+
+
 class NoJournalError(UnknownEvalError):
     """A reader found no journal: nothing has run in that home yet."""
 
@@ -233,7 +246,7 @@ class Journal:
             return  # tables are never created by a reader
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        for attempt in range(5):
+        for attempt in range(_OPEN_ATTEMPTS):
             try:
                 with self.engine.begin() as conn:
                     if conn.dialect.name == "postgresql":
@@ -243,8 +256,8 @@ class Journal:
                 break
             except OperationalError as exc:
                 # another process may be creating the same tables right now: look again
-                if "already exists" in str(exc.orig) and attempt < 4:
-                    time.sleep(0.05)
+                if _contended(exc) and attempt < _OPEN_ATTEMPTS - 1:
+                    time.sleep(0.02 * (attempt + 1))
                     continue
                 raise StoreError(f"cannot open the journal at {_shown(url)}: "
                                  f"{_why(exc)}") from None
@@ -268,22 +281,38 @@ class Journal:
         for m in MIGRATIONS:
             if m.name in recorded:
                 continue
-            try:
-                with self.engine.begin() as conn:
-                    if m.column not in self._columns(m.table, conn):
-                        conn.exec_driver_sql(m.ddl)
-                        applied.append(m.name)
-            except DBAPIError as exc:
-                if m.column not in self._columns(m.table):
+            for attempt in range(_OPEN_ATTEMPTS):
+                try:
+                    with self.engine.begin() as conn:
+                        if m.column not in self._columns(m.table, conn):
+                            conn.exec_driver_sql(m.ddl)
+                            applied.append(m.name)
+                    break
+                except DBAPIError as exc:
+                    if m.column in self._columns(m.table):
+                        break  # another writer added it meanwhile
+                    if isinstance(exc, OperationalError) and _contended(exc) \
+                            and attempt < _OPEN_ATTEMPTS - 1:
+                        time.sleep(0.02 * (attempt + 1))
+                        continue
                     raise StoreError(f"cannot migrate the journal at {_shown(self.url)} "
                                      f"({m.name}): {_why(exc)}") from None
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(migrations.insert().values(name=m.name, applied_at=time.time()))
-                    if m.record:
-                        conn.exec_driver_sql(m.record)
-            except IntegrityError:
-                pass  # another writer recorded it meanwhile
+            for attempt in range(_OPEN_ATTEMPTS):
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(migrations.insert().values(name=m.name,
+                                                                applied_at=time.time()))
+                        if m.record:
+                            conn.exec_driver_sql(m.record)
+                    break
+                except IntegrityError:
+                    break  # another writer recorded it meanwhile
+                except OperationalError as exc:
+                    if _contended(exc) and attempt < _OPEN_ATTEMPTS - 1:
+                        time.sleep(0.02 * (attempt + 1))
+                        continue
+                    raise StoreError(f"cannot migrate the journal at {_shown(self.url)} "
+                                     f"({m.name}): {_why(exc)}") from None
         return applied
 
     @property
