@@ -21,9 +21,8 @@ from evalfleet import stats
 from evalfleet.cost.prices import AgentPrice
 from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.plan import CostSettings, Plan
+from evalfleet.store.warehouse import SCORED_SQL
 
-SCORED_SQL = ("status IN ('completed', 'failed') AND score IS NOT NULL AND isfinite(score) "
-              "AND score BETWEEN 0 AND 1")
 """The rows that count in scores (the report's definition), and so may be sent to review."""
 
 _MONEY = ("model_usd", "infra_usd", "total_usd", "review_usd_expected", "total_with_review_usd")

@@ -138,7 +138,7 @@ def _history(store: Store | None, agents: tuple[AgentSpec, ...]) -> dict[str, _H
     paths = store.all_results_paths()
     if not paths:
         return {}
-    from evalfleet.store.warehouse import connect
+    from evalfleet.store.warehouse import SCORED_SQL, connect
 
     fps = sorted({a.fingerprint for a in agents})
     con = connect(store.home, paths)
@@ -153,8 +153,7 @@ def _history(store: Store | None, agents: tuple[AgentSpec, ...]) -> dict[str, _H
 
         # a reused row cost nothing and repeats its source: it is not a run's cost
         fresh = " AND reused_from IS NULL" if "reused_from" in cols else ""
-        scored = ("status IN ('completed', 'failed') AND score IS NOT NULL AND isfinite(score) "
-                  "AND score BETWEEN 0 AND 1")
+        scored = SCORED_SQL
         marks = ", ".join("?" for _ in fps)
         rows = con.execute(f"""
             SELECT agent_fingerprint, eval_id, task_id, task_hash, count(*),

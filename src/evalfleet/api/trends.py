@@ -327,15 +327,13 @@ def _cusum(s: dict[str, Any], metric: str) -> None:
 
 
 # drift: paired check against a reference eval -------------------------------------------------
-_SCORED = ("status IN ('completed', 'failed') AND score IS NOT NULL AND isfinite(score) "
-           "AND score BETWEEN 0 AND 1")
-
 
 def _paired_checks(store: Any, series: list[dict[str, Any]], refs: dict[str, str],
                    metric: str, category: str | None) -> None:
     """Per series with a reference eval: each day's per-task means against the reference's,
     paired on shared tasks (one-sided paired t), Holm over the series' days."""
     from evalfleet import stats
+    from evalfleet.store.warehouse import SCORED_SQL as _SCORED
     from evalfleet.store.warehouse import connect
 
     value = "CAST(coalesce(passed, score >= 1) AS DOUBLE)" if metric == "pass_rate" else "score"

@@ -49,10 +49,9 @@ from evalfleet.spec.task import Suite, Task
 from evalfleet.store.results import RowContext, scorer_hash
 from evalfleet.store.schema import runs
 from evalfleet.store.store import Store
-from evalfleet.store.warehouse import connect
+from evalfleet.store.warehouse import connect, scored_sql
 
-REUSABLE = ("r.status IN ('completed', 'failed') AND r.score IS NOT NULL AND isfinite(r.score) "
-            "AND r.score BETWEEN 0 AND 1")
+REUSABLE = scored_sql("r")
 """Rows that may be a source: scored runs (completed, or agent failures with a valid score).
 Errored and cancelled rows are missing data, never reused."""
 

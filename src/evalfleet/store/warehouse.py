@@ -54,8 +54,14 @@ def connect(home: Path, paths: list[str],
     return con
 
 
-SCORED_SQL = ("status IN ('completed', 'failed') AND score IS NOT NULL AND isfinite(score) "
-              "AND score BETWEEN 0 AND 1")
+def scored_sql(alias: str = "") -> str:
+    """:data:`SCORED_SQL` for the table alias ``alias`` (e.g. ``r`` gives ``r.status ...``)."""
+    a = f"{alias}." if alias else ""
+    return (f"{a}status IN ('completed', 'failed') AND {a}score IS NOT NULL "
+            f"AND isfinite({a}score) AND {a}score BETWEEN 0 AND 1")
+
+
+SCORED_SQL = scored_sql()
 """Runs that count in scores: completed runs and agent failures (timeouts, agent errors) with a
 valid score; infra, scorer and configuration errors and cancelled runs are missing data. A row
 with a NaN or out-of-range score (written before scores were validated) is left out."""
