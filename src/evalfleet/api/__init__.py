@@ -24,8 +24,9 @@ driver's imports cost a reader a second).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from evalfleet._util.imports import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "list_suites": "evalfleet.api.catalog",
@@ -126,14 +127,4 @@ if TYPE_CHECKING:
     from evalfleet.api.validation import check_plan, validate_plan
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'evalfleet.api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # resolved once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports('evalfleet.api', globals(), _EXPORTS)
