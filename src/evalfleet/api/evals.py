@@ -14,8 +14,9 @@ from typing import Any
 from evalfleet._util import short_hash
 from evalfleet.cost import sampling
 from evalfleet.cost.adaptive import Round, TaskRuns, next_round, stop_summary
+from evalfleet.cost.sampling import planned_tasks as planned_tasks  # re-exported
 from evalfleet.spec.plan import Plan
-from evalfleet.spec.task import Suite, Task
+from evalfleet.spec.task import Suite
 from evalfleet.store import Store
 from evalfleet.store.results import private_dir
 
@@ -28,16 +29,6 @@ def new_eval_id(plan: Plan) -> str:
 def run_id(eval_id: str, task_id: str, fingerprint: str, repeat: int) -> str:
     """The deterministic id of repeat ``repeat`` of a task for an agent in an eval."""
     return short_hash(eval_id, task_id, fingerprint, repeat, length=24)
-
-
-def planned_tasks(plan: Plan, suite: Suite, *, on: date | None = None) -> tuple[Task, ...]:
-    """The tasks the eval runs: the whole suite, or the plan's stratified sample of it.
-
-    A sample without a seed rotates with the UTC date (``on``, default today); `create_eval`
-    pins that rotation into the stored plan's ``sample.seed``, so the stored plan always
-    selects the same tasks.
-    """
-    return sampling.select(suite, plan.sample, on=on).tasks
 
 
 def run_ids(eval_id: str, plan: Plan, suite: Suite,

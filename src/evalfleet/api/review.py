@@ -38,8 +38,8 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
-from evalfleet.api.evals import planned_tasks
 from evalfleet.cost.prices import AgentPrice, PriceTable, load_price_table
+from evalfleet.cost.sampling import planned_tasks
 from evalfleet.errors import SpecError, UnknownEvalError
 from evalfleet.settings import Settings, load_settings
 from evalfleet.spec.agent import AgentSpec

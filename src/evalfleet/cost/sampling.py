@@ -155,6 +155,16 @@ def select(suite: Suite, sample: SampleSpec | None, *, on: date | None = None) -
     return selection
 
 
+def planned_tasks(plan: Plan, suite: Suite, *, on: date | None = None) -> tuple[Task, ...]:
+    """The tasks the eval runs: the whole suite, or the plan's stratified sample of it.
+
+    A sample without a seed rotates with the UTC date (``on``, default today); `create_eval`
+    pins that rotation into the stored plan's ``sample.seed``, so the stored plan always
+    selects the same tasks.
+    """
+    return select(suite, plan.sample, on=on).tasks
+
+
 def _stratify(suite: Suite, sample: SampleSpec, rotation: int, source: str) -> Selection:
     fields = tuple(sample.strata)
     groups: dict[tuple[Any, ...], list[str]] = {}
