@@ -1,0 +1,653 @@
+"""The Ray backend: attempts run on long-lived worker actors of a Ray cluster.
+
+The dispatcher, the journal and the exactly-once commit are the local ones (the driver alone
+leases and writes); :class:`RayExecutor` only decides where an attempt runs:
+
+- **General workers.** Tasks that ask for no node resource run on one async worker actor per
+  node (each hosts many attempts at once; a Ray task per short run would cap throughput at a
+  few hundred runs a second). An attempt goes to the worker with the fewest attempts in flight
+  per CPU of its node.
+- **Resource-shaped workers.** A task whose ``resources`` name ``gpu``, ``cpu`` or a resource
+  some node declares (``docker``, ``api_key``, ...) runs on an actor created with exactly those
+  resources (``num_gpus``, ``num_cpus``, custom resources), one attempt at a time, so Ray places
+  it only on a node that declares them and the cluster's counts cap how many run at once. Such
+  an actor is kept while attempts of its shape keep coming and released when idle.
+- **Plan pools.** A resource the plan's ``resources`` declares (an API-key pool) is also a
+  cluster-wide count the driver holds for the attempt, as it does locally.
+- Workers rebuild agents, scorers and the sandbox provider from the plan JSON and the suite,
+  shipped once per actor (the suite through Ray's object store), and return the attempt's
+  outcome and their node id.
+- **Failures.** A worker or node lost mid-attempt (actor died, worker crashed, node died,
+  object lost), or a worker that does not answer within twice the task's time limit plus two
+  minutes, is an :class:`~evalfleet.errors.InfraError` of that attempt: the dispatcher retries
+  it by its policy and counts it as an infrastructure attempt, never as the agent's failure.
+  The executor drops the dead actor and starts replacements on the nodes alive. Ray's own
+  restarts are not used for correctness: a crashed driver is resumed from the journal.
+- **Rate limits.** The plan's ``rate_limits`` are held by one named actor
+  (``evalfleet-limits-<driver>``) on the driver's node that every worker asks before each
+  model call (the same token buckets as locally, and a Retry-After pauses that provider for
+  every worker).
+
+``ray`` is imported only here and only when the backend is used (``import evalfleet`` never
+imports it); install it with the ``ray`` extra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalfleet.agents.base import Agent, ModelGate, NoGate, Usage
+from evalfleet.agents.registry import create_agent
+from evalfleet.cost.prices import PriceTable
+from evalfleet.errors import InfraError, SpecError
+from evalfleet.execution.attempt import AttemptOutcome, run_attempt
+from evalfleet.execution.executor import Executed
+from evalfleet.execution.ratelimit import RateLimiter
+from evalfleet.execution.resources import ResourcePool
+from evalfleet.scoring.base import Scorer
+from evalfleet.scoring.registry import create_scorer
+from evalfleet.spec.plan import Plan, RateLimit
+from evalfleet.spec.task import Suite, Task
+from evalfleet.spec.trajectory import Trajectory
+
+NAMESPACE = "evalfleet"
+"""Ray namespace of the driver and its named actors."""
+
+RAY_NAMES = {"gpu": "GPU", "cpu": "CPU"}
+"""Task resource names that are Ray's built-in resources; any other name is a custom one."""
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise SpecError("the ray backend needs Ray: pip install 'evalfleet[ray]'",
+                        field="execution.backend") from None
+    return ray
+
+
+Shape = tuple[tuple[str, float], ...]
+"""Ray resources one attempt holds, by Ray name (``GPU``, ``CPU``, custom), sorted."""
+
+
+def ray_shape(needs: Mapping[str, int], node_names: Iterable[str],
+              pools: Iterable[str] = ()) -> Shape:
+    """The part of a task's ``resources`` that Ray places: gpu and cpu, and every name some
+    node declares, unless the plan declares it as a pool (a count the driver holds)."""
+    declared, pooled = set(node_names), set(pools)
+    out = []
+    for name, n in needs.items():
+        if not n:
+            continue
+        rname = RAY_NAMES.get(name.lower(), name)
+        if rname in RAY_NAMES.values() or (rname in declared and name not in pooled):
+            out.append((rname, float(n)))
+    return tuple(sorted(out))
+
+
+def actor_options(shape: Shape) -> dict[str, Any]:
+    """Ray actor options holding ``shape`` (no CPU unless the task asks for it)."""
+    res = dict(shape)
+    opts: dict[str, Any] = {"num_cpus": res.pop("CPU", 0.0), "num_gpus": res.pop("GPU", 0.0)}
+    if res:
+        opts["resources"] = res
+    return opts
+
+
+def fits(shape: Shape, node: Mapping[str, float]) -> int:
+    """How many attempts of ``shape`` a node with resources ``node`` holds at once."""
+    if not shape:
+        return 0
+    return min(math.floor(node.get(k, 0.0) / n + 1e-9) for k, n in shape)
+
+
+# ---------------------------------------------------------------------------------- workers
+
+
+class RayGate:
+    """The workers' :class:`~evalfleet.agents.ModelGate`: every request asks the cluster's
+    limiter actor; an unreachable limiter is an infrastructure error of the attempt."""
+
+    def __init__(self, limiter: Any) -> None:
+        self.limiter = limiter
+
+    async def acquire(self, key: str, tokens: int) -> None:
+        try:
+            await self.limiter.acquire.remote(key, tokens)
+        except Exception as exc:  # a RayError: the limiter's node or process is gone
+            raise InfraError(f"the cluster's rate limiter is unreachable: "
+                             f"{type(exc).__name__}") from None
+
+    def settle(self, key: str, estimated: int, actual: int) -> None:
+        self.limiter.settle.remote(key, estimated, actual)
+
+    def pause(self, key: str, seconds: float) -> None:
+        self.limiter.pause.remote(key, seconds)
+
+
+class LimiterActor:
+    """The plan's rate limits for the whole cluster (one named actor): the local
+    :class:`~evalfleet.execution.ratelimit.RateLimiter` behind async methods."""
+
+    def __init__(self, limits: dict[str, dict[str, float | None]]) -> None:
+        self.limiter = RateLimiter({k: RateLimit(**v) for k, v in limits.items()})
+
+    async def acquire(self, key: str, tokens: int) -> None:
+        await self.limiter.acquire(key, tokens)
+
+    async def settle(self, key: str, estimated: int, actual: int) -> None:
+        self.limiter.settle(key, estimated, actual)
+
+    async def pause(self, key: str, seconds: float) -> None:
+        self.limiter.pause(key, seconds)
+
+
+class AttemptWorker:
+    """A worker actor: the plan's agents and scorers rebuilt from their specs, the suite, a
+    sandbox provider on its node; runs many attempts at once in its event loop."""
+
+    def __init__(self, plan_json: str, suite_json: bytes, sandbox: str, hidden: list[str],
+                 prices: PriceTable, variables: dict[str, str], limiter: Any,
+                 sys_path: list[str]) -> None:
+        import ray
+
+        for p in sys_path:  # the driver's import path (python agents next to the plan)
+            if p not in sys.path and os.path.isdir(p):
+                sys.path.append(p)
+        self.node = str(ray.get_runtime_context().get_node_id())
+        self.worker = _label(self.node)
+        self.error = ""
+        self.agents: list[Agent] = []
+        self.scorers: dict[str, Scorer] = {}
+        try:
+            from evalfleet.sandbox import get_provider
+
+            self.plan = Plan.model_validate_json(plan_json)
+            self.suite = Suite.model_validate_json(suite_json)
+            self.by_id = self.suite.by_id
+            self.provider = get_provider(sandbox, hidden_paths=hidden)
+            self.agents = [create_agent(spec) for spec in self.plan.agents]
+            for agent in self.agents:
+                limit: Any = getattr(agent, "limit_threads", None)
+                if limit is not None:
+                    limit(self.plan.execution.max_in_flight)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"[:1000]
+        self.prices = prices
+        self.variables = variables
+        self.gate: ModelGate = RayGate(limiter) if limiter is not None else NoGate()
+
+    async def ready(self) -> tuple[str, str]:
+        """(node id, error building the plan or ``""``)."""
+        return self.node, self.error
+
+    async def attempt(self, task_id: str, agent_index: int, run_id: str,
+                      attempt: int) -> tuple[AttemptOutcome, str]:
+        """Run one attempt; its outcome and this worker's label."""
+        if self.error:
+            return _infra(f"the worker on node {self.node[:16]} cannot run the plan: "
+                          f"{self.error}", time.time()), self.worker
+        task = self.by_id[task_id]
+        key = task.scorer.model_dump_json()
+        scorer = self.scorers.get(key)
+        if scorer is None:
+            scorer = self.scorers[key] = create_scorer(task.scorer)
+        out = await run_attempt(task=task, spec=self.plan.agents[agent_index],
+                                agent=self.agents[agent_index], scorer=scorer,
+                                provider=self.provider, prices=self.prices, gate=self.gate,
+                                run_id=run_id, attempt=attempt, variables=self.variables)
+        return out, self.worker
+
+    async def close(self) -> None:
+        """Close the agents (HTTP clients, thread pools)."""
+        for agent in self.agents:
+            closer: Any = getattr(agent, "aclose", None)
+            if closer is not None:
+                await closer()
+
+
+def _infra(message: str, started: float, event: str = "worker_lost") -> AttemptOutcome:
+    """The outcome of an attempt the infrastructure ended."""
+    traj = Trajectory()
+    traj.add(event, message=message)
+    traj.add("error", error_kind="infra_error", message=message)
+    return AttemptOutcome(score=None, error=InfraError(message), usage=Usage(), trajectory=traj,
+                          sandbox="", started_at=started, duration_s=time.time() - started)
+
+
+# ----------------------------------------------------------------------------------- driver
+
+
+@dataclass(eq=False)
+class _Actor:
+    handle: Any
+    node: str = ""
+    weight: float = 1.0
+    inflight: int = 0
+    dead: bool = False
+    linger: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class _ShapeGroup:
+    """Actors holding one resource shape, one attempt each; idle ones are released after a
+    moment without demand so other shapes can have their resources."""
+
+    shape: Shape
+    capacity: int
+    idle: list[_Actor] = field(default_factory=list)
+    count: int = 0
+    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+
+class RayExecutor:
+    """Runs attempts on a Ray cluster (see the module's documentation).
+
+    Build it, :meth:`start` it (connects, checks resources, starts the limiter and the general
+    workers), give it to the :class:`~evalfleet.execution.dispatcher.Dispatcher`, and
+    :meth:`close` it at the end.
+    """
+
+    def __init__(self, *, plan: Plan, suite: Suite, sandbox: str, hidden_paths: Sequence[str],
+                 prices: PriceTable, variables: Mapping[str, str], owner: str,
+                 address: str | None = None, say: Callable[[str], None] | None = None,
+                 linger_s: float = 2.0, refresh_s: float = 10.0) -> None:
+        self.plan = plan
+        self.suite = suite
+        self.sandbox = sandbox
+        self.hidden = [str(p) for p in hidden_paths]
+        self.prices = prices
+        self.variables = dict(variables)
+        self.owner = owner
+        self.address = address if address is not None else os.environ.get("RAY_ADDRESS") or None
+        self.say = say or (lambda _: None)
+        self.linger_s = linger_s
+        self.refresh_s = refresh_s
+        self.lost = 0
+        """Attempts a lost worker or node ended (infrastructure errors)."""
+        self._ray: Any = None
+        self._own = False
+        self._limiter: Any = None
+        self._suite_ref: Any = None
+        self._general: dict[str, _Actor] = {}  # node id -> its general worker
+        self._starting: set[str] = set()  # nodes whose general worker is starting
+        self._groups: dict[Shape, _ShapeGroup] = {}
+        self._shapes: dict[str, Shape] = {}  # task id -> its shape (tasks with resources)
+        self._node_names: set[str] = set()
+        self._pools = {k for k in plan.resources}
+        self._pool: ResourcePool | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._last_refresh = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
+        self._all: list[_Actor] = []
+
+    # -- start and stop
+
+    def start(self) -> None:
+        """Connect to the cluster (or start a local one), check every task's resources fit
+        some node, start the limiter and one general worker per node."""
+        ray = self._ray = _ray()
+        t0 = time.monotonic()
+        if ray.is_initialized():
+            self.say("ray: using the Ray runtime already initialised in this process")
+        elif self.address:
+            self.say(f"ray: connecting to the cluster at {self.address} ...")
+            try:
+                ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise SpecError(f"cannot connect to the Ray cluster at {self.address}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else exc!r}",
+                                field="--ray-address") from None
+            self._own = True
+        else:
+            cpus = os.cpu_count() or 1
+            self.say(f"ray: starting a local Ray runtime ({cpus} CPUs) ...")
+            ray.init(num_cpus=cpus, include_dashboard=False, namespace=NAMESPACE,
+                     log_to_driver=False)
+            self._own = True
+        try:
+            nodes = self._alive_nodes()
+            self.say(f"ray: {len(nodes)} node(s) alive after {time.monotonic() - t0:.1f}s: "
+                     + ", ".join(f"{n['NodeID'][:8]} {_brief(n['Resources'])}" for n in nodes))
+            self._check(nodes)
+            self._start_limiter()
+            self._suite_ref = ray.put(self.suite.model_dump_json().encode())
+            self._wait_general_ready(self._refresh_general(nodes))
+            self.say(f"ray: {len(self._general)} general worker(s) ready after "
+                     f"{time.monotonic() - t0:.1f}s")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the workers and the limiter; disconnect from (or stop) the Ray runtime this
+        executor started."""
+        ray = self._ray
+        if ray is None:
+            return
+        for actor in [*self._all, *([_Actor(self._limiter)] if self._limiter else [])]:
+            with contextlib.suppress(Exception):
+                ray.kill(actor.handle)
+        self._all.clear()
+        self._general.clear()
+        self._groups.clear()
+        self._limiter = None
+        if self._own:
+            ray.shutdown()
+            self._own = False
+        self._ray = None
+
+    def _alive_nodes(self) -> list[dict[str, Any]]:
+        nodes = [n for n in self._ray.nodes() if n.get("Alive")]
+        for n in nodes:
+            self._node_names.update(n.get("Resources", {}))
+        return nodes
+
+    def _check(self, nodes: list[dict[str, Any]]) -> None:
+        """Every task's resources fit some node (Ray's) or the plan's pools; SpecError if not."""
+        self._node_names.update(*(n["Resources"] for n in nodes))
+        seen: dict[tuple[tuple[str, int], ...], Shape] = {}
+        for task in self.suite.tasks:
+            if not task.resources:
+                continue
+            key = tuple(sorted(task.resources.items()))
+            shape = seen.get(key)
+            if shape is None:
+                for name, n in task.resources.items():
+                    rname = RAY_NAMES.get(name.lower(), name)
+                    if n and name not in self._pools and rname not in self._node_names \
+                            and rname not in RAY_NAMES.values():
+                        raise SpecError(f"task {task.id} needs {n} {name}, which no node of the "
+                                        f"Ray cluster declares and the plan's resources do not "
+                                        f"provide", field="resources")
+                    if n and name in self._pools and n > self.plan.resources[name]:
+                        raise SpecError(f"task {task.id} needs {n} {name} but the plan provides "
+                                        f"{self.plan.resources[name]}", field="resources")
+                shape = ray_shape(task.resources, self._node_names, self._pools)
+                capacity = sum(fits(shape, n["Resources"]) for n in nodes) if shape else 0
+                if shape and capacity == 0:
+                    raise SpecError(
+                        f"task {task.id} needs {_brief(dict(shape))}, which no node of the Ray "
+                        f"cluster has (nodes: "
+                        + "; ".join(_brief(n['Resources']) for n in nodes) + ")",
+                        field="resources")
+                if shape and shape not in self._groups:
+                    self._groups[shape] = _ShapeGroup(
+                        shape, min(capacity, self.plan.execution.max_in_flight))
+                seen[key] = shape
+            if shape:
+                self._shapes[task.id] = shape
+
+    def _start_limiter(self) -> None:
+        if not self.plan.rate_limits:
+            return
+        ray = self._ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = ray.get_runtime_context().get_node_id()
+        name = f"evalfleet-limits-{self.owner}"
+        cls = ray.remote(LimiterActor)
+        self._limiter = cls.options(
+            name=name, namespace=NAMESPACE, num_cpus=0, max_restarts=-1,
+            max_concurrency=10_000,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+        ).remote({k: v.model_dump() for k, v in self.plan.rate_limits.items()})
+        self.say(f"ray: cluster-wide rate limits in actor {name} for "
+                 + ", ".join(sorted(self.plan.rate_limits)))
+
+    def _new_worker(self, **options: Any) -> Any:
+        ray = self._ray
+        cls = ray.remote(AttemptWorker)
+        return cls.options(max_restarts=0, max_task_retries=0,
+                           max_concurrency=self.plan.execution.max_in_flight + 16,
+                           **options).remote(
+            self.plan.model_dump_json(), self._suite_ref, self.sandbox, self.hidden,
+            self.prices, self.variables, self._limiter,
+            [p for p in sys.path if p and os.path.isdir(p)])
+
+    def _refresh_general(self, nodes: list[dict[str, Any]]) -> list[tuple[str, Any, float]]:
+        """Start a general worker on every alive node with CPUs that has none; returns the
+        (node id, handle, CPUs) started (not yet known ready)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        alive = {n["NodeID"] for n in nodes}
+        for node, actor in list(self._general.items()):
+            if node not in alive:
+                actor.dead = True
+                del self._general[node]
+        started = []
+        for n in nodes:
+            node = n["NodeID"]
+            cpus = float(n["Resources"].get("CPU", 0.0))
+            if cpus <= 0 or node in self._general or node in self._starting:
+                continue
+            handle = self._new_worker(
+                num_cpus=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+            self._starting.add(node)
+            started.append((node, handle, cpus))
+        return started
+
+    def _wait_general_ready(self, pending: list[tuple[str, Any, float]]) -> None:
+        ray = self._ray
+        if not pending:
+            raise SpecError("the Ray cluster has no node with CPUs for the workers",
+                            field="--ray-address")
+        refs = [h.ready.remote() for _, h, _ in pending]
+        try:
+            answers = ray.get(refs, timeout=600)
+        except Exception as exc:
+            raise SpecError(f"the Ray workers did not start: {_first_line(exc)}",
+                            field="execution.backend") from None
+        for (node, handle, cpus), (_, error) in zip(pending, answers, strict=True):
+            self._starting.discard(node)
+            if error:
+                raise SpecError(f"the Ray worker on node {node[:16]} cannot run the plan: "
+                                f"{error}", field="execution.backend")
+            actor = _Actor(handle, node, max(cpus, 1.0))
+            self._general[node] = actor
+            self._all.append(actor)
+
+    async def _refresh(self) -> None:
+        """In the background: forget general workers of dead nodes, start workers on nodes
+        without one (new nodes, or a worker that died on a live node)."""
+        try:
+            nodes = await asyncio.to_thread(self._alive_nodes)
+            for node, handle, cpus in self._refresh_general(nodes):
+                try:
+                    _, error = await asyncio.wait_for(
+                        asyncio.wrap_future(handle.ready.remote().future()), 600)
+                except Exception:
+                    error = "did not start"
+                self._starting.discard(node)
+                if error:
+                    with contextlib.suppress(Exception):
+                        self._ray.kill(handle)
+                    continue
+                actor = _Actor(handle, node, max(cpus, 1.0))
+                self._general[node] = actor
+                self._all.append(actor)
+                self.say(f"ray: worker started on node {node[:8]}")
+        finally:
+            self._last_refresh = time.monotonic()
+            self._refreshing = None
+
+    def _kick_refresh(self, now: bool = False) -> None:
+        if self._refreshing is not None:
+            return
+        if now or time.monotonic() - self._last_refresh >= self.refresh_s:
+            self._last_refresh = time.monotonic()
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+
+    # -- attempts
+
+    def _plan_pool(self) -> ResourcePool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool_loop is not loop:  # one per event loop (round)
+            self._pool = ResourcePool(self.plan.resources)
+            self._pool_loop = loop
+        return self._pool
+
+    async def _take(self, group: _ShapeGroup) -> _Actor:
+        loop = asyncio.get_running_loop()
+        while True:
+            while group.idle:
+                actor = group.idle.pop()
+                if actor.linger is not None:
+                    actor.linger.cancel()
+                    actor.linger = None
+                if not actor.dead:
+                    return actor
+            if group.count < group.capacity:
+                group.count += 1
+                handle = self._new_worker(**actor_options(group.shape))
+                actor = _Actor(handle)
+                self._all.append(actor)
+                try:
+                    node, error = await asyncio.wrap_future(handle.ready.remote().future())
+                except BaseException:
+                    self._drop(group, actor)
+                    raise
+                if error:
+                    self._drop(group, actor)
+                    raise InfraError(f"a Ray worker for {_brief(dict(group.shape))} cannot run "
+                                     f"the plan: {error}")
+                actor.node = node
+                return actor
+            fut: asyncio.Future[None] = loop.create_future()
+            group.waiters.append(fut)
+            try:
+                await fut
+            finally:
+                with contextlib.suppress(ValueError):
+                    group.waiters.remove(fut)
+
+    def _drop(self, group: _ShapeGroup, actor: _Actor) -> None:
+        actor.dead = True
+        group.count -= 1
+        with contextlib.suppress(ValueError):
+            self._all.remove(actor)
+        with contextlib.suppress(Exception):
+            self._ray.kill(actor.handle)
+        self._wake(group)
+
+    def _wake(self, group: _ShapeGroup) -> None:
+        while group.waiters:
+            fut = group.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def _give(self, group: _ShapeGroup, actor: _Actor) -> None:
+        if actor.dead:
+            self._drop(group, actor)
+            return
+        group.idle.append(actor)
+        if group.waiters:
+            self._wake(group)
+            return
+
+        def release() -> None:
+            if actor in group.idle and not group.waiters:
+                group.idle.remove(actor)
+                self._drop(group, actor)
+
+        actor.linger = asyncio.get_running_loop().call_later(self.linger_s, release)
+
+    def _pick_general(self) -> _Actor | None:
+        best: _Actor | None = None
+        for actor in self._general.values():
+            if not actor.dead and (best is None
+                                   or actor.inflight / actor.weight < best.inflight / best.weight):
+                best = actor
+        return best
+
+    async def run(self, task: Task, agent_index: int, run_id: str, attempt: int) -> Executed:
+        started = time.time()
+        self._kick_refresh()
+        shape = self._shapes.get(task.id)
+        pool_needs = {k: n for k, n in task.resources.items() if k in self._pools}
+        pool = self._plan_pool()
+        await pool.acquire(pool_needs)
+        try:
+            group = self._groups[shape] if shape else None
+            if group is not None:
+                try:
+                    actor = await self._take(group)
+                except InfraError as exc:
+                    return Executed(_infra(str(exc), started), "")
+            else:
+                picked = self._pick_general()
+                if picked is None:
+                    self._kick_refresh(now=True)
+                    return Executed(_infra("no live Ray worker (every node was lost)", started,
+                                           "no_worker"), "")
+                actor = picked
+            actor.inflight += 1
+            try:
+                return await self._call(actor, task, agent_index, run_id, attempt, started)
+            finally:
+                actor.inflight -= 1
+                if group is not None:
+                    self._give(group, actor)
+        finally:
+            await pool.release(pool_needs)
+
+    async def _call(self, actor: _Actor, task: Task, agent_index: int, run_id: str,
+                    attempt: int, started: float) -> Executed:
+        ray = self._ray
+        ref = actor.handle.attempt.remote(task.id, agent_index, run_id, attempt)
+        deadline = 2 * task.limits.timeout_s + 120.0
+        try:
+            out, worker = await asyncio.wait_for(asyncio.wrap_future(ref.future()), deadline)
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+            self.lost += 1
+            return Executed(_infra(f"no answer from the Ray worker on node {actor.node[:16]} "
+                                   f"within {deadline:g}s", started), _label(actor.node))
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+            raise
+        except Exception as exc:
+            lost = isinstance(exc, ray.exceptions.RayActorError | ray.exceptions.WorkerCrashedError
+                              | ray.exceptions.NodeDiedError)
+            if lost:
+                actor.dead = True
+                if self._general.get(actor.node) is actor:
+                    del self._general[actor.node]
+                self._kick_refresh(now=True)
+            self.lost += 1
+            what = "lost" if lost else "failed"
+            return Executed(_infra(f"the Ray worker on node {actor.node[:16]} was {what} "
+                                   f"during the attempt: {type(exc).__name__}: "
+                                   f"{_first_line(exc)}"[:2000], started), _label(actor.node))
+        return Executed(out, worker)
+
+
+def _label(node: str) -> str:
+    """The ``worker`` column of a run a Ray worker ran: ``ray:`` and the node id's start."""
+    return f"ray:{node[:16]}" if node else "ray"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def _brief(resources: Mapping[str, float]) -> str:
+    """``CPU 2, GPU 1, docker 1``: a node's resources without Ray's internal ones."""
+    shown = [f"{k} {v:g}" for k, v in sorted(resources.items())
+             if not k.startswith("node:") and k not in ("memory", "object_store_memory")
+             and not k.startswith("accelerator_type")]
+    return "{" + ", ".join(shown) + "}"
