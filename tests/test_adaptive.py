@@ -195,7 +195,8 @@ def _journal_runs(store: Any, eval_id: str) -> list[tuple[Any, ...]]:
 
     with store.journal.engine.connect() as conn:
         return [tuple(r) for r in conn.execute(select(runs.c.run_id, runs.c.repeat)
-                                               .where(runs.c.eval_id == eval_id))]
+                                               .where(runs.c.eval_key
+                                                      == store.journal.eval_key(eval_id)))]
 
 
 def test_extra_run_ids_are_the_ids_of_those_repeats() -> None:

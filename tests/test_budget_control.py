@@ -25,7 +25,7 @@ from evalfleet.settings import Settings
 from evalfleet.spec.loaders import load_plan, load_suite_ref
 from evalfleet.spec.plan import Plan
 from evalfleet.store.journal import MIGRATIONS, Journal
-from evalfleet.store.schema import batches, evals, runs
+from evalfleet.store.schema import batches, evals, runs_v1
 
 N_TASKS = 24
 IN_FLIGHT = 4
@@ -82,8 +82,8 @@ def _rows(settings: Settings, eval_id: str) -> list[dict[str, Any]]:
 
 def _journal_runs(home: Path, eval_id: str) -> list[tuple[str, str, int]]:
     with sqlite3.connect(home / "journal.db") as db:
-        return db.execute("SELECT run_id, status, agent_index FROM runs WHERE eval_id = ?",
-                          (eval_id,)).fetchall()
+        return db.execute("SELECT run_id, status, agent_index FROM runs JOIN eval_keys "
+                          "USING (eval_key) WHERE eval_id = ?", (eval_id,)).fetchall()
 
 
 def _only_eval(settings: Settings) -> str:
@@ -324,7 +324,7 @@ def _old_journal(home: Path) -> None:
     for table in (evals, batches):
         table.to_metadata(old)
     Table("runs", old, *[Column(c.name, c.type, primary_key=c.primary_key,
-                                nullable=c.nullable) for c in runs.c if c.name != "stratum"])
+                                nullable=c.nullable) for c in runs_v1.c if c.name != "stratum"])
     home.mkdir(parents=True)
     from sqlalchemy import create_engine
 

@@ -64,7 +64,7 @@ def _committed(home: Path, eval_id: str) -> dict[str, str]:
 
         with j.engine.connect() as conn:
             return dict(conn.execute(select(runs.c.run_id, runs.c.task_id).where(
-                (runs.c.eval_id == eval_id) & (runs.c.status == "done"))).all())
+                (runs.c.eval_key == j.eval_key(eval_id)) & (runs.c.status == "done"))).all())
     finally:
         j.close()
 

@@ -17,12 +17,13 @@ import sqlite3
 import stat
 import time
 import urllib.parse
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Engine,
     and_,
     bindparam,
@@ -31,6 +32,7 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    literal_column,
     or_,
     select,
 )
@@ -42,19 +44,28 @@ from sqlalchemy.exc import (
     OperationalError,
     SQLAlchemyError,
 )
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from evalfleet.errors import SpecError, StoreError, UnknownEvalError
 from evalfleet.store.rollups import RunFact, aggregate
 from evalfleet.store.schema import (
+    OPEN_STATUSES_SQL,
     ROLLUP_KEY,
     alerts,
     batches,
+    eval_keys,
     evals,
     metadata,
     migrations,
+    quarantined_tasks,
+    retention_applied,
     rollup_backfill,
     rollups,
     runs,
+    runs_v1,
+    task_failures,
+    trajectory_pins,
     trend_references,
 )
 
@@ -82,6 +93,47 @@ class Migration:
     column: str
     ddl: str
     record: str = ""
+    apply: Callable[[Connection], None] | None = None
+    """Instead of ``ddl``: a function making the change in the migration's transaction (a
+    table rebuilt, not a column added)."""
+
+
+_OPEN: ColumnElement[bool] = literal_column(OPEN_STATUSES_SQL, Boolean)
+"""The partial index's condition as a literal WHERE term (see ``OPEN_STATUSES_SQL``)."""
+
+
+def _compact_runs(conn: Connection) -> None:
+    """Migration ``runs_compact``: rebuild the runs table in the compact layout (schema.runs).
+
+    Every eval (and any eval id a run names) gets its integer key; the rows are copied in one
+    INSERT ... SELECT with that key instead of the eval id, without the batch id, and with the
+    lease columns only where the run is leased; then the old table is dropped. One
+    transaction on both engines: a failure leaves the journal as it was.
+    """
+    pg = conn.dialect.name == "postgresql"
+    if pg:  # one migrator at a time; the others find the column added when they get the lock
+        conn.execute(select(func.pg_advisory_xact_lock(_PG_CREATE_LOCK)))
+        if "eval_key" in {c["name"] for c in inspect(conn).get_columns("runs")}:
+            return
+    eval_keys.create(conn, checkfirst=True)
+    conn.exec_driver_sql(
+        "INSERT INTO eval_keys (eval_id) SELECT eval_id FROM (SELECT eval_id, created_at "
+        "FROM evals UNION ALL SELECT DISTINCT eval_id, CAST(NULL AS FLOAT) FROM runs) AS ids "
+        "WHERE eval_id NOT IN (SELECT eval_id FROM eval_keys) "
+        "GROUP BY eval_id ORDER BY min(created_at), eval_id")
+    conn.exec_driver_sql("ALTER TABLE runs RENAME TO runs_v1")
+    if pg:  # index names are per schema there: free the ones the new table takes
+        conn.exec_driver_sql("ALTER INDEX runs_pkey RENAME TO runs_v1_pkey")
+    runs.create(conn)
+    conn.exec_driver_sql(
+        "INSERT INTO runs (eval_key, seq, run_id, task_id, agent_index, repeat, status, "
+        "lease_owner, lease_expires, attempts, outcome, passed, cost_usd, stratum) "
+        "SELECT k.eval_key, r.seq, r.run_id, r.task_id, r.agent_index, r.repeat, r.status, "
+        "CASE WHEN r.status = 'leased' THEN r.lease_owner END, "
+        "CASE WHEN r.status = 'leased' THEN r.lease_expires END, "
+        "r.attempts, r.outcome, r.passed, r.cost_usd, r.stratum "
+        "FROM runs_v1 r JOIN eval_keys k ON k.eval_id = r.eval_id")
+    conn.exec_driver_sql("DROP TABLE runs_v1")
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -98,6 +150,16 @@ MIGRATIONS: tuple[Migration, ...] = (
                      "SELECT batch_id, eval_id FROM batches WHERE superseded_by IS NULL "
                      "AND NOT EXISTS (SELECT 1 FROM rollups) AND batch_id NOT IN "
                      "(SELECT batch_id FROM rollup_backfill)"),
+    # poison-task quarantine (new tables): infrastructure failures per task, quarantined tasks
+    Migration("0005_task_failures", "task_failures", "eval_id", ""),
+    Migration("0006_quarantined_tasks", "quarantined_tasks", "eval_id", ""),
+    # tiered retention (new tables): pinned trajectories, what retention did to each eval
+    Migration("0007_trajectory_pins", "trajectory_pins", "run_id", ""),
+    Migration("0008_retention_applied", "retention_applied", "eval_id", ""),
+    # the compact runs table: integer eval keys, clustered by (eval, seq), no batch id, a
+    # partial index on the runs not done (schema.runs); readers of an older journal read it
+    # as it is (Journal.compact)
+    Migration("0009_runs_compact", "runs", "eval_key", "", apply=_compact_runs),
 )
 """Named migrations, oldest first. Only ever append."""
 
@@ -241,6 +303,7 @@ class Journal:
         self.readonly = readonly
         self._has_stratum: bool | None = None
         self._has_superseded: bool | None = None
+        self._compact = False
         self.engine: Engine = engine or _engine(url)
         if readonly:
             return  # tables are never created by a reader
@@ -285,7 +348,10 @@ class Journal:
                 try:
                     with self.engine.begin() as conn:
                         if m.column not in self._columns(m.table, conn):
-                            conn.exec_driver_sql(m.ddl)
+                            if m.apply is not None:
+                                m.apply(conn)
+                            else:
+                                conn.exec_driver_sql(m.ddl)
                             applied.append(m.name)
                     break
                 except DBAPIError as exc:
@@ -323,6 +389,33 @@ class Journal:
         if cached is None:
             cached = self._has_stratum = "stratum" in self._columns("runs")
         return cached
+
+    @property
+    def compact(self) -> bool:
+        """Whether the runs table has the compact layout (migration ``0009_runs_compact``); a
+        reader of a journal no writer has migrated yet reads the older layout (``runs_v1``).
+        Only a yes is cached: a writer may migrate the journal while this object is open."""
+        if not getattr(self, "_compact", False):
+            self._compact = "eval_key" in self._columns("runs")
+        return bool(self._compact)
+
+    @staticmethod
+    def eval_key(eval_id: str) -> ScalarSelect[Any]:
+        """The eval's integer key, as a scalar subquery (NULL for an unknown eval, which then
+        matches no run)."""
+        return select(eval_keys.c.eval_key).where(eval_keys.c.eval_id == eval_id) \
+            .scalar_subquery()
+
+    def _of(self, eval_id: str) -> ColumnElement[bool]:
+        """The condition selecting the eval's runs in the compact table (writers)."""
+        return runs.c.eval_key == self.eval_key(eval_id)
+
+    def _rt(self, eval_id: str) -> tuple[Any, ColumnElement[bool]]:
+        """The runs table in this journal's layout and the condition selecting the eval's runs
+        in it (readers: an older journal is read as it is)."""
+        if self.compact:
+            return runs, self._of(eval_id)
+        return runs_v1, runs_v1.c.eval_id == eval_id
 
     @classmethod
     def open(cls, home: Path, url: str | None = None) -> Journal:
@@ -393,25 +486,31 @@ class Journal:
                 eval_id=eval_id, plan_name=plan_name, plan_json=plan_json,
                 suite_name=suite_name, suite_hash=suite_hash, status="created",
                 planned=planned, created_at=time.time(), duplicates_dropped=0))
-            self._insert_runs(conn, eval_id, rows, first_seq=0)
+            key = conn.execute(eval_keys.insert().values(eval_id=eval_id)
+                               .returning(eval_keys.c.eval_key)).scalar_one()
+            self._insert_runs(conn, int(key), rows, first_seq=0)
 
     @staticmethod
-    def _insert_runs(conn: Connection, eval_id: str, rows: Iterable[RunRow],
+    def _insert_runs(conn: Connection, eval_key: int, rows: Iterable[RunRow],
                      first_seq: int) -> int:
-        """Insert ``rows`` as pending runs numbered from ``first_seq``; returns how many."""
+        """Insert ``rows`` as pending runs numbered from ``first_seq``; returns how many.
+
+        Streams: ``rows`` is consumed :data:`_CHUNK` at a time (one prepared INSERT executed
+        for many rows per chunk), so a generator of a million runs is never a list.
+        """
+        stmt = runs.insert()
         chunk: list[dict[str, Any]] = []
         n = 0
         for n, row in enumerate(rows, start=1):
-            run_id, task_id, agent_index, repeat = row[0], row[1], row[2], row[3]
-            stratum = row[4] if len(row) > 4 else None
-            chunk.append({"run_id": run_id, "eval_id": eval_id, "seq": first_seq + n - 1,
-                          "task_id": task_id, "agent_index": agent_index, "repeat": repeat,
-                          "status": "pending", "attempts": 0, "stratum": stratum})
+            chunk.append({"eval_key": eval_key, "seq": first_seq + n - 1, "run_id": row[0],
+                          "task_id": row[1], "agent_index": row[2], "repeat": row[3],
+                          "status": "pending", "attempts": 0,
+                          "stratum": row[4] if len(row) > 4 else None})
             if len(chunk) >= _CHUNK:
-                conn.execute(runs.insert(), chunk)
+                conn.execute(stmt, chunk)
                 chunk = []
         if chunk:
-            conn.execute(runs.insert(), chunk)
+            conn.execute(stmt, chunk)
         return n
 
     def add_runs(self, eval_id: str, rows: Sequence[RunRow]) -> int:
@@ -430,9 +529,13 @@ class Journal:
             fresh = [r for r in rows if r[0] not in present]
             if not fresh:
                 return 0
+            key = conn.execute(select(eval_keys.c.eval_key)
+                               .where(eval_keys.c.eval_id == eval_id)).scalar()
+            if key is None:
+                raise UnknownEvalError(f"no eval '{eval_id}' in this home")
             last = conn.execute(select(func.max(runs.c.seq))
-                                .where(runs.c.eval_id == eval_id)).scalar()
-            return self._insert_runs(conn, eval_id, fresh,
+                                .where(runs.c.eval_key == key)).scalar()
+            return self._insert_runs(conn, int(key), fresh,
                                      first_seq=0 if last is None else int(last) + 1)
 
     def set_planned(self, eval_id: str, planned: int) -> None:
@@ -555,29 +658,41 @@ class Journal:
     # runs -------------------------------------------------------------------------------------
     def lease(self, eval_id: str, owner: str, n: int, lease_s: float,
               skip_agents: Collection[int] = ()) -> list[LeasedRun]:
-        """Lease up to ``n`` runs that are pending or whose lease expired; attempts += 1.
+        """Lease up to ``n`` runs that are pending or whose lease expired.
 
         Runs of the agents in ``skip_agents`` (those whose budget is spent) are not leased.
+        A lease is not an attempt: the ``attempts`` column counts attempts that ran and ended
+        (:meth:`record_failures`, :meth:`commit_batch`), so a lease that expired or was
+        released before its attempt ended (a crashed driver, a run leased and never started)
+        costs the run none of its ``max_attempts``; each leased run carries the number of the
+        attempt it is about to make (attempts ended + 1).
         """
         now = time.time()
-        cond = and_(runs.c.eval_id == eval_id,
+        key = self.eval_key(eval_id)
+        cond = and_(runs.c.eval_key == key, _OPEN,
                     or_(runs.c.status == "pending",
                         and_(runs.c.status == "leased", runs.c.lease_expires < now)))
         if skip_agents:
             cond = and_(cond, runs.c.agent_index.not_in(sorted(skip_agents)))
-        # FOR UPDATE SKIP LOCKED on PostgreSQL, where two leasers would otherwise both update
-        # the runs they both selected; SQLite renders nothing (its write lock serializes leases)
-        avail = (select(runs.c.run_id).where(cond)
-                 .order_by(runs.c.status, runs.c.seq).limit(n)
-                 .with_for_update(skip_locked=True).scalar_subquery())
-        stmt = (runs.update().where(runs.c.run_id.in_(avail))
-                .values(status="leased", lease_owner=owner, lease_expires=now + lease_s,
-                        attempts=runs.c.attempts + 1)
-                .returning(runs.c.run_id, runs.c.task_id, runs.c.agent_index, runs.c.repeat,
-                           runs.c.attempts, runs.c.seq))
+        avail = select(runs.c.seq).where(cond).order_by(runs.c.status, runs.c.seq).limit(n)
+        update = runs.update().values(status="leased", lease_owner=owner,
+                                      lease_expires=now + lease_s) \
+            .returning(runs.c.run_id, runs.c.task_id, runs.c.agent_index, runs.c.repeat,
+                       runs.c.attempts, runs.c.seq)
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # lock the chosen rows first (FOR UPDATE SKIP LOCKED: two leasers never take
+                # the same run), then update exactly those: a LIMIT ... SKIP LOCKED subquery
+                # inside the UPDATE may be run again per row and take more than n
+                seqs = list(conn.execute(avail.with_for_update(skip_locked=True)).scalars())
+                if not seqs:
+                    return []
+                stmt = update.where(and_(runs.c.eval_key == key, runs.c.seq.in_(seqs)))
+            else:  # one statement: SQLite's write lock serializes leases
+                stmt = update.where(and_(runs.c.eval_key == key,
+                                         runs.c.seq.in_(avail.scalar_subquery())))
             rows = sorted(conn.execute(stmt).all(), key=lambda r: r[5])
-        return [LeasedRun(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [LeasedRun(r[0], r[1], r[2], r[3], r[4] + 1) for r in rows]
 
     def renew(self, eval_id: str, owner: str, run_ids: Sequence[str], lease_s: float) -> int:
         """Extend the leases ``owner`` holds on ``run_ids``; returns how many it still holds."""
@@ -595,7 +710,7 @@ class Journal:
     def release(self, eval_id: str, owner: str, run_ids: Sequence[str] | None = None) -> None:
         """Return ``owner``'s leased runs of the eval to pending (clean shutdown), or only
         those of ``run_ids`` (leased but not started, e.g. of an agent out of budget)."""
-        cond = and_(runs.c.eval_id == eval_id, runs.c.lease_owner == owner,
+        cond = and_(self._of(eval_id), _OPEN, runs.c.lease_owner == owner,
                     runs.c.status == "leased")
         with self.engine.begin() as conn:
             if run_ids is None:
@@ -611,17 +726,17 @@ class Journal:
         """Return every leased run of the eval to pending (resume after a crash)."""
         with self.engine.begin() as conn:
             res = conn.execute(runs.update().where(and_(
-                runs.c.eval_id == eval_id, runs.c.status == "leased"))
+                self._of(eval_id), _OPEN, runs.c.status == "leased"))
                 .values(status="pending", lease_owner=None, lease_expires=None))
             return int(res.rowcount)
 
     def lease_state(self, eval_id: str) -> tuple[int, int, float | None]:
         """(pending, leased, earliest lease expiry) of the eval."""
+        t, of = self._rt(eval_id)
+        open_ = _OPEN if t is runs else t.c.status.in_(("pending", "leased"))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(runs.c.status, func.count(), func.min(runs.c.lease_expires))
-                                .where(and_(runs.c.eval_id == eval_id,
-                                            runs.c.status.in_(("pending", "leased"))))
-                                .group_by(runs.c.status)).all()
+            rows = conn.execute(select(t.c.status, func.count(), func.min(t.c.lease_expires))
+                                .where(and_(of, open_)).group_by(t.c.status)).all()
         pending = leased = 0
         earliest: float | None = None
         for status, n, exp in rows:
@@ -630,6 +745,17 @@ class Journal:
             else:
                 leased, earliest = n, exp
         return pending, leased, earliest
+
+    def pending_runs(self, eval_id: str) -> list[tuple[str, str, int, int]]:
+        """``(run_id, task_id, agent_index, repeat)`` of the eval's pending runs, in dispatch
+        order (read through the partial index of the runs not done)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs.c.run_id, runs.c.task_id, runs.c.agent_index,
+                                       runs.c.repeat)
+                                .where(and_(self._of(eval_id), _OPEN,
+                                            runs.c.status == "pending"))
+                                .order_by(runs.c.status, runs.c.seq)).all()
+        return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     def done_among(self, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` are already committed."""
@@ -653,7 +779,7 @@ class Journal:
                .where(and_(runs.c.run_id == bindparam("rid"), runs.c.status != "done"))
                .values(status="done", outcome=bindparam("outcome"), passed=bindparam("passed"),
                        cost_usd=bindparam("cost"), attempts=bindparam("att"),
-                       batch_id=batch_id, lease_owner=None, lease_expires=None))
+                       lease_owner=None, lease_expires=None))
         params = [{"rid": r.run_id, "outcome": r.outcome,
                    "passed": None if r.passed is None else int(r.passed),
                    "cost": r.cost_usd, "att": r.attempts} for r in rows]
@@ -679,10 +805,90 @@ class Journal:
             conn.execute(evals.update().where(evals.c.eval_id == eval_id).values(
                 duplicates_dropped=evals.c.duplicates_dropped + n))
 
+    # poison-task quarantine ------------------------------------------------------------------
+    def record_failures(self, eval_id: str,
+                        failures: Sequence[tuple[str, str, int, str]]) -> None:
+        """Record attempts that ended in an infrastructure error, ``(run_id, task_id, attempt,
+        error)`` each, as they end: each counts as an attempt of its run (one that ran and
+        ended) and as a failure of its task for the quarantine."""
+        if not failures:
+            return
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(task_failures.insert(), [
+                {"eval_id": eval_id, "task_id": t, "run_id": r, "attempt": a,
+                 "error": e[:500], "at": now} for r, t, a, e in failures])
+            # the run's ended attempts are at least this one (a commit sets the total)
+            for r, _, a, _ in failures:
+                conn.execute(runs.update().where(and_(runs.c.run_id == r,
+                                                      runs.c.attempts < a)).values(attempts=a))
+
+    def infra_failures(self, eval_id: str) -> dict[str, int]:
+        """Infrastructure failures recorded per task of the eval (none from a journal without
+        the table)."""
+        if not self.has_table("task_failures"):
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(task_failures.c.task_id, func.count())
+                                .where(task_failures.c.eval_id == eval_id)
+                                .group_by(task_failures.c.task_id)).all()
+        return {str(t): int(n) for t, n in rows}
+
+    def quarantine_task(self, eval_id: str, task_id: str, failures: int,
+                        run_ids: Sequence[str] = ()) -> int:
+        """Quarantine a task: record it (once) and end its pending runs, and the leased
+        ``run_ids`` (leased, never started), as ``quarantined``; returns how many runs ended so.
+        Runs of the task added later are ended by calling it again."""
+        cond = and_(self._of(eval_id), _OPEN, runs.c.task_id == task_id,
+                    runs.c.status == "pending")
+        if run_ids:
+            cond = or_(cond, and_(runs.c.run_id.in_(list(run_ids)), runs.c.status == "leased"))
+        with self.engine.begin() as conn:
+            known = conn.execute(select(quarantined_tasks.c.task_id).where(and_(
+                quarantined_tasks.c.eval_id == eval_id,
+                quarantined_tasks.c.task_id == task_id))).first()
+            if known is None:
+                conn.execute(quarantined_tasks.insert().values(
+                    eval_id=eval_id, task_id=task_id, failures=failures,
+                    quarantined_at=time.time()))
+            res = conn.execute(runs.update().where(cond).values(
+                status="quarantined", outcome="quarantined", lease_owner=None,
+                lease_expires=None))
+            return int(res.rowcount)
+
+    def quarantined(self, eval_id: str, evidence: int = 5) -> list[dict[str, Any]]:
+        """The eval's quarantined tasks: task id, failures when quarantined, when, runs ended
+        ``quarantined``, and the evidence (the last ``evidence`` infrastructure errors, with
+        their run and attempt); none from a journal without the tables."""
+        if not self.has_table("quarantined_tasks"):
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(quarantined_tasks.c.task_id, quarantined_tasks.c.failures,
+                                       quarantined_tasks.c.quarantined_at)
+                                .where(quarantined_tasks.c.eval_id == eval_id)
+                                .order_by(quarantined_tasks.c.quarantined_at)).all()
+            out: list[dict[str, Any]] = []
+            for task_id, failures, at in rows:
+                t, of = self._rt(eval_id)
+                ended = conn.execute(select(func.count()).where(and_(
+                    of, t.c.task_id == task_id,
+                    t.c.status == "quarantined"))).scalar_one()
+                errs = conn.execute(select(task_failures.c.run_id, task_failures.c.attempt,
+                                           task_failures.c.error)
+                                    .where(and_(task_failures.c.eval_id == eval_id,
+                                                task_failures.c.task_id == task_id))
+                                    .order_by(task_failures.c.failure_id.desc())
+                                    .limit(evidence)).all()
+                out.append({"task_id": task_id, "failures": int(failures),
+                            "quarantined_at": float(at), "runs_quarantined": int(ended),
+                            "errors": [{"run_id": r, "attempt": int(a), "error": e}
+                                       for r, a, e in reversed(errs)]})
+        return out
+
     def cancel_pending(self, eval_id: str, agent_index: int | None = None) -> int:
         """Mark every pending run cancelled (budget stop), or only those of one agent (its
         budget is spent); returns how many."""
-        cond = and_(runs.c.eval_id == eval_id, runs.c.status == "pending")
+        cond = and_(self._of(eval_id), _OPEN, runs.c.status == "pending")
         if agent_index is not None:
             cond = and_(cond, runs.c.agent_index == agent_index)
         with self.engine.begin() as conn:
@@ -694,16 +900,17 @@ class Journal:
         """Return cancelled runs to pending (resume with more budget)."""
         with self.engine.begin() as conn:
             res = conn.execute(runs.update().where(and_(
-                runs.c.eval_id == eval_id, runs.c.status == "cancelled"))
+                self._of(eval_id), runs.c.status == "cancelled"))
                 .values(status="pending", outcome=None))
             return int(res.rowcount)
 
     def counts(self, eval_id: str) -> dict[str, int]:
         """Run counts by status and by outcome (``outcome:completed`` ...)."""
+        t, of = self._rt(eval_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(runs.c.status, runs.c.outcome, func.count())
-                                .where(runs.c.eval_id == eval_id)
-                                .group_by(runs.c.status, runs.c.outcome)).all()
+            rows = conn.execute(select(t.c.status, t.c.outcome, func.count())
+                                .where(of)
+                                .group_by(t.c.status, t.c.outcome)).all()
         out: dict[str, int] = {}
         for status, outcome, n in rows:
             out[status] = out.get(status, 0) + n
@@ -714,22 +921,24 @@ class Journal:
     def cancelled_by_agent(self, eval_id: str) -> dict[int, int]:
         """Cancelled runs per agent index (agents without any are left out): one indexed
         lookup, where :meth:`progress` reads every run of the eval."""
+        t, of = self._rt(eval_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(runs.c.agent_index, func.count())
-                                .where(and_(runs.c.eval_id == eval_id,
-                                            runs.c.status == "cancelled"))
-                                .group_by(runs.c.agent_index)).all()
+            rows = conn.execute(select(t.c.agent_index, func.count())
+                                .where(and_(of,
+                                            t.c.status == "cancelled"))
+                                .group_by(t.c.agent_index)).all()
         return {int(i): int(n) for i, n in rows}
 
     def progress(self, eval_id: str) -> dict[str, Any]:
         """Per-agent counts and cost for status displays."""
+        t, of = self._rt(eval_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(runs.c.agent_index, runs.c.status, runs.c.outcome,
+            rows = conn.execute(select(t.c.agent_index, t.c.status, t.c.outcome,
                                        func.count(),
-                                       func.coalesce(func.sum(runs.c.cost_usd), 0.0),
-                                       func.coalesce(func.sum(runs.c.passed), 0))
-                                .where(runs.c.eval_id == eval_id)
-                                .group_by(runs.c.agent_index, runs.c.status, runs.c.outcome)).all()
+                                       func.coalesce(func.sum(t.c.cost_usd), 0.0),
+                                       func.coalesce(func.sum(t.c.passed), 0))
+                                .where(of)
+                                .group_by(t.c.agent_index, t.c.status, t.c.outcome)).all()
         agents: dict[int, dict[str, Any]] = {}
         for idx, status, outcome, n, cost, passed in rows:
             a = agents.setdefault(idx, {"planned": 0, "done": 0, "errored": 0, "running": 0,
@@ -755,16 +964,17 @@ class Journal:
         attempt) and ``spent`` their total cost. The stratum is the task's category; it is None
         for runs recorded before the journal had the column (then each agent is one stratum).
         """
-        stratum = runs.c.stratum if self.has_stratum else None
-        is_done = runs.c.status == "done"
+        t, of = self._rt(eval_id)
+        stratum = t.c.stratum if self.has_stratum else None
+        is_done = t.c.status == "done"
         done = func.sum(case((is_done, 1), else_=0))
-        ran = func.sum(case((and_(is_done, runs.c.attempts > 0), 1), else_=0))
-        keys = [runs.c.agent_index] + ([stratum] if stratum is not None else [])
+        ran = func.sum(case((and_(is_done, t.c.attempts > 0), 1), else_=0))
+        keys = [t.c.agent_index] + ([stratum] if stratum is not None else [])
         with self.engine.connect() as conn:
             rows = conn.execute(select(*keys, func.count(), func.coalesce(done, 0),
                                        func.coalesce(ran, 0),
-                                       func.coalesce(func.sum(runs.c.cost_usd), 0.0))
-                                .where(runs.c.eval_id == eval_id).group_by(*keys)).all()
+                                       func.coalesce(func.sum(t.c.cost_usd), 0.0))
+                                .where(of).group_by(*keys)).all()
         out: dict[tuple[int, str | None], tuple[int, int, int, float]] = {}
         for r in rows:
             key = (int(r[0]), r[1] if stratum is not None else None)
@@ -773,9 +983,10 @@ class Journal:
 
     def planned_tasks(self, eval_id: str, agent_index: int) -> frozenset[str]:
         """Task ids an eval planned for one of its agents."""
+        t, of = self._rt(eval_id)
         with self.engine.connect() as conn:
-            return frozenset(conn.execute(select(runs.c.task_id).distinct().where(and_(
-                runs.c.eval_id == eval_id, runs.c.agent_index == agent_index))).scalars())
+            return frozenset(conn.execute(select(t.c.task_id).distinct().where(and_(
+                of, t.c.agent_index == agent_index))).scalars())
 
     @property
     def has_superseded(self) -> bool:
@@ -814,16 +1025,32 @@ class Journal:
 
     def commit_compaction(self, *, eval_id: str, batch_id: str, results_path: str,
                           trajectories_path: str | None, n_rows: int,
-                          replaced: Sequence[str], now: float | None = None) -> None:
-        """Swap compacted files in, in one transaction: record the new batch, move the
-        replaced batches' runs to it and mark those batches superseded.
+                          replaced: Sequence[str], now: float | None = None,
+                          drops_trajectories: Collection[str] = ()) -> None:
+        """Swap compacted files in, in one transaction: record the new batch and mark the
+        replaced batches superseded by it (runs do not name their batch: nothing per run
+        changes).
+
+        ``drops_trajectories`` (retention): runs whose trajectories the new files leave out;
+        if any of them is pinned by then (:meth:`pin` takes the same row lock), nothing changes.
 
         Raises:
             StoreError: a replaced batch is not a live batch of the eval (another compaction
-                got there first), or their rows do not add up to ``n_rows``; nothing changes.
+                got there first), or their rows do not add up to ``n_rows``, or a dropped
+                trajectory is pinned; nothing changes.
         """
         now = time.time() if now is None else now
         with self.engine.begin() as conn:
+            if drops_trajectories:
+                conn.execute(select(evals.c.eval_id).where(evals.c.eval_id == eval_id)
+                             .with_for_update())
+                dropped = list(drops_trajectories)
+                for i in range(0, len(dropped), 500):
+                    hit = conn.execute(select(trajectory_pins.c.run_id).where(
+                        trajectory_pins.c.run_id.in_(dropped[i:i + 500])).limit(1)).first()
+                    if hit is not None:
+                        raise StoreError(f"retention of eval {eval_id}: run {hit[0]} was "
+                                         "pinned meanwhile; nothing changed")
             conn.execute(batches.insert().values(
                 batch_id=batch_id, eval_id=eval_id, results_path=results_path,
                 trajectories_path=trajectories_path, n_rows=n_rows, committed_at=now))
@@ -836,11 +1063,6 @@ class Journal:
                                           .where(live)).scalar_one())
                 swapped += conn.execute(batches.update().where(live).values(
                     superseded_by=batch_id, superseded_at=now)).rowcount
-            # one pass over the eval's runs, not one per chunk of replaced batches
-            moved = select(batches.c.batch_id).where(batches.c.superseded_by == batch_id)
-            conn.execute(runs.update().where(and_(runs.c.eval_id == eval_id,
-                                                  runs.c.batch_id.in_(moved.scalar_subquery())))
-                         .values(batch_id=batch_id))
             if swapped != len(replaced) or total != n_rows:
                 raise StoreError(f"compaction of eval {eval_id}: {len(replaced) - swapped} of "
                                  f"{len(replaced)} batches are no longer live, or their "
@@ -979,6 +1201,91 @@ class Journal:
         with self.engine.connect() as conn:
             return {str(a): str(e) for a, e in conn.execute(
                 select(trend_references.c.agent_name, trend_references.c.eval_id))}
+
+    # trajectory pins and retention (store/retention.py) ---------------------------------------
+    def match_runs(self, prefix: str, limit: int = 6) -> list[tuple[str, str]]:
+        """``(run_id, eval_id)`` of the runs whose id is ``prefix`` or starts with it (at most
+        ``limit``, the exact match first)."""
+        with self.engine.connect() as conn:
+            # the compact table names the eval by its key: join for the id
+            t: Any = runs
+            ids = select(runs.c.run_id, eval_keys.c.eval_id).join(
+                eval_keys, eval_keys.c.eval_key == runs.c.eval_key)
+            if not self.compact:
+                t = runs_v1
+                ids = select(runs_v1.c.run_id, runs_v1.c.eval_id)
+            exact = conn.execute(ids.where(t.c.run_id == prefix)).first()
+            if exact is not None:
+                return [(str(exact[0]), str(exact[1]))]
+            if not prefix:
+                return []
+            # not LIKE: ``_`` and ``%`` are wildcards there, and SQLite's LIKE ignores case
+            head = func.substr(t.c.run_id, 1, len(prefix))
+            rows = conn.execute(ids.where(head == prefix)
+                                .order_by(t.c.run_id).limit(limit)).all()
+        return [(str(r), str(e)) for r, e in rows]
+
+    def pin(self, run_id: str, eval_id: str, kind: str, note: str = "",
+            now: float | None = None) -> bool:
+        """Pin a run's trajectory (retention never removes it); True if the pin is new, False
+        if the run was pinned with that kind already (its note is then replaced).
+
+        Takes the eval's row lock first, as retention's swap does, so a pin and a swap that
+        would remove the same trajectory never both commit (PostgreSQL included).
+        """
+        now = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            conn.execute(select(evals.c.eval_id).where(evals.c.eval_id == eval_id)
+                         .with_for_update())
+            known = conn.execute(select(trajectory_pins.c.run_id).where(and_(
+                trajectory_pins.c.run_id == run_id, trajectory_pins.c.kind == kind))).first()
+            if known is not None:
+                conn.execute(trajectory_pins.update().where(and_(
+                    trajectory_pins.c.run_id == run_id, trajectory_pins.c.kind == kind))
+                    .values(note=note))
+                return False
+            conn.execute(trajectory_pins.insert().values(
+                run_id=run_id, kind=kind, eval_id=eval_id, note=note, created_at=now))
+        return True
+
+    def unpin(self, run_id: str, kind: str | None = None) -> int:
+        """Remove a run's pins (of ``kind``, else all); returns how many."""
+        cond = trajectory_pins.c.run_id == run_id
+        if kind is not None:
+            cond = and_(cond, trajectory_pins.c.kind == kind)
+        with self.engine.begin() as conn:
+            return int(conn.execute(trajectory_pins.delete().where(cond)).rowcount)
+
+    def pins(self, eval_id: str | None = None) -> list[dict[str, Any]]:
+        """Pinned trajectories (of ``eval_id``), oldest first; none from a journal without the
+        table."""
+        if not self.has_table("trajectory_pins"):
+            return []
+        stmt = select(trajectory_pins)
+        if eval_id is not None:
+            stmt = stmt.where(trajectory_pins.c.eval_id == eval_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt.order_by(
+                trajectory_pins.c.created_at, trajectory_pins.c.run_id,
+                trajectory_pins.c.kind)).mappings()]
+
+    def record_retention(self, eval_id: str, tier: str, *, kept: int, removed: int,
+                         now: float | None = None) -> None:
+        """Record what retention left of an eval's trajectories (one row per eval)."""
+        values = {"tier": tier, "applied_at": time.time() if now is None else now,
+                  "trajectories_kept": kept, "trajectories_removed": removed}
+        stmt = _insert_for_engine(self.engine)(retention_applied).values(
+            eval_id=eval_id, **values)
+        with self.engine.begin() as conn:
+            conn.execute(stmt.on_conflict_do_update(index_elements=["eval_id"], set_=values))
+
+    def retention_records(self) -> dict[str, dict[str, Any]]:
+        """Eval id -> what retention last did to it; empty from a journal without the table."""
+        if not self.has_table("retention_applied"):
+            return {}
+        with self.engine.connect() as conn:
+            return {str(r["eval_id"]): dict(r)
+                    for r in conn.execute(select(retention_applied)).mappings()}
 
 
 def _insert_for_engine(engine: Engine) -> Any:

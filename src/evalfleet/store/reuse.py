@@ -40,14 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from sqlalchemy import and_, select
 
 from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.plan import Plan
 from evalfleet.spec.result import RunResult, RunStatus
 from evalfleet.spec.task import Suite, Task
 from evalfleet.store.results import RowContext, scorer_hash
-from evalfleet.store.schema import runs
 from evalfleet.store.store import Store
 from evalfleet.store.warehouse import connect, scored_sql
 
@@ -228,12 +226,7 @@ def count_reusable(home: Path, paths: list[str], keys: Sequence[ReuseKey], *,
 
 def _pending(store: Store, eval_id: str) -> list[tuple[str, str, int, int]]:
     """(run id, task id, agent index, repeat) of the eval's pending runs, in dispatch order."""
-    with store.journal.engine.connect() as conn:
-        rows = conn.execute(select(runs.c.run_id, runs.c.task_id, runs.c.agent_index,
-                                   runs.c.repeat)
-                            .where(and_(runs.c.eval_id == eval_id, runs.c.status == "pending"))
-                            .order_by(runs.c.seq)).all()
-    return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
+    return store.journal.pending_runs(eval_id)
 
 
 def reused_result(run_id: str, task_id: str, agent_index: int, repeat: int,

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -36,28 +37,77 @@ evals = Table(
            comment="Late duplicate results dropped by exactly-once commit."),
 )
 
+eval_keys = Table(
+    "eval_keys", metadata,
+    Column("eval_key", Integer, primary_key=True, autoincrement=True,
+           comment="Small integer standing for the eval in each of its runs."),
+    Column("eval_id", String(64), nullable=False, unique=True, comment="Eval id."),
+)
+"""Each eval's integer key: the runs table stores it instead of the eval id (a few bytes per
+run instead of about 30, in the table and in every index)."""
+
+OPEN_STATUSES_SQL = "status IN ('pending', 'leased')"
+"""The runs the partial index ``ix_runs_open`` holds: those not done (nor cancelled or
+quarantined). A query that should use it repeats this term literally (SQLite uses a partial
+index only when the query's WHERE implies the index's, and a bound parameter implies nothing)."""
+
 runs = Table(
     "runs", metadata,
-    Column("run_id", String(40), primary_key=True, comment="Deterministic run id."),
-    Column("eval_id", String(64), nullable=False, comment="Eval id."),
-    Column("seq", Integer, nullable=False, comment="Dispatch order within the eval."),
+    Column("eval_key", Integer, primary_key=True, autoincrement=False,
+           comment="The eval (eval_keys.eval_key)."),
+    Column("seq", Integer, primary_key=True, autoincrement=False,
+           comment="Dispatch order within the eval."),
+    Column("run_id", String(40), nullable=False, comment="Deterministic run id."),
     Column("task_id", String(200), nullable=False, comment="Task id."),
     Column("agent_index", Integer, nullable=False, comment="Agent's index in the plan."),
     Column("repeat", Integer, nullable=False, comment="Repeat index k."),
     Column("status", String(16), nullable=False,
-           comment="pending, leased, done or cancelled."),
-    Column("lease_owner", String(100), comment="Worker holding the lease."),
-    Column("lease_expires", Float, comment="Unix time the lease ends unless renewed."),
-    Column("attempts", Integer, nullable=False, default=0, comment="Attempts started."),
-    Column("outcome", String(16), comment="completed, failed, errored or cancelled."),
+           comment="pending, leased, done, cancelled or quarantined."),
+    Column("lease_owner", String(100), comment="Worker holding the lease (NULL unless leased)."),
+    Column("lease_expires", Float,
+           comment="Unix time the lease ends unless renewed (NULL unless leased)."),
+    Column("attempts", Integer, nullable=False, default=0,
+           comment="Attempts that ran and ended (a lease alone is not an attempt)."),
+    Column("outcome", String(16),
+           comment="completed, failed, errored, cancelled or quarantined."),
     Column("passed", Integer, comment="1 passed, 0 not, NULL unknown."),
     Column("cost_usd", Float, comment="Dollars spent by the run."),
-    Column("batch_id", String(64), comment="Results batch holding the committed row."),
     Column("stratum", String(100),
            comment="The task's category, for projections by stratum; NULL in runs created "
                    "before the column existed."),
+    Index("ux_runs_run_id", "run_id", unique=True),
+    Index("ix_runs_open", "eval_key", "status", "seq",
+          sqlite_where=text(OPEN_STATUSES_SQL), postgresql_where=text(OPEN_STATUSES_SQL)),
+    sqlite_with_rowid=False,
+)
+"""One row per run, clustered by (eval, dispatch order): on SQLite a ``WITHOUT ROWID`` table
+whose primary key is the row, so an eval's runs are read in order without a separate index and
+a finished eval costs the row plus its run-id index entry. Runs that are not done are also in
+the small partial index ``ix_runs_open`` (what leasing and resume read); a committed run leaves
+it. Which results batch holds a committed row is the batches table's business, not the run's."""
+
+runs_v1 = Table(
+    "runs", MetaData(),
+    Column("run_id", String(40), primary_key=True),
+    Column("eval_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("task_id", String(200), nullable=False),
+    Column("agent_index", Integer, nullable=False),
+    Column("repeat", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("lease_owner", String(100)),
+    Column("lease_expires", Float),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("outcome", String(16)),
+    Column("passed", Integer),
+    Column("cost_usd", Float),
+    Column("batch_id", String(64)),
+    Column("stratum", String(100)),
     Index("ix_runs_eval_status_seq", "eval_id", "status", "seq"),
 )
+"""The runs table before migration ``runs_compact`` (eval id and batch id in every row, a rowid
+table with an index on the run id): what readers of a journal no writer has migrated yet read,
+and what the migration copies from."""
 
 batches = Table(
     "batches", metadata,
@@ -155,3 +205,54 @@ trend_references = Table(
            comment="The frozen eval its daily runs are checked against."),
     Column("set_at", Float, nullable=False, comment="Unix time set."),
 )
+
+task_failures = Table(
+    "task_failures", metadata,
+    Column("failure_id", Integer, primary_key=True, autoincrement=True, comment="Row id."),
+    Column("eval_id", String(64), nullable=False, comment="Eval id."),
+    Column("task_id", String(200), nullable=False, comment="Task id."),
+    Column("run_id", String(40), nullable=False, comment="The run whose attempt failed."),
+    Column("attempt", Integer, nullable=False, comment="That attempt's number."),
+    Column("error", Text, nullable=False, comment="The infrastructure error (first 500 chars)."),
+    Column("at", Float, nullable=False, comment="Unix time recorded."),
+    Index("ix_task_failures_eval_task", "eval_id", "task_id"),
+)
+"""Every attempt that ended in an infrastructure error, as it ended (retried or not): what
+poison-task quarantine counts per task (execution/quarantine.py), kept across resume."""
+
+quarantined_tasks = Table(
+    "quarantined_tasks", metadata,
+    Column("eval_id", String(64), primary_key=True, comment="Eval id."),
+    Column("task_id", String(200), primary_key=True, comment="Task id."),
+    Column("failures", Integer, nullable=False,
+           comment="Infrastructure failures of the task's runs when it was quarantined."),
+    Column("quarantined_at", Float, nullable=False, comment="Unix time quarantined."),
+)
+"""Tasks of an eval whose runs are no longer leased: their attempts ended in
+``execution.quarantine_after`` infrastructure failures."""
+
+trajectory_pins = Table(
+    "trajectory_pins", metadata,
+    Column("run_id", String(40), primary_key=True, comment="The run whose trajectory is kept."),
+    Column("kind", String(16), primary_key=True,
+           comment="Who references it: review, decision or manual."),
+    Column("eval_id", String(64), nullable=False, comment="The run's eval."),
+    Column("note", Text, nullable=False, default="", comment="Why (free text)."),
+    Column("created_at", Float, nullable=False, comment="Unix time pinned."),
+    Index("ix_trajectory_pins_eval", "eval_id"),
+)
+"""Runs whose trajectories retention never removes: a review or a decision references them
+(or someone pinned them by hand); store/retention.py."""
+
+retention_applied = Table(
+    "retention_applied", metadata,
+    Column("eval_id", String(64), primary_key=True, comment="Eval id."),
+    Column("tier", String(8), nullable=False,
+           comment="The tier retention last applied: warm or cold."),
+    Column("applied_at", Float, nullable=False, comment="Unix time applied."),
+    Column("trajectories_kept", Integer, nullable=False,
+           comment="Trajectories of the eval kept after it."),
+    Column("trajectories_removed", Integer, nullable=False,
+           comment="Trajectories of the eval removed by retention so far."),
+)
+"""What retention last did to an eval, so `show` can say why a trajectory is gone."""

@@ -1,0 +1,213 @@
+"""The compact runs table (migration 0009_runs_compact) on SQLite and PostgreSQL.
+
+An older journal (eval id and batch id in every run, a rowid table) is read as it is by readers
+and migrated in place by the first writer: counts equal, leases kept only where a run is
+leased, resume works on the migrated runs. Invariants of the compact layout: a run that is not
+leased holds no lease data, and the runs not done are in a partial index that leasing uses.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import MetaData, create_engine, func, inspect, select, text
+
+from evalfleet.store.journal import MIGRATIONS, CommitRow, Journal
+from evalfleet.store.schema import eval_keys, metadata, migrations, runs, runs_v1
+
+from . import test_journal_contract as contract
+from .test_journal_contract import Backend, _new
+
+backend = contract.backend
+"""The contract tests' fixture: each test runs on SQLite and on PostgreSQL."""
+
+COMPACT = "0009_runs_compact"
+
+
+def _old_journal(b: Backend) -> None:
+    """A journal as the release before the compact runs table wrote it: every other table of
+    this version, the old runs table, and every migration but the compact one recorded.
+
+    Eval ``a`` (6 runs): 2 done (one with a stale lease left on it), 1 leased, 1 cancelled,
+    2 pending. Eval ``b`` (2 runs): both done.
+    """
+    old = MetaData()
+    for t in metadata.sorted_tables:
+        if t.name not in ("runs", "eval_keys"):
+            t.to_metadata(old)
+    runs_v1.to_metadata(old)
+    engine = create_engine(b.url or f"sqlite:///{b.home / 'journal.db'}")
+    old.create_all(engine)
+    now = time.time()
+    with engine.begin() as conn:
+        for i, eid in enumerate(("a", "b")):
+            conn.execute(old.tables["evals"].insert().values(
+                eval_id=eid, plan_name="p", plan_json="{}", suite_name="s", suite_hash="h",
+                status="interrupted", planned=6 if eid == "a" else 2, created_at=now + i,
+                duplicates_dropped=0))
+        conn.execute(old.tables["batches"].insert().values(
+            batch_id="b1", eval_id="a", results_path="r.parquet", n_rows=2, committed_at=now))
+        row = {"agent_index": 0, "repeat": 0, "attempts": 0, "outcome": None, "passed": None,
+               "cost_usd": None, "batch_id": None, "lease_owner": None, "lease_expires": None,
+               "stratum": "c"}
+        conn.execute(old.tables["runs"].insert(), [
+            {**row, "run_id": "a0", "eval_id": "a", "seq": 0, "task_id": "t0",
+             "status": "done", "attempts": 1, "outcome": "completed", "passed": 1,
+             "cost_usd": 0.5, "batch_id": "b1"},
+            {**row, "run_id": "a1", "eval_id": "a", "seq": 1, "task_id": "t1",
+             "status": "done", "attempts": 2, "outcome": "failed", "passed": 0,
+             "cost_usd": 0.25, "batch_id": "b1", "lease_owner": "gone:1",
+             "lease_expires": now - 5},
+            {**row, "run_id": "a2", "eval_id": "a", "seq": 2, "task_id": "t2",
+             "status": "leased", "lease_owner": "crashed:2", "lease_expires": now + 600},
+            {**row, "run_id": "a3", "eval_id": "a", "seq": 3, "task_id": "t3",
+             "status": "cancelled", "outcome": "cancelled"},
+            {**row, "run_id": "a4", "eval_id": "a", "seq": 4, "task_id": "t4",
+             "status": "pending"},
+            {**row, "run_id": "a5", "eval_id": "a", "seq": 5, "task_id": "t5",
+             "status": "pending", "stratum": "d"},
+            {**row, "run_id": "b0", "eval_id": "b", "seq": 0, "task_id": "t0",
+             "status": "done", "attempts": 1, "outcome": "completed", "passed": 1,
+             "cost_usd": 1.0, "batch_id": "b2"},
+            {**row, "run_id": "b1", "eval_id": "b", "seq": 1, "task_id": "t1",
+             "status": "done", "attempts": 1, "outcome": "completed", "passed": 1,
+             "cost_usd": 1.0, "batch_id": "b2"},
+        ])
+        conn.execute(old.tables["migrations"].insert(), [
+            {"name": m.name, "applied_at": now} for m in MIGRATIONS if m.name != COMPACT])
+    engine.dispose()
+
+
+def _reads(j: Journal) -> tuple[object, ...]:
+    """Everything a reader asks the runs table, for both evals."""
+    return tuple((j.counts(e), j.progress(e), j.strata(e), j.planned_tasks(e, 0),
+                  j.cancelled_by_agent(e), j.lease_state(e)[:2]) for e in ("a", "b"))
+
+
+def _lease_columns(j: Journal) -> dict[str, tuple[str, object, object]]:
+    with j.engine.connect() as conn:
+        return {r: (s, o, x) for r, s, o, x in conn.execute(select(
+            runs.c.run_id, runs.c.status, runs.c.lease_owner, runs.c.lease_expires))}
+
+
+def test_an_old_journal_is_read_as_it_is_then_migrated_in_place(backend: Backend) -> None:
+    _old_journal(backend)
+    reader = backend.open_readonly()
+    try:
+        assert not reader.compact
+        before = _reads(reader)
+        assert before[0][0] == {"done": 2, "leased": 1, "cancelled": 1, "pending": 2,
+                                "outcome:completed": 1, "outcome:failed": 1,
+                                "outcome:cancelled": 1}
+        assert reader.match_runs("a2") == [("a2", "a")]
+    finally:
+        reader.close()
+
+    j = backend.open()  # the writer migrates
+    try:
+        assert j.compact
+        with j.engine.connect() as conn:
+            assert set(conn.execute(select(migrations.c.name)).scalars()) == \
+                {m.name for m in MIGRATIONS}
+            assert "batch_id" not in {c["name"] for c in inspect(conn).get_columns("runs")}
+            assert not inspect(conn).has_table("runs_v1")
+            keys = dict(conn.execute(select(eval_keys.c.eval_id, eval_keys.c.eval_key)).all())
+        assert sorted(keys) == ["a", "b"] and len(set(keys.values())) == 2
+        assert _reads(j) == before  # the same answers from the migrated table
+        assert j.match_runs("a2") == [("a2", "a")]
+        leases = _lease_columns(j)
+        assert leases["a1"] == ("done", None, None)  # the stale lease is gone
+        assert leases["a2"][:2] == ("leased", "crashed:2")  # a live lease is kept
+        assert j.migrate() == []  # once only
+
+        # resume: the crashed lease returns to pending, each run not done runs exactly once
+        assert j.reset_leases("a") == 1
+        got = j.lease("a", "me", 10, 60)
+        assert sorted(r.run_id for r in got) == ["a2", "a4", "a5"]
+        assert j.lease("a", "me", 10, 60) == []
+        j.commit_batch(eval_id="a", batch_id="b3", results_path="r3.parquet",
+                       trajectories_path=None,
+                       rows=[CommitRow(r.run_id, "completed", True, 0.1, 1) for r in got])
+        assert j.counts("a")["done"] == 5 and j.counts("b") == before[1][0]
+        j.add_runs("a", [("a6", "t6", 0, 1, "c")])  # a later round numbers after the others
+        assert [r.run_id for r in j.lease("a", "me", 10, 60)] == ["a6"]
+    finally:
+        j.close()
+
+
+def test_runs_not_leased_hold_no_lease_data(backend: Backend) -> None:
+    j = backend.open()
+    try:
+        _new(j, 6)
+        leased = j.lease("e", "w", 6, 60)
+        j.commit_batch(eval_id="e", batch_id="b", results_path="b.parquet",
+                       trajectories_path=None,
+                       rows=[CommitRow(r.run_id, "completed", True, 0.1, 1)
+                             for r in leased[:3]])
+        j.release("e", "w", [leased[3].run_id])
+        j.cancel_pending("e")
+        cols = _lease_columns(j)
+        assert sorted(s for s, _, _ in cols.values()) == ["cancelled", "done", "done", "done",
+                                                          "leased", "leased"]
+        for status, owner, expires in cols.values():
+            assert (owner is None and expires is None) == (status != "leased")
+    finally:
+        j.close()
+
+
+def test_runs_not_done_are_in_a_partial_index_that_leasing_uses(backend: Backend) -> None:
+    j = backend.open()
+    try:
+        _new(j, 3)
+        with j.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = "
+                                        "'ix_runs_open'")).scalar_one()
+                assert "WHERE status IN ('pending', 'leased')" in sql
+                without_rowid = conn.execute(text("SELECT sql FROM sqlite_master WHERE "
+                                                  "name = 'runs'")).scalar_one()
+                assert "WITHOUT ROWID" in without_rowid
+                # the query leasing runs reads the partial index, not the whole eval
+                lease = (select(runs.c.seq).where(runs.c.eval_key == j.eval_key("e"))
+                         .where(text("status IN ('pending', 'leased')"))
+                         .order_by(runs.c.status, runs.c.seq).limit(5))
+                compiled = lease.compile(conn, compile_kwargs={"literal_binds": True})
+                plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {compiled}"))
+                assert "ix_runs_open" in plan, plan
+            else:
+                sql = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = "
+                                        "'ix_runs_open'")).scalar_one()
+                assert "WHERE" in sql and "pending" in sql and "leased" in sql
+        # committed runs leave it: only the open runs are counted through it
+        leased = j.lease("e", "w", 2, 60)
+        j.commit_batch(eval_id="e", batch_id="b", results_path="b.parquet",
+                       trajectories_path=None,
+                       rows=[CommitRow(r.run_id, "completed", True, 0.1, 1) for r in leased])
+        assert j.lease_state("e")[:2] == (1, 0)
+        with j.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(runs)).scalar() == 3
+    finally:
+        j.close()
+
+
+def test_a_new_journal_is_compact_and_records_the_migration(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path)
+    try:
+        assert j.compact
+        with j.engine.connect() as conn:
+            assert COMPACT in set(conn.execute(select(migrations.c.name)).scalars())
+    finally:
+        j.close()
+
+
+def test_an_unknown_eval_has_no_runs_in_the_compact_table(backend: Backend) -> None:
+    j = backend.open()
+    try:
+        _new(j, 2)
+        assert j.counts("nope") == {} and j.strata("nope") == {}
+        assert j.lease("nope", "w", 5, 60) == [] and j.cancel_pending("nope") == 0
+        assert j.cancel_pending("e") == 2 and j.counts("e")["cancelled"] == 2
+    finally:
+        j.close()
