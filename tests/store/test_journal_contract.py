@@ -171,7 +171,7 @@ def test_lease_is_atomic_across_engines(backend: Backend) -> None:
         assert len(leased) == len(set(leased)) == n
         with setup.engine.connect() as conn:
             attempts = conn.execute(select(func.max(runs.c.attempts))).scalar()
-        assert attempts == 1
+        assert attempts == 0  # a lease is not an attempt: attempts count those that ended
         assert setup.lease_state("e")[:2] == (0, n)
     finally:
         for j in (setup, *journals):
@@ -209,7 +209,7 @@ def test_an_expired_lease_goes_to_another_owner(backend: Backend) -> None:
         assert not {r.run_id for r in held} & {r.run_id for r in lapsed}
         again = j.lease("e", "next", 10, 600)
         assert {r.run_id for r in again} == {r.run_id for r in lapsed}
-        assert {r.attempts for r in again} == {2}
+        assert {r.attempts for r in again} == {1}  # the lapsed lease ran no attempt
         assert j.renew("e", "dead", [r.run_id for r in lapsed], 600) == 0
         assert j.lease("e", "other", 10, 600) == []  # the live leases stay
     finally:
@@ -590,3 +590,44 @@ def test_an_unreachable_postgres_is_one_line_without_the_password(
         opener(tmp_path, "postgresql+psycopg://evalfleet:s3cret@127.0.0.1:1/none")
     message = str(info.value)
     assert "\n" not in message and "s3cret" not in message and "127.0.0.1" in message
+
+
+def test_infra_failures_and_quarantine(backend: Backend) -> None:
+    j = backend.open()
+    try:
+        _new(j, 3, agents=2)  # each task has two runs, one per agent
+        tasks = _task_of(j)
+        leased = j.lease("e", "a", 2, 60)
+        first = leased[0]
+        j.record_failures("e", [(first.run_id, first.task_id, 1, "sandbox died"),
+                                (first.run_id, first.task_id, 2, "x" * 1000)])
+        assert j.infra_failures("e") == {first.task_id: 2}
+        assert j.lease_state("e")[:2] == (4, 2)
+        j.release("e", "a")
+        again = {r.run_id: r.attempts for r in j.lease("e", "b", 6, 60)}
+        assert again[first.run_id] == 3  # two ended attempts counted, the lease was not
+        same_task = [r for r, t in tasks.items() if t == first.task_id and r != first.run_id]
+        j.release("e", "b", same_task)
+        # pending runs of the task end quarantined, and the leased ones named
+        n = j.quarantine_task("e", first.task_id, 2, [first.run_id])
+        assert len(same_task) == 1 and n == 2
+        assert j.quarantine_task("e", first.task_id, 9) == 0  # recorded once, nothing left
+        [q] = j.quarantined("e")
+        assert q["task_id"] == first.task_id and q["failures"] == 2
+        assert q["runs_quarantined"] == n
+        assert [(e["attempt"], len(e["error"])) for e in q["errors"]] == [(1, 12), (2, 500)]
+        status = _status_of(j)
+        assert status[first.run_id] == "quarantined"
+        ro = backend.open_readonly()
+        try:
+            assert ro.quarantined("e")[0]["task_id"] == first.task_id
+            assert ro.infra_failures("e") == {first.task_id: 2}
+        finally:
+            ro.close()
+    finally:
+        j.close()
+
+
+def _task_of(j: Journal) -> dict[str, str]:
+    with j.engine.connect() as conn:
+        return {r: t for r, t in conn.execute(select(runs.c.run_id, runs.c.task_id))}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 
 from evalfleet._util.plugins import find_kind
 from evalfleet.api.evals import add_round, create_eval, planned_tasks
-from evalfleet.api.journal_port import StorePort
+from evalfleet.api.journal_port import StorePort, StoreQuarantine
 from evalfleet.api.reads import open_reader, open_store, resolve_eval_id, strata_of
 from evalfleet.api.validation import check_network, hidden_from_sandboxes, validate_plan
 from evalfleet.cost.budget import Budgets, Tally
@@ -104,14 +105,20 @@ def _install_signals(dispatcher: Dispatcher) -> list[signal.Signals]:
 
 def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
             progress: ProgressHook | None = None, handle_signals: bool = True,
-            suite: Suite | None = None) -> EvalSummary:
+            suite: Suite | None = None, backend: str | None = None,
+            ray_address: str | None = None, metrics_port: int | None = None) -> EvalSummary:
     """Run the eval's pending runs to completion (or budget stop / interrupt).
 
-    ``suite`` saves loading the suite again when the caller just loaded it.
+    ``suite`` saves loading the suite again when the caller just loaded it. ``backend``
+    (``local`` or ``ray``) overrides the plan's ``execution.backend`` for this execution;
+    ``ray_address`` is the Ray cluster to connect to (default ``RAY_ADDRESS``, else a local
+    Ray runtime is started). With ``metrics_port`` the live figures are served as Prometheus
+    metrics on 127.0.0.1 (api/metrics.py) while the eval runs.
     """
     settings = settings or load_settings(store.home)
     row = store.journal.get_eval(eval_id)
     plan = Plan.model_validate(row["plan"])
+    backend = _check_backend(backend or plan.execution.backend)
     suite = suite or load_suite_ref(plan.suite, plan)
     if suite.suite_hash != row["suite_hash"]:
         raise SpecError(f"the suite changed since eval {eval_id} was created (hash "
@@ -130,7 +137,8 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
     warnings = (*getattr(provider, "warnings", ()),
                 *(unpriced_warning(a) for a in prices.unpriced(plan.agents)))
     counts = store.journal.counts(eval_id)
-    stats = DispatchStats(planned=row["planned"], already_done=counts.get("done", 0))
+    stats = DispatchStats(planned=row["planned"], already_done=counts.get("done", 0),
+                          quarantined_runs=counts.get("quarantined", 0))
     spent = _spent(store, eval_id)
     stats.cost_usd = spent
     ctx = RowContext(eval_id=eval_id, plan_name=plan.name, suite=suite, agents=plan.agents,
@@ -147,7 +155,11 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                             prior=_prior(plan, suite, prices))
     t0 = time.time()
     outcome: DispatchOutcome | None = None
-    with _services(plan, store.home) as variables:
+    with _services(plan, store.home) as variables, contextlib.ExitStack() as stack:
+        # where attempts run: here (None), or on a Ray cluster's workers (docs/ray.md)
+        executor = None if backend == "local" else stack.enter_context(_ray_executor(
+            plan, suite, provider.name, hidden_from_sandboxes(plan, store.home), prices,
+            variables, driver, ray_address, progress is not None))
 
         def dispatch_round() -> DispatchOutcome:
             """One dispatch round: the eval's pending runs, until none is left, a budget
@@ -155,7 +167,9 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
             dispatcher = Dispatcher(plan=plan, suite=suite,
                                     journal=StorePort(store, ctx, driver), provider=provider,
                                     prices=prices, owner=driver, variables=variables,
-                                    budgets=budgets, stats=stats)
+                                    budgets=budgets, stats=stats,
+                                    quarantine=StoreQuarantine(store, eval_id),
+                                    executor=executor)
 
             async def main() -> DispatchOutcome:
                 sigs = _install_signals(dispatcher) if handle_signals else []
@@ -168,6 +182,10 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
 
             return asyncio.run(main())
 
+        if metrics_port is not None:
+            from evalfleet.api.metrics import MetricsServer
+
+            stack.callback(MetricsServer(eval_id, stats, metrics_port).close)
         if progress is not None:
             progress.start(eval_id, stats, provider.name, warnings)
         try:
@@ -207,6 +225,33 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                        eval_budget_stopped=stats.eval_stopped)
 
 
+def _check_backend(backend: str) -> str:
+    if backend not in ("local", "ray"):
+        raise SpecError(f"unknown backend {backend!r}; expected local or ray", field="--backend")
+    return backend
+
+
+@contextlib.contextmanager
+def _ray_executor(plan: Plan, suite: Suite, sandbox: str, hidden: Sequence[Path],
+                  prices: PriceTable, variables: Mapping[str, str], owner: str,
+                  address: str | None, verbose: bool) -> Iterator[Any]:
+    """A started Ray executor (connected, workers ready), closed at the end."""
+    from evalfleet.execution.ray_backend import RayExecutor
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    executor = RayExecutor(plan=plan, suite=suite, sandbox=sandbox,
+                           hidden_paths=[str(p) for p in hidden], prices=prices,
+                           variables=variables, owner=owner, address=address,
+                           say=say if verbose else None)
+    executor.start()
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
 def _prior(plan: Plan, suite: Suite, prices: PriceTable) -> list[float] | None:
     """What a run of each agent should cost before any has finished (the plan review's
     estimate from prices), when a budget needs it; see :class:`~evalfleet.cost.budget.Budgets`.
@@ -224,13 +269,24 @@ def _spent(store: Store, eval_id: str) -> float:
 
 
 def run(plan_path: str | Path, *, settings: Settings | None = None,
-        progress: ProgressHook | None = None, workers: int | None = None) -> EvalSummary:
+        progress: ProgressHook | None = None, workers: int | None = None,
+        backend: str | None = None, ray_address: str | None = None,
+        metrics_port: int | None = None) -> EvalSummary:
     """Load, validate and run a plan as a new eval.
 
-    ``workers`` overrides the plan's ``execution.max_in_flight``.
+    ``workers`` overrides the plan's ``execution.max_in_flight`` and ``backend`` its
+    ``execution.backend`` (kept in the eval's plan, so ``resume`` uses it too);
+    ``ray_address`` is the Ray cluster of the ``ray`` backend (see :func:`execute`);
+    ``metrics_port`` serves the live figures as Prometheus metrics on 127.0.0.1.
     """
+    from evalfleet.api.metrics import check_metrics_port
+
+    check_metrics_port(metrics_port)
     settings = settings or load_settings()
     plan = load_plan(plan_path)
+    if backend is not None:
+        plan = plan.model_copy(update={"execution": plan.execution.model_copy(
+            update={"backend": _check_backend(backend)})})
     if workers is not None:
         if not 1 <= workers <= 10_000:
             raise SpecError(f"--workers must be between 1 and 10000, got {workers}")
@@ -240,7 +296,8 @@ def run(plan_path: str | Path, *, settings: Settings | None = None,
     store = open_store(settings)
     try:
         eval_id = create_eval(store, plan, suite)
-        return execute(store, eval_id, settings=settings, progress=progress, suite=suite)
+        return execute(store, eval_id, settings=settings, progress=progress, suite=suite,
+                       ray_address=ray_address, metrics_port=metrics_port)
     finally:
         store.close()
 
@@ -279,13 +336,18 @@ def _with_budgets(plan: dict[str, Any], budget_usd: float | None,
 
 def resume(eval_id: str, *, settings: Settings | None = None,
            progress: ProgressHook | None = None, budget_usd: float | None = None,
-           agent_budgets: Mapping[str, float] | None = None) -> EvalSummary:
+           agent_budgets: Mapping[str, float] | None = None, backend: str | None = None,
+           ray_address: str | None = None, metrics_port: int | None = None) -> EvalSummary:
     """Finish an interrupted eval: runs already committed are never executed again.
 
     ``budget_usd`` replaces the plan's budget and ``agent_budgets`` (``NAME@VERSION ->
     dollars``) those of its agents, to continue an eval a budget stopped. Runs a budget
-    cancelled are pending again.
+    cancelled are pending again. ``backend`` and ``ray_address`` as for :func:`execute`
+    (default: the backend the eval's plan names); ``metrics_port`` as for :func:`run`.
     """
+    from evalfleet.api.metrics import check_metrics_port
+
+    check_metrics_port(metrics_port)
     settings = settings or load_settings()
     # the eval must exist before anything is created: a mistyped --home or id leaves no home
     # or journal behind, and says "no evals in HOME" like the readers
@@ -307,6 +369,7 @@ def resume(eval_id: str, *, settings: Settings | None = None,
         # runs only a budget cancels; any driver's (a crash after an agent's budget stopped
         # its runs leaves the eval "running", Ctrl-C leaves it "interrupted")
         store.journal.uncancel(eval_id)
-        return execute(store, eval_id, settings=settings, progress=progress)
+        return execute(store, eval_id, settings=settings, progress=progress, backend=backend,
+                       ray_address=ray_address, metrics_port=metrics_port)
     finally:
         store.close()

@@ -42,3 +42,25 @@ class StorePort:
 
     def heartbeat(self) -> None:
         self.store.journal.heartbeat_driver(self.ctx.eval_id, self.driver)
+
+
+class StoreQuarantine:
+    """The journal as the dispatcher's quarantine sink (execution/quarantine.py), for one
+    eval: infrastructure failures per task and quarantined tasks survive ``resume``."""
+
+    def __init__(self, store: Store, eval_id: str) -> None:
+        self.store = store
+        self.eval_id = eval_id
+
+    def infra_failures(self) -> dict[str, int]:
+        return self.store.journal.infra_failures(self.eval_id)
+
+    def quarantined_tasks(self) -> dict[str, int]:
+        return {q["task_id"]: q["failures"]
+                for q in self.store.journal.quarantined(self.eval_id, evidence=0)}
+
+    def record_failures(self, failures: Sequence[tuple[str, str, int, str]]) -> None:
+        self.store.journal.record_failures(self.eval_id, failures)
+
+    def quarantine(self, task_id: str, failures: int, run_ids: Sequence[str] = ()) -> int:
+        return self.store.journal.quarantine_task(self.eval_id, task_id, failures, run_ids)

@@ -88,3 +88,38 @@ def render_status(console: Console, data: dict[str, Any]) -> None:
                   str(a.get("errored", 0)), str(a.get("cancelled", 0)), money(a.get("cost_usd")),
                   money(a.get("projected_usd")), money(a.get("budget_usd")))
     _print_whole(console, t)
+    _render_progress(console, data)
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _render_progress(console: Console, data: dict[str, Any]) -> None:
+    """In flight, retries, ETA, per-worker progress and quarantined tasks (api/metrics.py)."""
+    if "workers" not in data:
+        return
+    console.print(f"in flight {data['in_flight']}, pending {data['pending']}, retries "
+                  f"{data['retries']}, infra failures {data['infra_failures']}, quarantined "
+                  f"runs {data['quarantined']}, ETA {_eta(data.get('eta_s'))}",
+                  soft_wrap=True, highlight=False)
+    if data["workers"]:
+        t = Table(title="workers", box=box.SIMPLE_HEAD, pad_edge=False)
+        t.add_column("worker", no_wrap=True)
+        for col in ("runs", "errored", "retries", "last finished (UTC)"):
+            t.add_column(col, no_wrap=True, justify="right")
+        for w in data["workers"]:
+            t.add_row(w["worker"] or "-", str(w["runs"]), str(w["errored"]), str(w["retries"]),
+                      _started(w.get("last_finished_at")))
+        _print_whole(console, t)
+    for q in data.get("quarantined_tasks", []):
+        console.print(f"[bold red]quarantined task[/bold red] {escape(q['task_id'])}: "
+                      f"{q['failures']} infrastructure failures, {q['runs_quarantined']} runs "
+                      "not run", soft_wrap=True, highlight=False)
+        for e in q["errors"]:
+            console.print(f"  run {e['run_id']} attempt {e['attempt']}: "
+                          f"{escape(e['error'].splitlines()[0] if e['error'] else '')}",
+                          soft_wrap=True, highlight=False)

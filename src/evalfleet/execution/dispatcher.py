@@ -31,10 +31,12 @@ from evalfleet.agents.base import Agent, ModelGate, NoGate, Usage
 from evalfleet.agents.registry import create_agent
 from evalfleet.cost.budget import Budgets, Stratum, project_total
 from evalfleet.cost.prices import PriceTable
-from evalfleet.errors import ScorerError
-from evalfleet.execution.attempt import AttemptOutcome, run_attempt
+from evalfleet.errors import RateLimitedError, ScorerError
+from evalfleet.execution.attempt import AttemptOutcome
+from evalfleet.execution.executor import AttemptExecutor, LocalExecutor
 from evalfleet.execution.policy import ERROR_POLICY, backoff_delay
 from evalfleet.execution.ports import LeasedRunLike, RunJournal
+from evalfleet.execution.quarantine import Failure, Quarantine, QuarantineSink
 from evalfleet.execution.ratelimit import RateLimiter
 from evalfleet.execution.resources import ResourcePool
 from evalfleet.sandbox.base import SandboxProvider
@@ -62,6 +64,16 @@ class DispatchStats:
     config_errors: int = 0
     """Runs a configuration error ended; not committed, they return to pending for ``resume``."""
     retries: int = 0
+    attempts: int = 0
+    """Attempts that ran and ended in this dispatch (retried ones included)."""
+    infra_errors: int = 0
+    """Of them, those that ended in an infrastructure error."""
+    committed: dict[str, int] = field(default_factory=dict)
+    """Rows committed by this driver, by status (completed, failed, errored, cancelled)."""
+    quarantined_tasks: dict[str, int] = field(default_factory=dict)
+    """Quarantined task ids (earlier drivers' too) with their infrastructure failures."""
+    quarantined_runs: int = 0
+    """Runs ended ``quarantined`` (not run: their task is quarantined), earlier drivers' too."""
     duplicates: int = 0
     cost_usd: float = 0.0
     """Total spent by the eval (model + infrastructure, every attempt), earlier drivers too."""
@@ -100,6 +112,9 @@ class _Run:
     """Every attempt's sandbox (or, with none, wall) time."""
     not_before: float = 0.0
     """With a retry: the monotonic time its backoff ends."""
+    last: AttemptOutcome | None = None
+    """With a retry: the outcome of the attempt that failed (committed if its task is
+    quarantined before the next attempt)."""
 
 
 @dataclass(slots=True)
@@ -119,7 +134,9 @@ class Dispatcher:
                  provider: SandboxProvider, prices: PriceTable, owner: str,
                  variables: dict[str, str] | None = None, budgets: Budgets | None = None,
                  stats: DispatchStats | None = None, flush_interval_s: float = 0.5,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 quarantine: QuarantineSink | None = None,
+                 executor: AttemptExecutor | None = None) -> None:
         self.plan = plan
         self.suite = suite
         self.journal = journal
@@ -138,7 +155,10 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.gate: ModelGate = RateLimiter(plan.rate_limits) if plan.rate_limits else NoGate()
         self.resources = ResourcePool(plan.resources)
-        for task in suite.tasks:
+        # where attempts run (execution/executor.py): None runs them here (LocalExecutor,
+        # against the plan's resource pool); another executor checks resources itself
+        self.executor = executor
+        for task in suite.tasks if executor is None else ():
             if task.resources:
                 self.resources.check(task.resources, task.id)
         self.agents: list[Agent] = [create_agent(spec) for spec in plan.agents]
@@ -155,6 +175,17 @@ class Dispatcher:
         # (Parquet files, the journal transaction, compaction) and leases leave the event loop
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
         self._committing: concurrent.futures.Future[tuple[int, int]] | None = None
+        self._committing_statuses: Counter[str] = Counter()
+        # poison tasks (execution/quarantine.py): counts and decisions kept by ``quarantine``
+        # (the journal); tasks quarantined by earlier drivers end their new runs at start.
+        # Without a sink nothing could end a run as quarantined: failures are only counted
+        self._qsink = quarantine
+        self.quarantine = Quarantine.load(
+            self.settings.quarantine_after if quarantine is not None else 0, quarantine)
+        self.quarantine.fresh.extend(self.quarantine.quarantined)
+        self.stats.quarantined_tasks.update(self.quarantine.quarantined)
+        self._failures: list[Failure] = []  # infra failures not yet sent to the journal
+        self._recording: list[concurrent.futures.Future[None]] = []
 
     def stop(self) -> None:
         """Ask the dispatcher to stop leasing; in-flight runs finish and are committed."""
@@ -172,25 +203,28 @@ class Dispatcher:
         ``run.not_before`` (the slot is free meanwhile; the lease stays held)."""
         lr = run.lr
         task = self.suite.by_id[lr.task_id]
-        spec = self.plan.agents[lr.agent_index]
-        await self.resources.acquire(task.resources)
-        try:
-            out = await run_attempt(task=task, spec=spec, agent=self.agents[lr.agent_index],
-                                    scorer=self._scorer(task), provider=self.provider,
-                                    prices=self.prices, gate=self.gate, run_id=lr.run_id,
-                                    attempt=run.attempts, variables=self.variables)
-        finally:
-            await self.resources.release(task.resources)
+        out, worker = await self._executor().run(task, lr.agent_index, lr.run_id, run.attempts)
         spent = run.spent
         spent.cost_usd += out.usage.cost_usd
         spent.tokens_in += out.usage.tokens_in
         spent.tokens_cached += out.usage.tokens_cached
         spent.tokens_out += out.usage.tokens_out
         run.seconds += out.duration_s
-        # the policy table alone decides whether another attempt is made
+        self.stats.attempts += 1
+        infra = out.error is not None and out.error.error_kind == "infra_error"
+        if infra:
+            self.stats.infra_errors += 1
+            self._failures.append((lr.run_id, lr.task_id, run.attempts, str(out.error)))
+        # a 429 is the provider's, not the task's: it says nothing about a poison task
+        if not isinstance(out.error, RateLimitedError) \
+                and self.quarantine.attempt_ended(lr.task_id, infra):
+            self.stats.quarantined_tasks[lr.task_id] = self.quarantine.quarantined[lr.task_id]
+        # the policy table alone decides whether another attempt is made; a quarantined
+        # task's runs make none
         if out.error is None or not ERROR_POLICY[out.error.error_kind].retried \
-                or run.attempts >= self.settings.max_attempts or self._stop.is_set():
-            return self._result(lr, out, run.attempts, spent, run.seconds)
+                or run.attempts >= self.settings.max_attempts or self._stop.is_set() \
+                or self.quarantine.is_quarantined(lr.task_id):
+            return self._result(lr, out, run.attempts, spent, run.seconds, worker)
         delay = backoff_delay(run.attempts, self.settings.backoff_base_s,
                               self.settings.backoff_max_s, self.rng.random())
         # a provider's Retry-After only lengthens the wait, it never decides a retry
@@ -200,10 +234,21 @@ class Dispatcher:
         self.stats.retries += 1
         run.attempts += 1
         run.not_before = time.monotonic() + delay
+        run.last = out
         return run
 
+    def _executor(self) -> AttemptExecutor:
+        """Where attempts run: the executor given, or this process (built from the dispatcher's
+        agents, scorers, gate and resources as they are now)."""
+        if self.executor is None:
+            self.executor = LocalExecutor(
+                specs=self.plan.agents, agents=self.agents, scorer=self._scorer,
+                provider=self.provider, prices=self.prices, gate=self.gate,
+                resources=self.resources, variables=self.variables, worker=self._worker)
+        return self.executor
+
     def _result(self, lr: LeasedRunLike, out: AttemptOutcome, attempts: int, spent: Usage,
-                seconds: float) -> RunResult:
+                seconds: float, worker: str | None = None) -> RunResult:
         """The run's row: the final attempt's outcome, with the tokens, model dollars and
         infrastructure dollars (sandbox seconds x the plan's rate) of all its attempts."""
         traj = out.trajectory.to_dict()
@@ -213,7 +258,7 @@ class Dispatcher:
             status="completed", tokens_in=spent.tokens_in, tokens_cached=spent.tokens_cached,
             tokens_out=spent.tokens_out, cost_usd=spent.cost_usd,
             infra_cost_usd=seconds * self.plan.costs.infra_rate / 3600.0,
-            latency_s=round(out.duration_s, 6), attempts=attempts, worker=self._worker,
+            latency_s=round(out.duration_s, 6), attempts=attempts, worker=worker or self._worker,
             sandbox=out.sandbox, started_at=out.started_at, finished_at=time.time(),
             trajectory=traj, isolation=str(getattr(out, "isolation", "") or ""),
         )
@@ -264,6 +309,7 @@ class Dispatcher:
         if not self._buffer or self._committing is not None:
             return
         batch, self._buffer = self._buffer, []
+        self._committing_statuses = Counter(r.status for r in batch)
         self._committing = self._io.submit(self.journal.commit, batch)
 
     def _reap(self) -> None:
@@ -274,6 +320,8 @@ class Dispatcher:
             committed, dups = done.result()
             self.stats.duplicates += dups
             self.stats.done += committed
+            for status, n in self._committing_statuses.items():
+                self.stats.committed[status] = self.stats.committed.get(status, 0) + n
 
     async def _drain(self) -> None:
         """Commit everything buffered and wait until it is committed."""
@@ -295,6 +343,8 @@ class Dispatcher:
         committed, dups = self._journal_sync(self.journal.commit, batch)
         self.stats.duplicates += dups
         self.stats.done += committed
+        for r in batch:
+            self.stats.committed[r.status] = self.stats.committed.get(r.status, 0) + 1
 
     def _account(self, r: RunResult) -> None:
         usd = r.cost_usd + r.infra_cost_usd  # every attempt, model and infrastructure
@@ -358,6 +408,53 @@ class Dispatcher:
         if n:
             self.stats.agents_stopped.append(self.plan.agents[agent].label)
 
+    def _send_failures(self) -> None:
+        """Record the infrastructure failures seen since the last call, on the journal thread
+        after what is queued there (not awaited: a failed recording ends the dispatch at the
+        next pass, like a failed commit)."""
+        for f in [f for f in self._recording if f.done()]:
+            self._recording.remove(f)
+            f.result()
+        if not self._failures or self._qsink is None:
+            self._failures.clear()
+            return
+        batch, self._failures = self._failures, []
+        if self._io is None:
+            self._qsink.record_failures(batch)
+        else:
+            self._recording.append(self._io.submit(self._qsink.record_failures, batch))
+
+    async def _apply_quarantine(self, queue: deque[LeasedRunLike],
+                                delayed: list[tuple[float, int, _Run]],
+                                flying: Counter[int]) -> None:
+        """End the runs of newly quarantined tasks: those leased and not started and those
+        pending end ``quarantined`` in the journal; one waiting out a retry's backoff is
+        committed with its last attempt's error (its attempts ran)."""
+        fresh = set(self.quarantine.fresh)
+        self.quarantine.fresh.clear()
+        self._send_failures()  # the evidence is in the journal before the decision
+        mine = [lr for lr in queue if lr.task_id in fresh]
+        if mine:
+            rest = [lr for lr in queue if lr.task_id not in fresh]
+            queue.clear()
+            queue.extend(rest)
+        waiting = [item for item in delayed if item[2].lr.task_id in fresh]
+        if waiting:
+            delayed[:] = [item for item in delayed if item[2].lr.task_id not in fresh]
+            heapq.heapify(delayed)
+        for _, _, run in waiting:
+            assert run.last is not None  # a run is delayed only after a failed attempt
+            flying[run.lr.agent_index] -= 1
+            result = self._result(run.lr, run.last, run.attempts - 1, run.spent, run.seconds)
+            self._account(result)
+            self._buffer.append(result)
+        if self._qsink is None:  # pragma: no cover - nothing is quarantined without a sink
+            return
+        for task_id in sorted(fresh):
+            ids = [lr.run_id for lr in mine if lr.task_id == task_id]
+            self.stats.quarantined_runs += await self._journal(
+                self._qsink.quarantine, task_id, self.quarantine.quarantined[task_id], ids)
+
     async def run(self) -> DispatchOutcome:
         """Run until nothing is left, the budget stops it, or :meth:`stop` is called."""
         s = self.settings
@@ -394,6 +491,8 @@ class Dispatcher:
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evalfleet-journal")
         try:
             while True:
+                if self.quarantine.fresh:
+                    await self._apply_quarantine(queue, delayed, flying)
                 stopping = self._stop.is_set() or self._budget_blocks(flying, queue)
                 # due retries take free slots before new runs; they run even when stopping,
                 # like the attempt after a backoff always did
@@ -425,6 +524,11 @@ class Dispatcher:
                     elif eval_full:
                         self._eval_stop = self.stats.eval_stopped = True
                         break
+                    if self.quarantine.is_quarantined(queue[0].task_id):
+                        # an expired lease of a task quarantined meanwhile (another driver)
+                        self.quarantine.fresh.append(queue[0].task_id)
+                        await self._apply_quarantine(queue, delayed, flying)
+                        continue
                     lr = queue.popleft()
                     launch(_Run(lr, lr.attempts))
                     flying[lr.agent_index] += 1
@@ -471,6 +575,7 @@ class Dispatcher:
                     self._account(result)
                     self._buffer.append(result)
                 self.stats.running = len(in_flight)
+                self._send_failures()
                 now = time.monotonic()
                 self._reap()
                 if len(self._buffer) >= s.write_batch or now - last_flush >= self.flush_interval_s:
@@ -485,6 +590,7 @@ class Dispatcher:
             hb.cancel()
             await asyncio.gather(hb, return_exceptions=True)
             try:
+                self._send_failures()
                 self._flush()
             finally:
                 io, self._io = self._io, None

@@ -50,7 +50,9 @@ class ExecutionSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    backend: Literal["local"] = Field("local", description="Execution backend.")
+    backend: Literal["local", "ray"] = Field(
+        "local", description="Where attempts run: local (this process) or ray (worker actors "
+        "of a Ray cluster; the extra evalfleet[ray], see docs/ray.md).")
     max_in_flight: int = Field(16, ge=1, le=10_000, description="Runs executing at once.")
     max_attempts: int = Field(5, ge=1, le=100, description="Attempts per run on infra errors.")
     lease_seconds: float = Field(120.0, ge=1, le=86_400, description="Lease length of a run.")
@@ -62,6 +64,10 @@ class ExecutionSettings(BaseModel):
         False, description="Run tasks that forbid the network even where the sandbox cannot "
         "cut it (local without root); otherwise such a plan stops at start.")
     write_batch: int = Field(256, ge=1, le=100_000, description="Results per commit batch.")
+    quarantine_after: int = Field(
+        3, ge=0, le=10_000, description="Quarantine a task once its runs' attempts ended in "
+        "this many infrastructure failures (over all its runs in the eval): its runs not yet "
+        "run end 'quarantined' and the eval goes on; 0 turns quarantine off.")
 
     @model_validator(mode="after")
     def _heartbeat_shorter(self) -> ExecutionSettings:
