@@ -21,11 +21,12 @@ import numpy as np
 import numpy.typing as npt
 
 from evalfleet import stats
-from evalfleet.analysis.cost import cost_parts, eval_cost, eval_type
+from evalfleet.analysis.cost import add_up, columns, eval_type, spend_row
 from evalfleet.analysis.estimates import add_full_suite
-from evalfleet.cost.prices import PriceTable
+from evalfleet.cost.prices import AgentPrice, PriceTable
+from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.plan import Plan
-from evalfleet.stats._checks import scipy_stats
+from evalfleet.stats._checks import scipy_special
 from evalfleet.store.journal import Journal
 from evalfleet.store.warehouse import SCORED_SQL, connect
 
@@ -51,7 +52,7 @@ def proportion_confint(count: Any, nobs: Any, alpha: float = 0.05,
     count_a = np.asarray(count)
     nobs_a = np.asarray(nobs)
     q_ = count_a / nobs_a
-    crit = scipy_stats().norm.isf(alpha / 2.0)
+    crit = -scipy_special().ndtri(alpha / 2.0)  # scipy.stats.norm.isf, the same bits
     crit2 = crit**2
     denom = 1 + crit2 / nobs_a
     center = (q_ + crit2 / (2 * nobs_a)) / denom
@@ -106,17 +107,56 @@ def _groups(labels: npt.NDArray[Any], values: npt.NDArray[np.float64], n_runs: n
     return out
 
 
-def _per_task(con: Any, name: str, version: str) -> dict[str, npt.NDArray[Any]]:
+def _kinds(con: Any, cols: set[str]) -> list[tuple[Any, ...]]:
+    """One scan of the eval: runs by agent, status, error kind and whether they are scored, with
+    the reused runs and what their sources cost. The eval's coverage, each agent's excluded
+    runs, error kinds and reuse are sums over these few rows."""
+    reuse = {"reused_from", "reused_cost_usd"} <= cols  # not in results written before reuse
+    reused = ("count(reused_from), coalesce(sum(reused_cost_usd) FILTER "
+              "(WHERE reused_from IS NOT NULL), 0)" if reuse else "0, 0")
+    return list(con.execute(f"""
+        SELECT agent_name, agent_version, status, error_kind, coalesce({SCORED}, false),
+               count(*), {reused}
+        FROM runs GROUP BY ALL""").fetchall())
+
+
+def _per_task(con: Any, cols: set[str], name: str, version: str) -> dict[str, npt.NDArray[Any]]:
+    """One scan of an agent's rows, one row per task in task id order: the scored runs' count
+    ``n``, mean score, passes ``c`` and pass rate ``c / n``, whether every verdict is binary,
+    mean total cost (model + infra); the failing scored runs; and every run's spend (runs,
+    successes, dollars and tokens). Tasks without a scored run have ``n`` 0."""
+    def num(col: str) -> str:
+        return f"coalesce({col}, 0)" if col in cols else "0"
+
     tbl = con.execute(f"""
         SELECT task_id, any_value(category) AS category, any_value(difficulty) AS difficulty,
                coalesce(any_value(repository), '') AS repository,
-               count(*) AS n, avg(score) AS mean,
-               sum(CASE WHEN passed THEN 1 ELSE 0 END) AS c,
-               bool_and(passed IS NOT NULL) AS binary,
-               avg(cost_usd) AS cost, avg(CASE WHEN passed THEN 1.0 ELSE 0.0 END) AS rate
-        FROM runs WHERE agent_name = ? AND agent_version = ? AND {SCORED}
+               sum(CASE WHEN s THEN 1 ELSE 0 END)::BIGINT AS n,
+               avg(CASE WHEN s THEN score END) AS mean,
+               sum(CASE WHEN s AND passed THEN 1 ELSE 0 END)::BIGINT AS c,
+               coalesce(bool_and(CASE WHEN s THEN passed IS NOT NULL END), true) AS binary,
+               avg(CASE WHEN s THEN {num('cost_usd')} + {num('infra_cost_usd')} END) AS cost,
+               sum(CASE WHEN s AND NOT coalesce(passed, score >= 1) THEN 1 ELSE 0 END)
+                   ::BIGINT AS failing,
+               count(*) AS runs, sum(CASE WHEN passed THEN 1 ELSE 0 END)::BIGINT AS successes,
+               sum({num('cost_usd')}) AS model_usd, sum({num('infra_cost_usd')}) AS infra_usd,
+               sum({num('tokens_in')})::BIGINT AS tokens_in,
+               sum({num('tokens_cached')})::BIGINT AS tokens_cached,
+               sum({num('tokens_out')})::BIGINT AS tokens_out
+        FROM (SELECT *, coalesce({SCORED}, false) AS s FROM runs
+              WHERE agent_name = ? AND agent_version = ?)
         GROUP BY task_id ORDER BY task_id""", [name, version]).fetchnumpy()
-    return {k: np.asarray(v) for k, v in tbl.items()}
+    out = {k: np.asarray(v) for k, v in tbl.items()}
+    # the pass rate of the scored runs: avg(1.0 if passed else 0.0) is c / n, the same bits
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["rate"] = out["c"] / out["n"]
+    return out
+
+
+def _scored_tasks(every: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+    """The tasks with at least one scored run (the report's per-task arrays)."""
+    keep = every["n"] > 0
+    return {k: v[keep] for k, v in every.items()}
 
 
 def _pass_k(t: dict[str, npt.NDArray[Any]]) -> list[dict[str, Any]]:
@@ -201,15 +241,14 @@ def _latency(con: Any, name: str, version: str) -> dict[str, Any]:
     return out
 
 
-def _excluded(con: Any, name: str, version: str, cancelled: int) -> dict[str, Any]:
-    """Runs left out of the score, by kind, and the share of the runs done they are."""
-    rows = dict(con.execute(f"""
-        SELECT CASE WHEN status = 'cancelled' THEN 'cancelled'
-                    WHEN {SCORED} THEN 'scored'
-                    WHEN error_kind IN ('infra_error', 'config_error') THEN error_kind
-                    ELSE 'scorer_error' END AS kind, count(*)
-        FROM runs WHERE agent_name = ? AND agent_version = ? GROUP BY kind""",
-        [name, version]).fetchall())
+def _excluded(kinds: list[tuple[Any, ...]], cancelled: int) -> dict[str, Any]:
+    """Runs left out of the score, by kind, and the share of the runs done they are (over one
+    agent's rows of :func:`_kinds`)."""
+    rows: dict[str, int] = {}
+    for _, _, status, error_kind, scored, n, *_ in kinds:
+        kind = ("cancelled" if status == "cancelled" else "scored" if scored else
+                error_kind if error_kind in ("infra_error", "config_error") else "scorer_error")
+        rows[kind] = rows.get(kind, 0) + int(n)
     out: dict[str, Any] = {k: int(rows.get(k, 0)) for k in EXCLUDED_KINDS}
     # budget-cancelled runs live in the journal, not in the results
     out["cancelled"] = max(out["cancelled"], int(cancelled))
@@ -221,36 +260,63 @@ def _excluded(con: Any, name: str, version: str, cancelled: int) -> dict[str, An
     return out
 
 
-def _reuse(con: Any, name: str, version: str) -> dict[str, Any]:
+def _errors(kinds: list[tuple[Any, ...]]) -> dict[str, int]:
+    """Runs by error kind, most frequent first (ties by kind)."""
+    counts: dict[str, int] = {}
+    for _, _, _, error_kind, _, n, *_ in kinds:
+        if error_kind is not None:
+            counts[error_kind] = counts.get(error_kind, 0) + int(n)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _reuse(kinds: list[tuple[Any, ...]]) -> dict[str, Any]:
     """Runs taken from earlier evals (plan ``reuse``): how many, their share of the agent's
     committed runs, and the dollars saved (what the source runs cost, model + infra)."""
-    cols = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('runs')").fetchall()}
-    if not {"reused_from", "reused_cost_usd"} <= cols:  # results written before reuse existed
-        return {"runs": 0, "share": 0.0, "saved_usd": 0.0}
-    n_all, n, saved = con.execute("""
-        SELECT count(*), count(reused_from),
-               coalesce(sum(reused_cost_usd) FILTER (WHERE reused_from IS NOT NULL), 0)
-        FROM runs WHERE agent_name = ? AND agent_version = ?""", [name, version]).fetchone()
-    return {"runs": int(n), "share": int(n) / int(n_all) if n_all else 0.0,
-            "saved_usd": float(saved)}
+    n_all = sum(int(r[5]) for r in kinds)
+    n = sum(int(r[6]) for r in kinds)
+    saved = sum(float(r[7]) for r in kinds)
+    return {"runs": n, "share": n / n_all if n_all else 0.0, "saved_usd": saved}
 
 
-def _failing_runs(con: Any, name: str, version: str) -> dict[str, Any]:
-    """Scored runs that did not pass, worst first, so ``evalfleet show RUN_ID`` can explain."""
-    n = con.execute(f"""SELECT count(*) FROM runs WHERE agent_name = ? AND agent_version = ?
-        AND {SCORED} AND NOT coalesce(passed, score >= 1)""", [name, version]).fetchone()[0]
+def _failing_runs(con: Any, name: str, version: str, count: int) -> dict[str, Any]:
+    """Scored runs that did not pass, worst first, so ``evalfleet show RUN_ID`` can explain.
+
+    ``count`` (from :func:`_per_task`) is the number of them. The worst are found in two
+    steps: the MAX_FAILING_RUNS-th smallest (score, task id) without reading run ids, then the
+    runs up to it with their run ids: every run of the first MAX_FAILING_RUNS in the order
+    (score, task id, run id) is among those, and reading run ids only for them is what makes
+    this cheap (a sort of every failing run by its run id took most of a second at 1M)."""
+    if not count:
+        return {"count": 0, "runs": []}
+    failing = (f"agent_name = ? AND agent_version = ? AND {SCORED} "
+               "AND NOT coalesce(passed, score >= 1)")
+    params: list[Any] = [name, version]
+    keys = con.execute(f"""SELECT score, task_id FROM runs WHERE {failing}
+        ORDER BY score, task_id LIMIT {MAX_FAILING_RUNS}""", params).fetchall()
+    score, task = keys[-1]
     rows = con.execute(f"""
         SELECT run_id, task_id, score, error_kind FROM runs
-        WHERE agent_name = ? AND agent_version = ? AND {SCORED} AND NOT coalesce(passed, score >= 1)
-        ORDER BY score, task_id, run_id LIMIT {MAX_FAILING_RUNS}""", [name, version]).fetchall()
-    return {"count": int(n), "runs": [{"run_id": r, "task_id": t, "score": float(s),
-                                       "error_kind": k} for r, t, s, k in rows]}
+        WHERE {failing} AND (score < ? OR (score = ? AND task_id <= ?))
+        ORDER BY score, task_id, run_id LIMIT {MAX_FAILING_RUNS}""",
+        [*params, score, score, task]).fetchall()
+    return {"count": int(count), "runs": [{"run_id": r, "task_id": t, "score": float(s),
+                                           "error_kind": k} for r, t, s, k in rows]}
 
 
 def agent_report(con: Any, name: str, version: str, *, cluster: str | None = None,
-                 max_tasks: int | None = None, cancelled: int = 0) -> dict[str, Any]:
-    """Everything the report says about one agent of the eval."""
-    t = _per_task(con, name, version)
+                 max_tasks: int | None = None, cancelled: int = 0,
+                 every: dict[str, npt.NDArray[Any]] | None = None,
+                 kinds: list[tuple[Any, ...]] | None = None) -> dict[str, Any]:
+    """Everything the report says about one agent of the eval.
+
+    ``every`` (:func:`_per_task` of the agent) and ``kinds`` (the agent's rows of
+    :func:`_kinds`) are read here when not given."""
+    if every is None or kinds is None:
+        cols = columns(con)
+        every = _per_task(con, cols, name, version) if every is None else every
+        if kinds is None:
+            kinds = [r for r in _kinds(con, cols) if (r[0], r[1]) == (name, version)]
+    t = _scored_tasks(every)
     means = t["mean"].astype(float)
     clusters = None
     if cluster is not None and t["task_id"].size:
@@ -259,10 +325,6 @@ def agent_report(con: Any, name: str, version: str, *, cluster: str | None = Non
     overall = rate_dict(means, t["n"], t["binary"], clusters)
     overall["n_runs"] = int(t["n"].sum())
     overall["clustered_by"] = cluster if clusters is not None else "task"
-    errors = dict(con.execute("""
-        SELECT error_kind, count(*) FROM runs
-        WHERE agent_name = ? AND agent_version = ? AND error_kind IS NOT NULL
-        GROUP BY error_kind ORDER BY 2 DESC""", [name, version]).fetchall())
     k_per_task = t["n"] if t["n"].size else np.array([0])
     out: dict[str, Any] = {
         "agent_name": name, "agent_version": version, "overall": overall,
@@ -274,14 +336,106 @@ def agent_report(con: Any, name: str, version: str, *, cluster: str | None = Non
         "pass_k": _pass_k(t),
         "flaky_tasks": int(np.sum((t["c"] > 0) & (t["c"] < t["n"]))) if t["n"].size else 0,
         "latency": _latency(con, name, version),
-        "errors": errors,
-        "excluded": _excluded(con, name, version, cancelled),
-        "failing_runs": _failing_runs(con, name, version),
-        "reuse": _reuse(con, name, version),
+        "errors": _errors(kinds),
+        "excluded": _excluded(kinds, cancelled),
+        "failing_runs": _failing_runs(con, name, version, int(t["failing"].sum())),
+        "reuse": _reuse(kinds),
     }
     if max_tasks != 0:  # per-task rows only on request: 50,000 tasks are megabytes of JSON
         out["tasks"] = _task_rows(t, max_tasks)
     return out
+
+
+_SPEND = ("runs", "n", "successes", "model_usd", "infra_usd", "tokens_in", "tokens_cached",
+          "tokens_out")
+"""The :func:`_per_task` columns that add up to a :func:`evalfleet.analysis.cost.spend_row`."""
+
+
+def _spend(every: dict[str, npt.NDArray[Any]], mask: npt.NDArray[np.bool_] | None = None
+           ) -> list[Any]:
+    """The spend aggregates (runs, scored, successes, model and infra dollars, tokens in,
+    cached and out) of the tasks under ``mask`` (all of them without)."""
+    return [(int if k not in ("model_usd", "infra_usd") else float)(
+        np.sum(every[k] if mask is None else every[k][mask])) for k in _SPEND]
+
+
+def _by_category(every: dict[str, npt.NDArray[Any]]) -> dict[Any, list[Any]]:
+    """Spend aggregates per task category, in SQL's order (NULL last)."""
+    cats = every["category"]
+    keys = sorted(set(cats.tolist()), key=lambda c: (c is None, c or ""))
+    return {c: _spend(every, cats == c) for c in keys}
+
+
+def _agent_cost(every: dict[str, npt.NDArray[Any]], spec: AgentSpec, plan: Plan,
+                price: AgentPrice | None) -> dict[str, Any]:
+    """An agent's ``cost`` and ``tokens`` sections, as
+    :func:`evalfleet.analysis.cost.cost_parts` computes them, from :func:`_per_task`'s sums
+    instead of three more scans of the agent's rows."""
+    total = spend_row(_spend(every), plan.costs)
+    cats = [{"category": c, **spend_row(v, plan.costs)} for c, v in _by_category(every).items()]
+    cps: dict[str, Any] = {"estimate": None, "se": None, "ci_low": None, "ci_high": None}
+    t = _scored_tasks(every)
+    if t["cost"].size and total["successes"]:
+        c = stats.cost_per_success(t["cost"].astype(float), t["rate"].astype(float))
+        cps = {"estimate": _finite(c.estimate), "se": _finite(c.se),
+               "ci_low": _finite(c.ci_low), "ci_high": _finite(c.ci_high), "method": c.method}
+    runs = total["runs"]
+    cost = {
+        **total,
+        "eval_type": eval_type(plan),
+        "model_tier": spec.tier or "standard",
+        "price_source": price.source if price is not None else None,
+        "unpriced": bool(price is not None and price.unpriced),
+        "mean_per_run": total["total_usd"] / runs if runs else None,
+        "model_mean_per_run": total["model_usd"] / runs if runs else None,
+        "infra_mean_per_run": total["infra_usd"] / runs if runs else None,
+        "per_success": cps["estimate"], "per_success_ci": cps,
+        "by_category": cats,
+    }
+    return {"cost": cost,
+            "tokens": {"in": cost["tokens_in"], "cached": cost["tokens_cached"],
+                       "out": cost["tokens_out"],
+                       "mean_per_run": (cost["tokens_in"] + cost["tokens_out"]) / runs
+                       if runs else None}}
+
+
+def _eval_cost(plan: Plan, everies: list[dict[str, npt.NDArray[Any]]],
+               agent_costs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The eval's cost section as :func:`evalfleet.analysis.cost.eval_cost` computes it, from
+    the agents' per-task sums."""
+    def add(parts: list[list[Any]]) -> list[Any]:
+        return [sum(p[i] for p in parts) for i in range(len(_SPEND))] if parts else \
+            [0, 0, 0, 0.0, 0.0, 0, 0, 0]
+
+    total = spend_row(add([_spend(e) for e in everies]), plan.costs)
+    tiers: dict[str, list[dict[str, Any]]] = {}
+    for a in agent_costs:
+        tiers.setdefault(a["model_tier"], []).append(a)
+    by_tier = [{"model_tier": tier, **add_up(parts)} for tier, parts in sorted(tiers.items())]
+    cat_parts: dict[Any, list[list[Any]]] = {}
+    for e in everies:
+        for c, v in _by_category(e).items():
+            cat_parts.setdefault(c, []).append(v)
+    by_cat = [{"category": c, **spend_row(add(cat_parts[c]), plan.costs)}
+              for c in sorted(cat_parts, key=lambda c: (c is None, c or ""))]
+    c = plan.costs
+    return {
+        **total,
+        "eval_type": eval_type(plan),
+        "rates": {"infra_usd_per_hour": c.infra_rate, "capacity": c.capacity,
+                  "review_usd_per_run": c.review_usd_per_run,
+                  "review_fraction": c.review_fraction},
+        "review_note": "expected (review_fraction x scored runs x review_usd_per_run); "
+                       "evalfleet has no review queue, so no review is metered",
+        "mean_per_run": total["total_usd"] / total["runs"] if total["runs"] else None,
+        "unpriced": any(a["unpriced"] for a in agent_costs),
+        "by_tier": by_tier,
+        "by_category": by_cat,
+    }
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan: Plan,
@@ -296,16 +450,23 @@ def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan
     Coverage counts scored runs: ``partial`` is true whenever fewer runs were scored than
     planned, whether they are missing, errored or cancelled.
 
-    Each agent's ``cost`` and ``tokens`` and the eval's ``cost`` breakdown come from
-    :mod:`evalfleet.analysis.cost`; ``prices`` says which agents are unpriced.
+    Each agent's ``cost`` and ``tokens`` and the eval's ``cost`` breakdown are those of
+    :mod:`evalfleet.analysis.cost` (same fields, same formulas); ``prices`` says which agents
+    are unpriced.
+
+    The rows are read in few scans: one over the eval by agent, status and error kind
+    (coverage, excluded runs, errors, reuse), then for each agent one aggregate per task
+    (scores, failing runs, spend), its scored latencies and its worst failing runs.
     """
     con = connect(home, paths)
     try:
-        # one scan: runs by status, and the scored ones among them
-        by_status = con.execute(f"SELECT status, count(*), count(*) FILTER (WHERE {SCORED}) "
-                                "FROM runs GROUP BY status").fetchall() if paths else []
-        counts = {status: int(n) for status, n, _ in by_status}
-        scored = sum(int(s) for _, _, s in by_status)
+        cols = columns(con)
+        kinds = _kinds(con, cols) if paths else []
+        counts: dict[str, int] = {}
+        scored = 0
+        for _, _, status, _, is_scored, n, *_ in kinds:
+            counts[status] = counts.get(status, 0) + int(n)
+            scored += int(n) if is_scored else 0
         done = int(sum(counts.values()))
         planned = int(eval_row["planned"])
         cancelled = int(eval_row.get("cancelled", counts.get("cancelled", 0)) or 0)
@@ -315,13 +476,22 @@ def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan
                     "errored": counts.get("errored", 0), "cancelled": cancelled,
                     "missing": max(planned - done - cancelled, 0),
                     "partial": scored < planned}
-        agents: list[dict[str, Any]] = [
-            {**agent_report(con, a.name, a.version, cluster=cluster, max_tasks=max_tasks,
-                            cancelled=by_agent[i] if i < len(by_agent) else 0),
-             **cost_parts(con, a, plan, prices.for_agent(a) if prices else None)}
-            if paths else {"agent_name": a.name, "agent_version": a.version, "overall": None}
-            for i, a in enumerate(plan.agents)]
-        cost = eval_cost(con, plan, [a["cost"] for a in agents if "cost" in a])
+        agents: list[dict[str, Any]] = []
+        everies = []
+        for i, a in enumerate(plan.agents):
+            if not paths:
+                agents.append({"agent_name": a.name, "agent_version": a.version,
+                               "overall": None})
+                continue
+            every = _per_task(con, cols, a.name, a.version)
+            everies.append(every)
+            mine = [r for r in kinds if (r[0], r[1]) == (a.name, a.version)]
+            agents.append({
+                **agent_report(con, a.name, a.version, cluster=cluster, max_tasks=max_tasks,
+                               cancelled=by_agent[i] if i < len(by_agent) else 0,
+                               every=every, kinds=mine),
+                **_agent_cost(every, a, plan, prices.for_agent(a) if prices else None)})
+        cost = _eval_cost(plan, everies, [a["cost"] for a in agents if "cost" in a])
         # a sampled eval: each agent's full-suite estimate (baseline looked up in ``journal``)
         add_full_suite(agents, con=con, home=home, eval_row=eval_row, plan=plan,
                        journal=journal, scored=SCORED)

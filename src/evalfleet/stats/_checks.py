@@ -23,6 +23,36 @@ def scipy_stats() -> Any:
     return stats
 
 
+def scipy_special() -> Any:
+    """``scipy.special``, imported on first use: the functions behind scipy.stats' normal, t and
+    binomial distributions (``ndtri``, ``stdtrit``, ``_binom_ppf``...), at about a third of the
+    import cost of scipy.stats. Called as scipy.stats calls them, they give the same bits
+    (tests/stats/test_scipy_special.py checks that on random inputs)."""
+    from scipy import special
+
+    return special
+
+
+def binom_ppf(q: float, n: int, p: float) -> float:
+    """``scipy.stats.binom(n, p).ppf(q)`` for 0 < q < 1, 0 < p < 1, n >= 1: the smallest k with
+    P(B <= k) >= q, by the same scipy.special function scipy.stats calls."""
+    return float(scipy_special()._ufuncs._binom_ppf(q, n, p))
+
+
+def binom_isf(q: float, n: int, p: float) -> float:
+    """``scipy.stats.binom(n, p).isf(q)`` for 0 < q < 1, 0 < p < 1, n >= 1."""
+    return float(scipy_special()._ufuncs._binom_isf(q, n, p))
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """``scipy.stats.binom(n, p).cdf(k)`` for an integer k: 0 below the support, 1 from n on."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return float(np.clip(scipy_special()._ufuncs._binom_cdf(float(k), n, p), 0, 1))
+
+
 def as_values(values: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
     """Return `values` as a 1-D float array of finite numbers, or raise ValueError."""
     arr = np.asarray(values, dtype=np.float64)
@@ -113,18 +143,25 @@ def critical_value(confidence: float, df: float) -> float:
     q = (1.0 + confidence) / 2.0
     if math.isnan(df) or df <= 0:
         return math.nan
+    return _quantile(q, df)
+
+
+def _quantile(q: float, df: float) -> float:
+    """``scipy.stats.norm.ppf(q)`` when df is inf, else ``scipy.stats.t.ppf(q, df)``, for
+    df > 0: for 0 < q < 1 the scipy.special functions those call (same bits)."""
+    if not 0.0 < q < 1.0:  # the edges and nan: scipy.stats' own conventions
+        dist = scipy_stats().norm if math.isinf(df) else scipy_stats().t(df)
+        return float(dist.ppf(q))
     if math.isinf(df):
-        return float(scipy_stats().norm.ppf(q))
-    return float(scipy_stats().t.ppf(q, df))
+        return float(scipy_special().ndtri(q))
+    return float(scipy_special().stdtrit(df, q))
 
 
 def one_sided_critical_value(level: float, df: float) -> float:
     """One-sided critical value t_{df, level} (normal quantile when df is inf)."""
     if math.isnan(df) or df <= 0:
         return math.nan
-    if math.isinf(df):
-        return float(scipy_stats().norm.ppf(level))
-    return float(scipy_stats().t.ppf(level, df))
+    return _quantile(level, df)
 
 
 def t_test(estimate: float, se: float, df: float, alternative: Alternative) -> tuple[float, float]:

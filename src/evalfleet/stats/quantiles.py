@@ -7,7 +7,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from evalfleet.stats._checks import as_values, check_probability, scipy_stats
+from evalfleet.stats._checks import as_values, binom_cdf, binom_isf, binom_ppf, check_probability
 from evalfleet.stats._types import QuantileInterval
 
 __all__ = ["quantile_interval"]
@@ -58,12 +58,12 @@ def quantile_interval(
             method="order-statistic interval: no observations",
         )
     tail = (1.0 - conf) / 2.0
-    dist = scipy_stats().binom(n, p)
-    lower_rank = int(dist.ppf(tail))
-    upper_rank = int(dist.isf(tail)) + 1
+    # scipy.stats.binom(n, p).ppf / .isf / .cdf, through the scipy.special functions they call
+    lower_rank = int(binom_ppf(tail, n, p))
+    upper_rank = int(binom_isf(tail, n, p)) + 1
     low = float(data[lower_rank - 1]) if lower_rank >= 1 else math.nan
     high = float(data[upper_rank - 1]) if upper_rank <= n else math.nan
-    coverage = float(dist.cdf(upper_rank - 1) - dist.cdf(lower_rank - 1))
+    coverage = binom_cdf(upper_rank - 1, n, p) - binom_cdf(lower_rank - 1, n, p)
     note = ""
     if math.isnan(low) or math.isnan(high):
         note = f"; n={n} too small for {conf:g} coverage, open limit is nan"
