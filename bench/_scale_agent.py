@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 from statistics import NormalDist
 from typing import Any
 
@@ -39,16 +40,31 @@ def faulty(task_id: str, fault_rate: float = 0.05) -> bool:
     return _uniform("f:" + task_id) < fault_rate
 
 
+def _first_time(tid: str, marker_dir: str | None) -> bool:
+    """Whether this is the task's first faulty attempt: in this process, or (``marker_dir``,
+    for workers in several processes: the Ray backend) across processes, by a marker file
+    created exclusively."""
+    if marker_dir is None:
+        if tid in _failed_once:
+            return False
+        _failed_once.add(tid)
+        return True
+    try:
+        os.close(os.open(os.path.join(marker_dir, tid), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 async def lognormal(task: dict[str, Any], median_s: float = 0.2, sigma: float = 0.8,
-                    fault_rate: float = 0.05) -> str:
+                    fault_rate: float = 0.05, marker_dir: str | None = None) -> str:
     """Sleeps the task's duration and answers ``ok``; a faulty task's first attempt dies
     halfway through with an InfraError (the half it ran counts as work)."""
     global attempts, busy_s
     tid = task["id"]
     d = duration(tid, median_s, sigma)
     attempts += 1
-    if tid not in _failed_once and faulty(tid, fault_rate):
-        _failed_once.add(tid)
+    if faulty(tid, fault_rate) and _first_time(tid, marker_dir):
         busy_s += d / 2
         await asyncio.sleep(d / 2)
         raise InfraError("injected infrastructure fault")

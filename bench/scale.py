@@ -6,10 +6,18 @@ first attempt with an InfraError halfway through and are retried. The eval runs 
 through ``api.run`` (plan load, eval creation, dispatch, commits, end-of-eval maintenance).
 
     python bench/scale.py [--runs 50000] [--slots 100] [--fault-rate 0.05] [--repeat 1]
+                          [--backend local|ray] [--ray-address ADDR]
 
 Prints: ideal wall (sum of the durations of the attempts that ran / slots), real wall (the whole
 ``api.run``), efficiency = ideal / real, lost and duplicated runs (from the journal and from the
 committed Parquet rows; both must be 0), retries, and the driver's peak RSS.
+
+``--backend ray`` runs the attempts on the worker actors of a Ray cluster: a head and two worker
+nodes started on this machine with ``ray.cluster_utils.Cluster`` (not timed), or the cluster at
+``--ray-address``. The attempts then run in the workers' processes, so the work is computed
+from the deterministic durations (every run's duration, plus half of it for a faulty task's
+failed first attempt, which fails once across processes by a marker file); the real wall
+includes connecting to the cluster and starting the workers.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import _scale_agent
 import yaml
@@ -31,19 +40,24 @@ from evalfleet.settings import Settings
 from evalfleet.store import Store
 
 
-def write_plan(dirpath: Path, runs: int, slots: int, fault_rate: float, name: str) -> Path:
+def write_plan(dirpath: Path, runs: int, slots: int, fault_rate: float, name: str,
+               backend: str = "local") -> Path:
     dirpath.mkdir(parents=True, exist_ok=True)
     suite = dirpath / f"{name}-suite.jsonl"
     with suite.open("w") as fh:
         for i in range(runs):
             fh.write(json.dumps({"id": f"t{i:07d}", "input": "x", "category": f"c{i % 7}",
                                  "target": "ok", "scorer": {"kind": "exact"}}) + "\n")
+    kwargs: dict[str, Any] = {"fault_rate": fault_rate}
+    if backend == "ray":  # the workers are other processes: fail once across them
+        markers = dirpath / f"{name}-faults"
+        markers.mkdir()
+        kwargs["marker_dir"] = str(markers)
     plan = {
         "name": name, "suite": {"path": str(suite)}, "runs_per_task": 1,
         "agents": [{"name": "lognormal", "version": "1", "kind": "python",
-                    "args": {"callable": "_scale_agent:lognormal",
-                             "kwargs": {"fault_rate": fault_rate}}}],
-        "execution": {"max_in_flight": slots},
+                    "args": {"callable": "_scale_agent:lognormal", "kwargs": kwargs}}],
+        "execution": {"max_in_flight": slots, "backend": backend},
     }
     path = dirpath / f"{name}.yaml"
     path.write_text(yaml.safe_dump(plan))
@@ -75,17 +89,35 @@ def greedy_makespan(runs: int, slots: int, fault_rate: float) -> float:
     return end
 
 
-def one(base: Path, args: argparse.Namespace, k: int) -> dict[str, float]:
-    plan = write_plan(base / f"plan{k}", args.runs, args.slots, args.fault_rate, f"scale{k}")
+def planned_work(runs: int, fault_rate: float) -> tuple[float, int]:
+    """(seconds of work, attempts) the eval makes when each faulty task fails exactly once:
+    every run's duration plus half of it for each failed first attempt."""
+    busy, attempts = 0.0, 0
+    for i in range(runs):
+        tid = f"t{i:07d}"
+        d = _scale_agent.duration(tid)
+        busy += d
+        attempts += 1
+        if _scale_agent.faulty(tid, fault_rate):
+            busy += d / 2
+            attempts += 1
+    return busy, attempts
+
+
+def one(base: Path, args: argparse.Namespace, k: int, address: str | None) -> dict[str, float]:
+    plan = write_plan(base / f"plan{k}", args.runs, args.slots, args.fault_rate, f"scale{k}",
+                      args.backend)
     home = base / f"home{k}"
     settings = Settings(home=home)
     attempts0, busy0 = _scale_agent.attempts, _scale_agent.busy_s
     _scale_agent._failed_once.clear()
     t0 = time.perf_counter()
-    summary = api.run(plan, settings=settings)
+    summary = api.run(plan, settings=settings, ray_address=address)
     real = time.perf_counter() - t0
     attempts = _scale_agent.attempts - attempts0
     busy = _scale_agent.busy_s - busy0
+    if args.backend == "ray":  # the attempts ran in the workers' processes
+        busy, attempts = planned_work(args.runs, args.fault_rate)
     store = Store(home)
     try:
         counts = store.journal.counts(summary.eval_id)
@@ -107,7 +139,8 @@ def one(base: Path, args: argparse.Namespace, k: int) -> dict[str, float]:
         "ideal_s": ideal, "real_s": real, "dispatch_s": summary.duration_s,
         "efficiency": ideal / real, "greedy_s": greedy,
     }
-    print(f"run {k + 1}: {args.runs} runs on {args.slots} slots: ideal wall {ideal:.1f}s, "
+    print(f"run {k + 1} ({args.backend}): {args.runs} runs on {args.slots} slots: "
+          f"ideal wall {ideal:.1f}s, "
           f"real wall {real:.1f}s (of which execute {summary.duration_s:.1f}s), "
           f"efficiency {ideal / real:.3f}; a dispatcher with no overhead would take "
           f"{greedy:.1f}s (tail: ideal/that = {ideal / greedy:.3f}; overhead: that/real = "
@@ -125,11 +158,33 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=100)
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--repeat", type=int, default=1, help="runs of the benchmark (median)")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local")
+    parser.add_argument("--ray-address", default=None,
+                        help="with --backend ray: this cluster instead of a head and two "
+                             "worker nodes started here")
     args = parser.parse_args()
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for k in range(args.repeat):
-            results.append(one(Path(tmp), args, k))
+    cluster: Any = None
+    address = args.ray_address
+    if args.backend == "ray" and address is None:
+        from ray.cluster_utils import Cluster
+
+        t0 = time.perf_counter()
+        cluster = Cluster(initialize_head=True,
+                          head_node_args={"num_cpus": 1, "include_dashboard": False})
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        address = cluster.address
+        print(f"ray: a head and two worker nodes at {address} in "
+              f"{time.perf_counter() - t0:.1f}s (not timed)", flush=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for k in range(args.repeat):
+                results.append(one(Path(tmp), args, k, address))
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     eff = statistics.median(r["efficiency"] for r in results)
     bad = sum(r["lost"] + r["duplicated"] + r["journal_not_done"]

@@ -61,7 +61,8 @@ def validate_plan(plan: Plan, source: str | None = None) -> Suite:
                 raise SpecError(f"task {task.id}: cannot create its {task.scorer.kind} scorer: "
                                 f"{one_line(exc)}", source=suite.name,
                                 field="scorer") from None
-        for name, n in task.resources.items():
+        # on Ray the cluster's nodes declare resources too: the executor checks them at start
+        for name, n in task.resources.items() if plan.execution.backend == "local" else ():
             if n > plan.resources.get(name, 0):
                 raise SpecError(f"task {task.id} needs {n} {name} but the plan provides "
                                 f"{plan.resources.get(name, 0)}", source=source,
