@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import Column, MetaData, Table
+from sqlalchemy import Column, MetaData, Table, select
 
 from evalfleet import api
 from evalfleet.cli import main
@@ -25,7 +25,7 @@ from evalfleet.settings import Settings
 from evalfleet.spec.loaders import load_plan, load_suite_ref
 from evalfleet.spec.plan import Plan
 from evalfleet.store.journal import MIGRATIONS, Journal
-from evalfleet.store.schema import batches, evals, runs_v1
+from evalfleet.store.schema import batches, evals, runs, runs_v1
 
 N_TASKS = 24
 IN_FLIGHT = 4
@@ -81,9 +81,14 @@ def _rows(settings: Settings, eval_id: str) -> list[dict[str, Any]]:
 
 
 def _journal_runs(home: Path, eval_id: str) -> list[tuple[str, str, int]]:
-    with sqlite3.connect(home / "journal.db") as db:
-        return db.execute("SELECT run_id, status, agent_index FROM runs JOIN eval_keys "
-                          "USING (eval_key) WHERE eval_id = ?", (eval_id,)).fetchall()
+    j = Journal.open_readonly(home)
+    try:
+        with j.engine.connect() as conn:
+            return [(r, s, i) for r, s, i in conn.execute(
+                select(runs.c.run_id, runs.c.status, runs.c.agent_index)
+                .where(runs.c.eval_key == j.eval_key(eval_id)))]
+    finally:
+        j.close()
 
 
 def _only_eval(settings: Settings) -> str:

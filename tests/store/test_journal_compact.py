@@ -11,10 +11,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import MetaData, create_engine, func, inspect, select, text
+from sqlalchemy.exc import StatementError
 
 from evalfleet.store.journal import MIGRATIONS, CommitRow, Journal
-from evalfleet.store.schema import eval_keys, metadata, migrations, runs, runs_v1
+from evalfleet.store.schema import (
+    OPEN_STATUSES_SQL,
+    RUN_STATUSES,
+    decode_run_id,
+    encode_run_id,
+    eval_keys,
+    metadata,
+    migrations,
+    runs,
+    runs_v1,
+)
 
 from . import test_journal_contract as contract
 from .test_journal_contract import Backend, _new
@@ -164,13 +176,13 @@ def test_runs_not_done_are_in_a_partial_index_that_leasing_uses(backend: Backend
             if conn.dialect.name == "sqlite":
                 sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = "
                                         "'ix_runs_open'")).scalar_one()
-                assert "WHERE status IN ('pending', 'leased')" in sql
+                assert f"WHERE {OPEN_STATUSES_SQL}" in sql
                 without_rowid = conn.execute(text("SELECT sql FROM sqlite_master WHERE "
                                                   "name = 'runs'")).scalar_one()
                 assert "WITHOUT ROWID" in without_rowid
                 # the query leasing runs reads the partial index, not the whole eval
                 lease = (select(runs.c.seq).where(runs.c.eval_key == j.eval_key("e"))
-                         .where(text("status IN ('pending', 'leased')"))
+                         .where(text(OPEN_STATUSES_SQL))
                          .order_by(runs.c.status, runs.c.seq).limit(5))
                 compiled = lease.compile(conn, compile_kwargs={"literal_binds": True})
                 plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
@@ -179,7 +191,7 @@ def test_runs_not_done_are_in_a_partial_index_that_leasing_uses(backend: Backend
             else:
                 sql = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = "
                                         "'ix_runs_open'")).scalar_one()
-                assert "WHERE" in sql and "pending" in sql and "leased" in sql
+                assert "WHERE" in sql and "status" in sql and "0, 2" in sql
         # committed runs leave it: only the open runs are counted through it
         leased = j.lease("e", "w", 2, 60)
         j.commit_batch(eval_id="e", batch_id="b", results_path="b.parquet",
@@ -209,5 +221,30 @@ def test_an_unknown_eval_has_no_runs_in_the_compact_table(backend: Backend) -> N
         assert j.counts("nope") == {} and j.strata("nope") == {}
         assert j.lease("nope", "w", 5, 60) == [] and j.cancel_pending("nope") == 0
         assert j.cancel_pending("e") == 2 and j.counts("e")["cancelled"] == 2
+    finally:
+        j.close()
+
+
+def test_run_ids_are_stored_in_12_bytes_and_any_other_id_as_it_is() -> None:
+    canonical = "0123456789abcdef01234567"
+    assert len(encode_run_id(canonical)) == 12
+    for rid in (canonical, "r0", "x" * 11, "y" * 12, "z" * 24, canonical.upper(), "é" * 6,
+                "00" * 12 + "0", ""):
+        stored = encode_run_id(rid)
+        assert decode_run_id(stored) == rid
+        assert (len(stored) == 12) == (rid == canonical)
+
+
+def test_statuses_and_outcomes_are_codes_and_an_unknown_name_is_refused(
+        backend: Backend) -> None:
+    j = backend.open()
+    try:
+        _new(j, 1)
+        with j.engine.connect() as conn:
+            raw = conn.exec_driver_sql("SELECT status FROM runs").scalar()
+        assert raw == RUN_STATUSES.index("pending")
+        with pytest.raises(StatementError, match="is not one of"), j.engine.begin() as conn:
+            conn.execute(runs.update().values(status="sleeping"))
+        assert j.counts("e") == {"pending": 1}
     finally:
         j.close()

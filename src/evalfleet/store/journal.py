@@ -52,8 +52,11 @@ from evalfleet.store.rollups import RunFact, aggregate
 from evalfleet.store.schema import (
     OPEN_STATUSES_SQL,
     ROLLUP_KEY,
+    RUN_OUTCOMES,
+    RUN_STATUSES,
     alerts,
     batches,
+    encode_run_id,
     eval_keys,
     evals,
     metadata,
@@ -102,6 +105,14 @@ _OPEN: ColumnElement[bool] = literal_column(OPEN_STATUSES_SQL, Boolean)
 """The partial index's condition as a literal WHERE term (see ``OPEN_STATUSES_SQL``)."""
 
 
+def _codes_sql(column: str, names: Sequence[str]) -> str:
+    """SQL mapping a column of names to their :class:`~evalfleet.store.schema.Code` (NULL
+    stays NULL; so does a name not in the list, which fails the migration on the NOT NULL
+    status column; older journals only ever wrote names in the lists)."""
+    whens = " ".join(f"WHEN '{n}' THEN {i}" for i, n in enumerate(names))
+    return f"CASE {column} {whens} END"
+
+
 def _compact_runs(conn: Connection) -> None:
     """Migration ``runs_compact``: rebuild the runs table in the compact layout (schema.runs).
 
@@ -125,14 +136,24 @@ def _compact_runs(conn: Connection) -> None:
     if pg:  # index names are per schema there: free the ones the new table takes
         conn.exec_driver_sql("ALTER INDEX runs_pkey RENAME TO runs_v1_pkey")
     runs.create(conn)
+    if pg:
+        run_id = ("CASE WHEN r.run_id ~ '^[0-9a-f]{24}$' THEN decode(r.run_id, 'hex') "
+                  "ELSE (CASE WHEN octet_length(r.run_id) = 11 THEN '\\x0000'::bytea "
+                  "ELSE '\\x00'::bytea END) || convert_to(r.run_id, 'UTF8') END")
+    else:  # SQLite before 3.41 has no unhex(): the same function as every insert, by name
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.create_function("evalfleet_run_id", 1, encode_run_id, deterministic=True)
+        run_id = "evalfleet_run_id(r.run_id)"
     conn.exec_driver_sql(
         "INSERT INTO runs (eval_key, seq, run_id, task_id, agent_index, repeat, status, "
         "lease_owner, lease_expires, attempts, outcome, passed, cost_usd, stratum) "
-        "SELECT k.eval_key, r.seq, r.run_id, r.task_id, r.agent_index, r.repeat, r.status, "
+        f"SELECT k.eval_key, r.seq, {run_id}, r.task_id, r.agent_index, r.repeat, "
+        f"{_codes_sql('r.status', RUN_STATUSES)}, "
         "CASE WHEN r.status = 'leased' THEN r.lease_owner END, "
         "CASE WHEN r.status = 'leased' THEN r.lease_expires END, "
-        "r.attempts, r.outcome, r.passed, r.cost_usd, r.stratum "
-        "FROM runs_v1 r JOIN eval_keys k ON k.eval_id = r.eval_id")
+        f"r.attempts, {_codes_sql('r.outcome', RUN_OUTCOMES)}, r.passed, r.cost_usd, "
+        "r.stratum FROM runs_v1 r JOIN eval_keys k ON k.eval_id = r.eval_id")
     conn.exec_driver_sql("DROP TABLE runs_v1")
 
 
@@ -1219,10 +1240,16 @@ class Journal:
                 return [(str(exact[0]), str(exact[1]))]
             if not prefix:
                 return []
-            # not LIKE: ``_`` and ``%`` are wildcards there, and SQLite's LIKE ignores case
-            head = func.substr(t.c.run_id, 1, len(prefix))
-            rows = conn.execute(ids.where(head == prefix)
-                                .order_by(t.c.run_id).limit(limit)).all()
+            if t is runs:  # 12-byte ids: a hex prefix is a range of them (read on the index)
+                if len(prefix) > 24 or not all(c in "0123456789abcdef" for c in prefix):
+                    return []
+                starts = and_(runs.c.run_id.between(prefix.ljust(24, "0"),
+                                                    prefix.ljust(24, "f")),
+                              func.length(runs.c.run_id) == 12)
+            else:
+                # not LIKE: ``_`` and ``%`` are wildcards there, and SQLite's LIKE ignores case
+                starts = func.substr(t.c.run_id, 1, len(prefix)) == prefix
+            rows = conn.execute(ids.where(starts).order_by(t.c.run_id).limit(limit)).all()
         return [(str(r), str(e)) for r, e in rows]
 
     def pin(self, run_id: str, eval_id: str, kind: str, note: str = "",

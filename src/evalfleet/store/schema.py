@@ -2,21 +2,96 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
+
+_HEX_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def encode_run_id(run_id: str) -> bytes:
+    """A run id as stored in the compact runs table: the 12 bytes of a canonical id (24
+    lowercase hex digits, what ``api.evals.run_id`` makes), else its UTF-8 after a zero byte
+    (two when that would make 12 bytes), so any other id is kept as it is and never taken for
+    a canonical one."""
+    if len(run_id) == 24 and _HEX_ID.fullmatch(run_id):
+        return bytes.fromhex(run_id)
+    raw = run_id.encode()
+    if raw.startswith(b"\x00"):
+        raise ValueError(f"a run id cannot start with a NUL character: {run_id!r}")
+    return (b"\x00\x00" if len(raw) == 11 else b"\x00") + raw
+
+
+def decode_run_id(stored: bytes) -> str:
+    """The run id :func:`encode_run_id` stored."""
+    if len(stored) == 12:
+        return stored.hex()
+    return stored[2:].decode() if len(stored) == 13 and stored[1] == 0 else stored[1:].decode()
+
+
+class RunId(TypeDecorator[str]):
+    """A run id (str in Python) stored by :func:`encode_run_id`: 12 bytes instead of 24
+    characters, in the row and in the run-id index."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        return None if value is None else encode_run_id(str(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else decode_run_id(bytes(value))
+
+
+class Code(TypeDecorator[str]):
+    """One of a fixed list of names (str in Python) stored as its index in the list: a small
+    integer (0 and 1 take no bytes at all in a SQLite record). A name not in the list is an
+    error, never stored."""
+
+    impl = SmallInteger
+    cache_ok = True
+
+    def __init__(self, *names: str) -> None:
+        super().__init__()
+        self.names = names
+        self._codes = {n: i for i, n in enumerate(names)}
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        try:
+            return self._codes[value]
+        except KeyError:
+            raise ValueError(f"{value!r} is not one of {', '.join(self.names)} "
+                             "(add it to the end of the list in store/schema.py)") from None
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.names[int(value)]
+
+
+RUN_STATUSES = ("pending", "done", "leased", "cancelled", "quarantined")
+"""A run's status as stored in the runs table: its index in this list (append only)."""
+RUN_OUTCOMES = ("failed", "completed", "errored", "cancelled", "quarantined")
+"""A run's outcome as stored in the runs table: its index in this list (append only)."""
 
 evals = Table(
     "evals", metadata,
@@ -46,7 +121,8 @@ eval_keys = Table(
 """Each eval's integer key: the runs table stores it instead of the eval id (a few bytes per
 run instead of about 30, in the table and in every index)."""
 
-OPEN_STATUSES_SQL = "status IN ('pending', 'leased')"
+OPEN_STATUSES_SQL = (f"status IN ({RUN_STATUSES.index('pending')}, "
+                     f"{RUN_STATUSES.index('leased')})")
 """The runs the partial index ``ix_runs_open`` holds: those not done (nor cancelled or
 quarantined). A query that should use it repeats this term literally (SQLite uses a partial
 index only when the query's WHERE implies the index's, and a bound parameter implies nothing)."""
@@ -57,19 +133,20 @@ runs = Table(
            comment="The eval (eval_keys.eval_key)."),
     Column("seq", Integer, primary_key=True, autoincrement=False,
            comment="Dispatch order within the eval."),
-    Column("run_id", String(40), nullable=False, comment="Deterministic run id."),
+    Column("run_id", RunId, nullable=False,
+           comment="Deterministic run id (12 bytes: encode_run_id)."),
     Column("task_id", String(200), nullable=False, comment="Task id."),
     Column("agent_index", Integer, nullable=False, comment="Agent's index in the plan."),
     Column("repeat", Integer, nullable=False, comment="Repeat index k."),
-    Column("status", String(16), nullable=False,
-           comment="pending, leased, done, cancelled or quarantined."),
+    Column("status", Code(*RUN_STATUSES), nullable=False,
+           comment="pending, done, leased, cancelled or quarantined (RUN_STATUSES index)."),
     Column("lease_owner", String(100), comment="Worker holding the lease (NULL unless leased)."),
     Column("lease_expires", Float,
            comment="Unix time the lease ends unless renewed (NULL unless leased)."),
     Column("attempts", Integer, nullable=False, default=0,
            comment="Attempts that ran and ended (a lease alone is not an attempt)."),
-    Column("outcome", String(16),
-           comment="completed, failed, errored, cancelled or quarantined."),
+    Column("outcome", Code(*RUN_OUTCOMES),
+           comment="failed, completed, errored, cancelled or quarantined (RUN_OUTCOMES index)."),
     Column("passed", Integer, comment="1 passed, 0 not, NULL unknown."),
     Column("cost_usd", Float, comment="Dollars spent by the run."),
     Column("stratum", String(100),
@@ -84,7 +161,9 @@ runs = Table(
 whose primary key is the row, so an eval's runs are read in order without a separate index and
 a finished eval costs the row plus its run-id index entry. Runs that are not done are also in
 the small partial index ``ix_runs_open`` (what leasing and resume read); a committed run leaves
-it. Which results batch holds a committed row is the batches table's business, not the run's."""
+it. Which results batch holds a committed row is the batches table's business, not the run's.
+The run id is stored in 12 bytes (:class:`RunId`), status and outcome as small integers
+(:class:`Code`); through SQLAlchemy Core they read and compare as the strings they stand for."""
 
 runs_v1 = Table(
     "runs", MetaData(),
