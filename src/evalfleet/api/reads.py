@@ -44,7 +44,7 @@ def open_store(settings: Settings) -> Store:
         where = "" if existing == home else f" ({existing} is not a directory)"
         raise SpecError(f"home {home} is not a directory{where}", field="--home")
     try:
-        return Store(home, settings.journal_url)
+        return Store(home, settings.journal_url, warehouse_url=settings.warehouse_url)
     except OSError as exc:  # a read-only file system, no permission
         raise SpecError(f"cannot use home {home}: {exc.strerror or exc}",
                         field="--home") from None
@@ -56,7 +56,8 @@ def open_reader(settings: Settings) -> Store:
     Raises:
         UnknownEvalError: the home or its journal does not exist ("no evals in HOME").
     """
-    return Store.open_readonly(settings.home, settings.journal_url)
+    return Store.open_readonly(settings.home, settings.journal_url,
+                               warehouse_url=settings.warehouse_url)
 
 
 def resolve_eval_id(store: Store, eval_id: str) -> str:
@@ -93,6 +94,10 @@ def status(eval_id: str | None = None, *, settings: Settings | None = None) -> d
                           "projected_usd": _usd(by_agent.get(i))}
                          for i, a in enumerate(plan.agents)]
         out["duplicates_dropped"] = row["duplicates_dropped"]
+        from evalfleet.api.metrics import eval_progress
+
+        # workers, in flight, retries, quarantined tasks (with their errors), ETA
+        out.update(eval_progress(store, eval_id, row))
         return out
     finally:
         store.close()
@@ -168,6 +173,12 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
                            journal=store.journal)  # finds a full baseline of a sampled eval
         for agent_rep, spec in zip(rep["agents"], plan.agents, strict=True):
             agent_rep["model"] = spec.model
+        # poison tasks: not run any more, their runs missing data (execution/quarantine.py);
+        # their runs never run are not "missing" (left to run) but quarantined
+        rep["quarantined_tasks"] = quarantined = store.journal.quarantined(eval_id)
+        cov = rep["coverage"]
+        cov["quarantined"] = n = sum(q["runs_quarantined"] for q in quarantined)
+        cov["missing"] = max(cov["missing"] - n, 0)
         return rep
     finally:
         store.close()
@@ -274,9 +285,8 @@ def show_run(run_ref: str, *, settings: Settings | None = None) -> dict[str, Any
         UnknownEvalError: the home has no evals.
     """
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    from evalfleet.store import read_trajectory
+    from evalfleet.store import fs
     from evalfleet.store.warehouse import require_files
 
     if not run_ref:
@@ -284,10 +294,11 @@ def show_run(run_ref: str, *, settings: Settings | None = None) -> dict[str, Any
     settings = settings or load_settings()
     store = open_reader(settings)
     try:
-        found: dict[str, str] = {}  # run id -> results file
+        found: dict[str, str] = {}  # run id -> results file (relative to the warehouse root)
         require_files(store.home, store.all_results_paths())
-        for rel in store.all_results_paths():
-            ids = pq.read_table(store.home / rel, columns=["run_id"]).column("run_id")
+        for rel in store.journal.live_results_paths():
+            with fs.parquet_file(store.root, rel) as pf:
+                ids = pf.read(columns=["run_id"]).column("run_id")
             hits = ids.filter(pc.starts_with(ids, pattern=run_ref)).to_pylist()
             found.update({rid: rel for rid in hits})
         if not found:
@@ -298,15 +309,22 @@ def show_run(run_ref: str, *, settings: Settings | None = None) -> dict[str, Any
             raise SpecError(f"'{run_ref}' matches {len(found)} runs: {some}"
                             f"{', ...' if len(found) > 5 else ''}", field="RUN_ID")
         (run_id, rel), = found.items()
-        table = pq.read_table(store.home / rel)
+        with fs.parquet_file(store.root, rel) as pf:
+            table = pf.read()
         row = table.filter(pc.equal(table.column("run_id"), run_id)).to_pylist()[0]
         row["metrics"] = dict(row.get("metrics") or [])
         uri = row.get("trajectory_uri")
-        trajectory = read_trajectory(store.home, uri, run_id) if uri else None
+        trajectory = store.read_trajectory(uri, run_id) if uri else None
+        removed = ""
+        if uri == "":  # retention removed it (docs/retention.md); NULL: it never had one
+            from evalfleet.api.retention import removed_note
+
+            removed = removed_note(store, str(row["eval_id"]))
     finally:
         store.close()
     events = list((trajectory or {}).get("events", []))
     return {"run": row, "events": events,
             "dropped_events": (trajectory or {}).get("dropped_events", 0),
             "trajectory_found": trajectory is not None or not uri,
+            "trajectory_removed": removed,
             "scorer_reports": [e for e in events if e.get("kind") == "scorer"]}

@@ -24,6 +24,10 @@ A crash after step 1 leaves files no batch references (the eval's driver removes
 orphans); after step 2, superseded files that a later purge removes; during step 3, some of
 them, which the next purge removes. At every point each committed row is in exactly one live
 batch.
+
+Every file operation goes through :mod:`evalfleet.store.fs`, so the warehouse root may be the
+home or any fsspec URL; where a rename is not atomic (object stores), step 2 is still the only
+point at which the new files count (see that module's consistency note).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,14 +49,15 @@ import pyarrow.parquet as pq
 import zstandard
 
 from evalfleet.errors import StoreError
+from evalfleet.store import fs
+from evalfleet.store.fs import RemoteFile, Root
 from evalfleet.store.journal import Journal
 from evalfleet.store.results import (
     ORPHAN_GRACE_S,
     RESULTS_SCHEMA,
     RESULTS_SCHEMA_VERSION,
     conform,
-    eval_dirs,
-    private_dir,
+    eval_rel_dirs,
     schema_version,
     versioned_schema,
 )
@@ -135,15 +140,6 @@ class CompactionReport:
         return out
 
 
-def _size(home: Path, rel: str | None) -> int:
-    if not rel:
-        return 0
-    try:
-        return (home / rel).stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
 def _tier(rows: int, fan_in: int) -> int:
     t = 0
     while rows >= fan_in:
@@ -187,35 +183,40 @@ def plan_merges(batches: Sequence[dict[str, Any]], sizes: dict[str, int], policy
     return [g for g in groups if len(g) >= 2]
 
 
-def compact_eval(home: Path, journal: Journal, eval_id: str, *, final: bool,
+def compact_eval(home: Path | Root, journal: Journal, eval_id: str, *, final: bool,
                  policy: Policy = DEFAULT_POLICY, dry_run: bool = False,
                  now: float | None = None) -> CompactionReport:
     """Merge the eval's small live files (see :func:`plan_merges`) by the protocol above.
 
     Only the eval's driver (or ``evalfleet compact`` holding the eval's claim) may call this
-    without ``dry_run``; readers may run meanwhile.
+    without ``dry_run``; readers may run meanwhile. ``home`` is the warehouse root (a home
+    ``Path``, or a :class:`~evalfleet.store.fs.Root`).
 
     Raises:
         StoreError: an input file is missing, damaged, written by a newer evalfleet, or its
             rows disagree with the journal; nothing of that merge is recorded.
     """
+    root = fs.as_root(home)
     batches = list(journal.iter_batches(eval_id))
-    sizes = {b["batch_id"]: _size(home, b["results_path"]) for b in batches}
+    on_disk = fs.sizes(root, [b["results_path"] for b in batches])
+    sizes = {b["batch_id"]: on_disk.get(b["results_path"], 0) for b in batches}
     groups = plan_merges(batches, sizes, policy, final=final)
     report = CompactionReport(eval_id, files_before=len(batches), files_after=len(batches),
                               rows=sum(int(b["n_rows"]) for b in batches), dry_run=dry_run)
     for group in groups:
-        before = sum(sizes[b["batch_id"]] + _size(home, b["trajectories_path"]) for b in group)
+        traj = fs.sizes(root, [b["trajectories_path"] for b in group])
+        before = sum(sizes[b["batch_id"]] + traj.get(b["trajectories_path"] or "", 0)
+                     for b in group)
         if dry_run:
             merge = Merge("", len(group), sum(int(b["n_rows"]) for b in group), before, 0)
         else:
-            merge = _merge(home, journal, eval_id, group, policy, before, now)
+            merge = _merge(root, journal, eval_id, group, policy, before, now)
         report.merges.append(merge)
         report.files_after -= len(group) - 1
     return report
 
 
-def purge_retired(home: Path, journal: Journal, eval_id: str | None = None, *,
+def purge_retired(home: Path | Root, journal: Journal, eval_id: str | None = None, *,
                   grace_s: float = ORPHAN_GRACE_S, now: float | None = None) -> list[str]:
     """Delete the files of batches superseded more than ``grace_s`` ago, then forget them.
 
@@ -224,13 +225,14 @@ def purge_retired(home: Path, journal: Journal, eval_id: str | None = None, *,
     midway leaves files or rows that the next purge removes.
     """
     now = time.time() if now is None else now
+    root = fs.as_root(home)
     retired = journal.retired_batches(eval_id, before=now - grace_s)
     removed: list[str] = []
     done: list[str] = []
     for b in retired:
         for rel in (b["results_path"], b["trajectories_path"]):
             if rel and _own_file(rel, b["eval_id"]):
-                _remove_file(home / rel)
+                _remove_file(fs.file(root, rel))
                 removed.append(rel)
         done.append(b["batch_id"])
     if done:
@@ -245,35 +247,20 @@ def _own_file(rel: str, eval_id: str) -> bool:
                                            or rel.startswith(f"trajectories/{eval_id}/"))
 
 
-def _remove_file(path: Path) -> None:
+def _remove_file(path: Path | RemoteFile) -> None:
+    """Delete one superseded file (:func:`evalfleet.store.fs.file`), missing or not."""
     path.unlink(missing_ok=True)
 
 
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    fd = os.open(tmp, os.O_RDONLY)
+def _read_rows(root: Root, b: dict[str, Any]) -> pa.Table:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
-    with contextlib.suppress(OSError):  # make the rename itself durable where possible
-        dfd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-
-
-def _read_rows(home: Path, b: dict[str, Any]) -> pa.Table:
-    path = home / b["results_path"]
-    try:
-        pf = pq.ParquetFile(path)
-        version = schema_version(pf.schema_arrow.metadata)
-        if version > RESULTS_SCHEMA_VERSION:
-            raise StoreError(f"{b['results_path']} has results schema version {version}, newer "
-                             f"than this evalfleet's {RESULTS_SCHEMA_VERSION}; upgrade to "
-                             "compact it")
-        table = conform(pf.read())
+        with fs.parquet_file(root, b["results_path"]) as pf:
+            version = schema_version(pf.schema_arrow.metadata)
+            if version > RESULTS_SCHEMA_VERSION:
+                raise StoreError(f"{b['results_path']} has results schema version {version}, "
+                                 f"newer than this evalfleet's {RESULTS_SCHEMA_VERSION}; "
+                                 "upgrade to compact it")
+            table = conform(pf.read())
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"cannot compact {b['results_path']}: {exc}") from None
     if table.num_rows != int(b["n_rows"]):
@@ -294,9 +281,12 @@ def _line_run_id(line: bytes) -> str:
 class _FrameWriter:
     """Appends trajectory lines as independent zstd frames and copies whole compacted files."""
 
-    def __init__(self, path: Path, policy: Policy) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self.fh = open(fd, "wb")  # noqa: SIM115 - closed in close()
+    def __init__(self, path: Path | BinaryIO, policy: Policy) -> None:
+        if isinstance(path, Path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            self.fh: BinaryIO = open(fd, "wb")  # noqa: SIM115 - closed in close()
+        else:  # a file object (retention's dry run counts the bytes it would write)
+            self.fh = path
         self.zstd = zstandard.ZstdCompressor(level=policy.trajectory_zstd_level)
         self.frame_bytes = policy.frame_bytes
         self.pos = 0
@@ -325,11 +315,11 @@ class _FrameWriter:
         self.raw += len(data)
         self.buf, self.buf_ids, self.buf_len = [], [], 0
 
-    def copy_file(self, path: Path) -> int:
+    def copy_file(self, root: Root, rel: str) -> int:
         """Append a compacted file's frames as they are; returns the offset they start at."""
         self.flush()
         base = self.pos
-        with path.open("rb") as src:
+        with fs.open_read(root, rel) as src:
             while chunk := src.read(4 * 2**20):
                 self.fh.write(chunk)
                 self.pos += len(chunk)
@@ -341,13 +331,13 @@ class _FrameWriter:
         self.fh.close()
 
 
-def _merge_trajectories(home: Path, group: Sequence[dict[str, Any]],
+def _merge_trajectories(root: Root, group: Sequence[dict[str, Any]],
                         tables: list[pa.Table], rel_traj: str,
                         policy: Policy) -> tuple[list[pa.Table], bool]:
     """Write the group's trajectories to ``rel_traj`` (+ ``.tmp``); returns the tables with
     ``trajectory_uri`` rewritten, and whether any trajectory was written."""
-    tmp = home / (rel_traj + ".tmp")
-    writer = _FrameWriter(tmp, policy)
+    tmp = rel_traj + fs.TMP_SUFFIX
+    writer = _FrameWriter(fs.open_tmp(root, rel_traj), policy)
     pending: list[tuple[int, str]] = []  # (table index, old file) resolved after the last flush
     uris: list[list[str | None]] = []
     wrote = False
@@ -356,16 +346,16 @@ def _merge_trajectories(home: Path, group: Sequence[dict[str, Any]],
             col: list[str | None] = t.column("trajectory_uri").to_pylist()
             uris.append(col)
             tp: str | None = b["trajectories_path"]
-            if not tp or not (home / tp).is_file():
+            if not tp or not fs.is_file(root, tp):
                 continue  # no trajectories, or already lost: the URIs stay as they were
             wrote = True
             if any(u and u.startswith(f"{tp}#@") for u in col):
-                base = writer.copy_file(home / tp)
+                base = writer.copy_file(root, tp)
                 uris[i] = [f"{rel_traj}#@{base + int(u[len(tp) + 2:])}"
                            if u and u.startswith(f"{tp}#@") else u for u in col]
                 continue
             data = zstandard.ZstdDecompressor().stream_reader(
-                (home / tp).read_bytes(), read_across_frames=True).read()
+                fs.read_bytes(root, tp), read_across_frames=True).read()
             for line in data.splitlines():
                 if line.strip():
                     writer.add_line(_line_run_id(line), line)
@@ -373,7 +363,7 @@ def _merge_trajectories(home: Path, group: Sequence[dict[str, Any]],
         writer.close()
     except BaseException:
         writer.fh.close()
-        tmp.unlink(missing_ok=True)
+        fs.remove(root, tmp)
         raise
     for i, tp in pending:
         rids = tables[i].column("run_id").to_pylist()
@@ -381,26 +371,38 @@ def _merge_trajectories(home: Path, group: Sequence[dict[str, Any]],
                    if u == f"{tp}#{r}" and r in writer.offset else u
                    for u, r in zip(uris[i], rids, strict=True)]
     if not wrote:
-        tmp.unlink(missing_ok=True)
+        fs.remove(root, tmp)
         return tables, False
-    _fsync_replace(tmp, home / rel_traj)
+    fs.publish_tmp(root, rel_traj)
     field_index = RESULTS_SCHEMA.get_field_index("trajectory_uri")
     out = [t.set_column(field_index, RESULTS_SCHEMA.field(field_index),
                         pa.array(u, pa.string())) for t, u in zip(tables, uris, strict=True)]
     return out, True
 
 
-def _merge(home: Path, journal: Journal, eval_id: str, group: Sequence[dict[str, Any]],
+def write_rows(fh: BinaryIO, table: pa.Table, policy: Policy) -> None:
+    """Write sorted rows (:data:`SORT_KEYS`) as a compacted Parquet file to ``fh``: zstd,
+    row groups of ``policy.row_group_rows`` with statistics, :data:`ENCODINGS`."""
+    sorting = [pq.SortingColumn(RESULTS_SCHEMA.get_field_index(k)) for k in SORT_KEYS]
+    with pq.ParquetWriter(
+            fh, table.schema, compression="zstd",
+            compression_level=policy.parquet_zstd_level, sorting_columns=sorting,
+            write_statistics=True, column_encoding=ENCODINGS,
+            use_dictionary=[f.name for f in RESULTS_SCHEMA if f.name not in ENCODINGS]) as w:
+        w.write_table(table, row_group_size=policy.row_group_rows)
+
+
+def _merge(root: Root, journal: Journal, eval_id: str, group: Sequence[dict[str, Any]],
            policy: Policy, bytes_before: int, now: float | None) -> Merge:
     batch_id = uuid.uuid4().hex[:20]
-    results_dir, traj_dir = eval_dirs(home, eval_id)
-    rel_results = f"results/eval_id={eval_id}/{batch_id}.parquet"
-    rel_traj = f"trajectories/{eval_id}/{batch_id}.jsonl.zst"
-    tables = [_read_rows(home, b) for b in group]
+    results_dir, traj_dir = eval_rel_dirs(eval_id)
+    rel_results = f"{results_dir}/{batch_id}.parquet"
+    rel_traj = f"{traj_dir}/{batch_id}.jsonl.zst"
+    tables = [_read_rows(root, b) for b in group]
     n_rows = sum(t.num_rows for t in tables)
-    private_dir(traj_dir)
-    tables, has_traj = _merge_trajectories(home, group, tables, rel_traj, policy)
-    written = [home / rel_traj] if has_traj else []
+    fs.makedirs(root, traj_dir)
+    tables, has_traj = _merge_trajectories(root, group, tables, rel_traj, policy)
+    written = [rel_traj] if has_traj else []
     try:
         table = pa.concat_tables(tables)
         if pc.count_distinct(table.column("run_id")).as_py() != n_rows:
@@ -408,19 +410,12 @@ def _merge(home: Path, journal: Journal, eval_id: str, group: Sequence[dict[str,
                              "not compacted")
         table = table.sort_by([(k, "ascending") for k in SORT_KEYS])
         table = table.replace_schema_metadata(versioned_schema().metadata)
-        private_dir(results_dir)
-        tmp = home / (rel_results + ".tmp")
-        written.append(tmp)
-        sorting = [pq.SortingColumn(RESULTS_SCHEMA.get_field_index(k)) for k in SORT_KEYS]
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "wb") as fh, pq.ParquetWriter(
-                fh, table.schema, compression="zstd",
-                compression_level=policy.parquet_zstd_level, sorting_columns=sorting,
-                write_statistics=True, column_encoding=ENCODINGS,
-                use_dictionary=[f.name for f in RESULTS_SCHEMA if f.name not in ENCODINGS]) as w:
-            w.write_table(table, row_group_size=policy.row_group_rows)
-        _fsync_replace(tmp, home / rel_results)
-        written[-1] = home / rel_results
+        fs.makedirs(root, results_dir)
+        written.append(rel_results + fs.TMP_SUFFIX)
+        with fs.open_tmp(root, rel_results) as fh:
+            write_rows(fh, table, policy)
+        fs.publish_tmp(root, rel_results)
+        written[-1] = rel_results
         journal.commit_compaction(eval_id=eval_id, batch_id=batch_id, results_path=rel_results,
                                   trajectories_path=rel_traj if has_traj else None,
                                   n_rows=n_rows, replaced=[b["batch_id"] for b in group],
@@ -432,10 +427,10 @@ def _merge(home: Path, journal: Journal, eval_id: str, group: Sequence[dict[str,
         with contextlib.suppress(Exception):
             committed = journal.has_batch(batch_id)
         if not committed:
-            for f in written:
-                f.unlink(missing_ok=True)
+            for rel in written:
+                fs.remove(root, rel)
         raise
-    after = _size(home, rel_results) + _size(home, rel_traj if has_traj else None)
+    after = fs.size(root, rel_results) + fs.size(root, rel_traj if has_traj else None)
     log.debug("eval %s: %d files (%d rows) compacted into %s", eval_id, len(group), n_rows,
               rel_results)
     return Merge(batch_id, len(group), n_rows, bytes_before, after)

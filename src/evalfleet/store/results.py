@@ -3,14 +3,14 @@
 Files are written under a temporary name and renamed, then the journal commit records them.
 A crash between the two leaves files no commit references; only the driver that holds an eval
 removes them (:func:`remove_orphans`), and only once they are older than a grace period.
+They live under the warehouse root (the home, or any fsspec URL): every file operation goes
+through :mod:`evalfleet.store.fs`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import re
 import time
 import uuid
@@ -29,6 +29,8 @@ from evalfleet.errors import StoreError
 from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.result import RunResult
 from evalfleet.spec.task import GRADING_VERSION, ScorerSpec, Suite
+from evalfleet.store import fs
+from evalfleet.store.fs import Root
 
 RESULTS_SCHEMA = pa.schema([
     pa.field("run_id", pa.string(), metadata={"doc": "Deterministic run id."}),
@@ -164,7 +166,7 @@ class RowContext:
 
 @dataclass(frozen=True, slots=True)
 class WrittenBatch:
-    """Paths (relative to home) of a written but not yet committed batch."""
+    """Paths (relative to the warehouse root) of a written but not yet committed batch."""
 
     batch_id: str
     results_path: str
@@ -193,9 +195,19 @@ def _ts(t: float) -> datetime | None:
 
 def eval_dirs(home: Path, eval_id: str) -> tuple[Path, Path]:
     """The eval's own results and trajectories directories (nothing else's)."""
+    results, trajectories = eval_rel_dirs(eval_id)
+    return home / results, home / trajectories
+
+
+def eval_rel_dirs(eval_id: str) -> tuple[str, str]:
+    """The eval's own results and trajectories directories, relative to the warehouse root.
+
+    Raises:
+        StoreError: the eval id cannot name a directory.
+    """
     if not _SAFE_ID.match(eval_id) or ".." in eval_id:
         raise StoreError(f"eval id {eval_id!r} cannot name a directory")
-    return home / "results" / f"eval_id={eval_id}", home / "trajectories" / eval_id
+    return f"results/eval_id={eval_id}", f"trajectories/{eval_id}"
 
 
 def private_dir(path: Path) -> None:
@@ -204,41 +216,23 @@ def private_dir(path: Path) -> None:
     Sandboxed code may run under another uid on the same machine: it must not list or read
     other evals' results and trajectories.
     """
-    missing: list[Path] = []
-    cur = path
-    while not cur.exists():
-        missing.append(cur)
-        if cur.parent == cur:
-            break
-        cur = cur.parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
-            d.mkdir(mode=0o700)
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    fs.makedirs(fs.as_root(path), "")
 
 
 class ResultsWriter:
-    """Writes one Parquet file and one trajectory blob per batch."""
+    """Writes one Parquet file and one trajectory blob per batch, under the warehouse root
+    (a home ``Path``, or a :class:`~evalfleet.store.fs.Root`)."""
 
-    def __init__(self, home: Path) -> None:
-        self.home = home
+    def __init__(self, root: Path | Root) -> None:
+        self.root = fs.as_root(root)
         self._zstd = zstandard.ZstdCompressor(level=3)
 
     def write(self, ctx: RowContext, results: Sequence[RunResult]) -> WrittenBatch:
         """Write a batch's files (not yet committed)."""
         batch_id = uuid.uuid4().hex[:20]
-        results_dir, traj_dir = eval_dirs(self.home, ctx.eval_id)
-        rel_results = f"results/eval_id={ctx.eval_id}/{batch_id}.parquet"
-        rel_traj = f"trajectories/{ctx.eval_id}/{batch_id}.jsonl.zst"
+        results_dir, traj_dir = eval_rel_dirs(ctx.eval_id)
+        rel_results = f"{results_dir}/{batch_id}.parquet"
+        rel_traj = f"{traj_dir}/{batch_id}.jsonl.zst"
         by_id = ctx.suite.by_id
         cols: dict[str, list[Any]] = {f.name: [] for f in RESULTS_SCHEMA}
         traj = io.BytesIO()
@@ -269,14 +263,14 @@ class ResultsWriter:
             for name, value in zip(cols, values, strict=True):
                 cols[name].append(value)
         table = pa.table(cols, schema=versioned_schema())
-        private_dir(results_dir)
+        fs.makedirs(self.root, results_dir)
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf, compression="zstd")
-        _fsync_write(self.home / rel_results, buf.getvalue().to_pybytes())
+        fs.write_atomic(self.root, rel_results, buf.getvalue().to_pybytes())
         traj_path: str | None = None
         if has_traj:
-            private_dir(traj_dir)
-            _fsync_write(self.home / rel_traj, self._zstd.compress(traj.getvalue()))
+            fs.makedirs(self.root, traj_dir)
+            fs.write_atomic(self.root, rel_traj, self._zstd.compress(traj.getvalue()))
             traj_path = rel_traj
         return WrittenBatch(batch_id, rel_results, traj_path)
 
@@ -284,10 +278,10 @@ class ResultsWriter:
         """Delete a batch's files (its commit failed)."""
         for rel in (batch.results_path, batch.trajectories_path):
             if rel:
-                (self.home / rel).unlink(missing_ok=True)
+                fs.remove(self.root, rel)
 
 
-def remove_orphans(home: Path, eval_id: str, referenced: set[str], *,
+def remove_orphans(root: Path | Root, eval_id: str, referenced: set[str], *,
                    grace_s: float = ORPHAN_GRACE_S, tmp_grace_s: float = TMP_GRACE_S,
                    now: float | None = None) -> list[str]:
     """Delete one eval's batch files that no committed batch references; return their paths.
@@ -298,42 +292,38 @@ def remove_orphans(home: Path, eval_id: str, referenced: set[str], *,
     (a write in progress).
     """
     now = time.time() if now is None else now
+    root = fs.as_root(root)
     removed: list[str] = []
-    for base in eval_dirs(home, eval_id):
-        if not base.is_dir():
-            continue
-        for f in base.iterdir():
-            rel = f.relative_to(home).as_posix()
-            if rel in referenced or not f.is_file() or f.is_symlink():
-                continue
+    for base in eval_rel_dirs(eval_id):
+        for f in fs.list_files(root, base):
+            if f.rel in referenced or f.symlink or f.mtime is None:
+                continue  # an unknown age (a file system that does not say) is never old
             if not (f.name.endswith((".parquet", ".jsonl.zst", ".tmp"))):
                 continue  # not a file this writer makes: not ours to judge
-            try:
-                age = now - f.stat().st_mtime
-            except FileNotFoundError:
+            if now - f.mtime < (tmp_grace_s if f.name.endswith(".tmp") else grace_s):
                 continue
-            if age < (tmp_grace_s if f.name.endswith(".tmp") else grace_s):
-                continue
-            f.unlink(missing_ok=True)
-            removed.append(rel)
+            fs.remove(root, f.rel)
+            removed.append(f.rel)
     return sorted(removed)
 
 
-def read_trajectory(home: Path, uri: str, run_id: str | None = None) -> dict[str, Any] | None:
-    """Load one run's trajectory from its ``trajectory_uri``.
+def read_trajectory(root: Path | Root, uri: str,
+                    run_id: str | None = None) -> dict[str, Any] | None:
+    """Load one run's trajectory from its ``trajectory_uri`` under the warehouse root (the
+    home ``Path``, or a :class:`~evalfleet.store.fs.Root`).
 
     Two forms: ``path#RUN_ID`` (a batch's file, one zstd frame: the line of RUN_ID) and
     ``path#@OFFSET`` (a compacted file of many zstd frames: the frame starting at byte OFFSET
     holds the line of the row's run, ``run_id``). None when the file or line is gone.
     """
     rel, _, frag = uri.partition("#")
-    path = home / rel
+    root = fs.as_root(root)
     if frag.startswith("@"):
         if run_id is None or not frag[1:].isdigit():
             return None
         want = run_id
         try:
-            with path.open("rb") as fh:
+            with fs.open_read(root, rel) as fh:
                 fh.seek(int(frag[1:]))
                 data = zstandard.ZstdDecompressor().stream_reader(
                     fh, read_across_frames=False).read()
@@ -342,7 +332,7 @@ def read_trajectory(home: Path, uri: str, run_id: str | None = None) -> dict[str
     else:
         want = frag
         try:
-            raw = path.read_bytes()
+            raw = fs.read_bytes(root, rel)
         except FileNotFoundError:
             return None
         data = zstandard.ZstdDecompressor().stream_reader(

@@ -11,10 +11,11 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from evalfleet.errors import StoreError
 from evalfleet.spec.result import RunResult
-from evalfleet.store import compaction
+from evalfleet.store import compaction, fs
 from evalfleet.store.compaction import CompactionReport, Policy
 from evalfleet.store.journal import CommitRow, Journal
 from evalfleet.store.results import (
@@ -22,6 +23,7 @@ from evalfleet.store.results import (
     ResultsWriter,
     RowContext,
     private_dir,
+    read_trajectory,
     remove_orphans,
 )
 from evalfleet.store.rollups import backfill as backfill_rollups
@@ -42,11 +44,20 @@ class Store:
     ``Store(home)`` opens it for writing: the home is created with mode 0700 and the SQLite
     journal 0600 if they do not exist. Opening never sweeps anything; the driver removes its
     own eval's orphans with :meth:`remove_orphans` once it holds the eval.
+
+    ``warehouse_url`` (a plain path or an fsspec URL; default the home) is where ``results/``
+    and ``trajectories/`` live (:attr:`root`); the journal stays in the home (or PostgreSQL).
+
+    Raises:
+        SpecError: ``warehouse_url`` names a protocol fsspec does not know or cannot load.
     """
 
     def __init__(self, home: Path, journal_url: str | None = None, *,
-                 readonly: bool = False) -> None:
+                 readonly: bool = False, warehouse_url: str | None = None) -> None:
         self.home = home
+        self.root = fs.as_root(home) if warehouse_url is None else fs.root_of(warehouse_url)
+        """Where results and trajectory files live (:mod:`evalfleet.store.fs`)."""
+        self._elsewhere = warehouse_url is not None  # readers get absolute locations
         self.readonly = readonly
         if readonly:
             self.journal = Journal.open_readonly(home, journal_url)
@@ -54,23 +65,28 @@ class Store:
             private_dir(home)
             self.journal = Journal.open(home, journal_url)
             try:
-                backfill_rollups(home, self.journal)  # batches from before rollups, once
+                # batches from before rollups, once; those predate warehouses elsewhere, so a
+                # remote root has none of them to roll up
+                if self.root.local:
+                    backfill_rollups(self.root.local_path(""), self.journal)
             except BaseException:
                 self.journal.close()
                 raise
-        self.writer = ResultsWriter(home)
+        self.writer = ResultsWriter(self.root)
         self.compaction_policy: Policy = compaction.DEFAULT_POLICY
         self._auto: tuple[str, str] | None = None  # (eval, driver) compacted as batches commit
         self._commits_since_look = 0
 
     @classmethod
-    def open_readonly(cls, home: Path, journal_url: str | None = None) -> Store:
+    def open_readonly(cls, home: Path, journal_url: str | None = None, *,
+                      warehouse_url: str | None = None) -> Store:
         """The store for a reader (status, report, query, compare).
 
         Raises:
             UnknownEvalError: the home or its journal does not exist ("no evals in HOME").
+            SpecError: ``warehouse_url`` names a protocol fsspec does not know.
         """
-        return cls(home, journal_url, readonly=True)
+        return cls(home, journal_url, readonly=True, warehouse_url=warehouse_url)
 
     def close(self) -> None:
         """Release the journal's connections."""
@@ -157,14 +173,14 @@ class Store:
             if not self.journal.holds(eval_id, driver):
                 raise StoreError(f"{driver} does not hold eval {eval_id}; only its driver "
                                  "may compact it")
-        return compaction.compact_eval(self.home, self.journal, eval_id, final=final,
+        return compaction.compact_eval(self.root, self.journal, eval_id, final=final,
                                        policy=self.compaction_policy, dry_run=dry_run, now=now)
 
     def purge_retired(self, eval_id: str | None = None, *, grace_s: float = ORPHAN_GRACE_S,
                       now: float | None = None) -> list[str]:
         """Delete files of batches superseded by compaction more than ``grace_s`` ago."""
         self._check_writable()
-        return compaction.purge_retired(self.home, self.journal, eval_id, grace_s=grace_s,
+        return compaction.purge_retired(self.root, self.journal, eval_id, grace_s=grace_s,
                                         now=now)
 
     def remove_orphans(self, eval_id: str, driver: str, *,
@@ -181,13 +197,26 @@ class Store:
         if not self.journal.holds(eval_id, driver):
             raise StoreError(f"{driver} does not hold eval {eval_id}; only its driver may "
                              "remove its files")
-        return remove_orphans(self.home, eval_id, self.journal.referenced_paths(eval_id),
+        return remove_orphans(self.root, eval_id, self.journal.referenced_paths(eval_id),
                               grace_s=grace_s)
 
     def results_paths(self, eval_id: str) -> list[str]:
-        """Live committed Parquet files of an eval (one journal read: every row once)."""
-        return self.journal.live_results_paths(eval_id)
+        """Live committed Parquet files of an eval (one journal read: every row once), as
+        :func:`evalfleet.store.warehouse.connect` takes them: relative to the home, or with
+        a warehouse elsewhere, absolute paths or URLs."""
+        return self._locations(self.journal.live_results_paths(eval_id))
 
     def all_results_paths(self) -> list[str]:
-        """Live committed Parquet files of every eval in the home (one journal read)."""
-        return self.journal.live_results_paths()
+        """Live committed Parquet files of every eval in the home (one journal read), as
+        :meth:`results_paths` gives them."""
+        return self._locations(self.journal.live_results_paths())
+
+    def _locations(self, rels: list[str]) -> list[str]:
+        if not self._elsewhere:
+            return rels  # the home's own: relative, as the journal has them
+        return [fs.location(self.root, r) for r in rels]
+
+    def read_trajectory(self, uri: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """One run's trajectory from its row's ``trajectory_uri``, under the warehouse root
+        (:func:`evalfleet.store.results.read_trajectory`); None when it is gone."""
+        return read_trajectory(self.root, uri, run_id)

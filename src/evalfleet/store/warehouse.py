@@ -3,6 +3,10 @@
 Every connection is in memory and, once the ``runs`` view exists, can read only the committed
 files behind it: external access (any other file, COPY, ATTACH, extensions) is switched off and
 the configuration locked, so SQL run on it cannot write anything or read anything else.
+
+Files of a warehouse on another file system (``fsspec`` URLs, see :mod:`evalfleet.store.fs`)
+are read through DuckDB's fsspec integration (``register_filesystem``), never its ``httpfs``
+extension: autoloading extensions is switched off on such a connection.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from evalfleet.errors import SpecError, StoreError
+from evalfleet.store import fs
 from evalfleet.store.results import RESULTS_MIGRATIONS, RESULTS_SCHEMA
 
 if TYPE_CHECKING:
@@ -27,7 +32,10 @@ def connect(home: Path, paths: list[str],
             journal: Journal | None = None) -> duckdb.DuckDBPyConnection:
     """A confined DuckDB connection with a view ``runs`` over the given results files, the
     view ``scores`` over it (see :func:`_scores_view`), and with a ``journal``, tables
-    ``rollups`` and ``evals`` (see :func:`_journal_tables`)."""
+    ``rollups`` and ``evals`` (see :func:`_journal_tables`).
+
+    ``paths`` are relative to ``home`` or, for a warehouse elsewhere, absolute paths or URLs
+    (what :meth:`~evalfleet.store.Store.results_paths` gives)."""
     con = duckdb.connect(":memory:")
     try:
         # a query must not see the caller's Python variables as tables, nor spill to disk
@@ -35,6 +43,7 @@ def connect(home: Path, paths: list[str],
         con.execute("SET temp_directory = ''")
         files = require_files(home, paths)
         if files:
+            fs.register_duckdb(con, files)  # remote files: through fsspec, never httpfs
             allowed = _allow(con, files)
             rel = _migrated(con.read_parquet(files, union_by_name=True))
             if allowed:
@@ -127,17 +136,19 @@ def _journal_tables(con: duckdb.DuckDBPyConnection, journal: Journal) -> None:
 
 
 def require_files(home: Path, paths: list[str]) -> list[str]:
-    """The absolute paths of committed results files, all of which must exist.
+    """The absolute paths (or URLs) of committed results files, all of which must exist.
 
     Raises:
         StoreError: a file a committed batch references is gone (deleted or not copied with
             the home): one line, rather than a reader's traceback.
     """
-    files = [str((home / p).absolute()) for p in paths]
-    missing = [f for f in files if not Path(f).is_file()]
+    files = [p if fs.is_url(p) else str((home / p).absolute()) for p in paths]
+    missing = fs.missing(files)
     if missing:
-        raise StoreError(f"{len(missing)} committed results file(s) missing from {home}, e.g. "
-                         f"{missing[0]}: the home was changed outside evalfleet")
+        where = "the warehouse" if any(fs.is_url(f) for f in missing) else str(home)
+        raise StoreError(f"{len(missing)} committed results file(s) missing from {where}, "
+                         f"e.g. {missing[0]}: the home or warehouse was changed outside "
+                         "evalfleet")
     return files
 
 
