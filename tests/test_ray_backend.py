@@ -273,3 +273,25 @@ def test_worker_node_lost_mid_eval_retried_as_infra_attempts(cluster: _Cluster,
         assert r["attempts"] >= 2 and r["status"] == "completed" and r["passed"], r
         assert r["worker"] != f"ray:{doomed[:16]}"
     assert all(r["error_kind"] is None and r["status"] == "completed" for r in rows)
+
+
+def test_importing_evalfleet_does_not_import_ray() -> None:
+    code = ("import sys, evalfleet, evalfleet.api, evalfleet.api.driver, evalfleet.execution, "
+            "evalfleet.cli.main; evalfleet.api.run; print('ray' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr
+
+
+def test_task_resources_map_to_ray_resources() -> None:
+    from evalfleet.execution.ray_backend import actor_options, fits, ray_shape
+
+    nodes = {"CPU", "GPU", "docker", "memory"}
+    shape = ray_shape({"gpu": 1, "docker": 2, "cpu": 1, "openai_key": 1}, nodes,
+                      pools={"openai_key"})
+    assert shape == (("CPU", 1.0), ("GPU", 1.0), ("docker", 2.0))  # the pool stays a pool
+    assert actor_options(shape) == {"num_cpus": 1.0, "num_gpus": 1.0,
+                                    "resources": {"docker": 2.0}}
+    assert actor_options(()) == {"num_cpus": 0.0, "num_gpus": 0.0}
+    assert fits(shape, {"CPU": 4, "GPU": 2, "docker": 5}) == 2
+    assert fits(shape, {"CPU": 4, "docker": 5}) == 0  # no GPU declared: nothing lands there

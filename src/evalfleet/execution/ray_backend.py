@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 import sys
@@ -207,6 +208,57 @@ class AttemptWorker:
                                 run_id=run_id, attempt=attempt, variables=self.variables)
         return out, self.worker
 
+    # Attempts travel in batches: ``submit`` starts a list of attempts and returns at once;
+    # ``collect`` returns the ones ended since the last call (waiting for one if none has).
+    # One Ray call per attempt costs the driver about a millisecond of CPU, which at a few
+    # hundred attempts a second is the driver's whole budget; batches cost it per call.
+
+    async def submit(self, batch: list[tuple[int, str, int, str, int]]) -> None:
+        """Start attempts ``(key, task id, agent index, run id, attempt)``."""
+        loop = asyncio.get_running_loop()
+        if not hasattr(self, "_running"):
+            self._running: dict[int, asyncio.Task[None]] = {}
+            self._ended: list[tuple[int, AttemptOutcome | None, str, str]] = []
+            self._wake = asyncio.Event()
+        for key, task_id, agent_index, run_id, attempt in batch:
+            self._running[key] = loop.create_task(
+                self._one(key, task_id, agent_index, run_id, attempt))
+
+    async def _one(self, key: int, task_id: str, agent_index: int, run_id: str,
+                   attempt: int) -> None:
+        try:
+            out, _ = await self.attempt(task_id, agent_index, run_id, attempt)
+            self._ended.append((key, out, self.worker, ""))
+        except asyncio.CancelledError:
+            return
+        except Exception as exc:  # an evalfleet bug: the driver records an infra attempt
+            self._ended.append((key, None, self.worker, f"{type(exc).__name__}: {exc}"[:1000]))
+        finally:
+            self._running.pop(key, None)
+        self._wake.set()
+
+    async def collect(self, wait_s: float, gather_s: float = 0.002
+                      ) -> list[tuple[int, AttemptOutcome | None, str, str]]:
+        """The attempts ended since the last call ``(key, outcome or None, worker, error)``;
+        waits up to ``wait_s`` for one, then ``gather_s`` for more to come along."""
+        if not hasattr(self, "_running"):
+            await self.submit([])
+        if not self._ended:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait_s)
+            if self._ended and gather_s > 0:
+                await asyncio.sleep(gather_s)
+        self._wake.clear()
+        out, self._ended = self._ended, []
+        return out
+
+    async def cancel(self, keys: list[int]) -> None:
+        """Cancel attempts the driver stopped waiting for."""
+        for key in keys:
+            t = getattr(self, "_running", {}).get(key)
+            if t is not None:
+                t.cancel()
+
     async def close(self) -> None:
         """Close the agents (HTTP clients, thread pools)."""
         for agent in self.agents:
@@ -235,6 +287,11 @@ class _Actor:
     inflight: int = 0
     dead: bool = False
     linger: asyncio.TimerHandle | None = None
+    waiting: dict[int, asyncio.Future[Executed]] = field(default_factory=dict)
+    """Attempts submitted and not collected, by key."""
+    outbox: list[tuple[int, str, int, str, int]] = field(default_factory=list)
+    """Attempts to submit at the next flush (this pass of the event loop)."""
+    collector: asyncio.Task[None] | None = None
 
 
 @dataclass(eq=False)
@@ -260,7 +317,8 @@ class RayExecutor:
     def __init__(self, *, plan: Plan, suite: Suite, sandbox: str, hidden_paths: Sequence[str],
                  prices: PriceTable, variables: Mapping[str, str], owner: str,
                  address: str | None = None, say: Callable[[str], None] | None = None,
-                 linger_s: float = 2.0, refresh_s: float = 10.0) -> None:
+                 linger_s: float = 2.0, refresh_s: float = 10.0,
+                 ready_s: float = 600.0) -> None:
         self.plan = plan
         self.suite = suite
         self.sandbox = sandbox
@@ -272,6 +330,8 @@ class RayExecutor:
         self.say = say or (lambda _: None)
         self.linger_s = linger_s
         self.refresh_s = refresh_s
+        self.ready_s = ready_s
+        """How long a new worker may take to start (placement, imports, the plan)."""
         self.lost = 0
         """Attempts a lost worker or node ended (infrastructure errors)."""
         self._ray: Any = None
@@ -289,6 +349,7 @@ class RayExecutor:
         self._last_refresh = 0.0
         self._refreshing: asyncio.Task[None] | None = None
         self._all: list[_Actor] = []
+        self._keys = itertools.count()
 
     # -- start and stop
 
@@ -513,9 +574,18 @@ class RayExecutor:
                 actor = _Actor(handle)
                 self._all.append(actor)
                 try:
-                    node, error = await asyncio.wrap_future(handle.ready.remote().future())
-                except BaseException:
+                    node, error = await asyncio.wait_for(
+                        asyncio.wrap_future(handle.ready.remote().future()), self.ready_s)
+                except TimeoutError:
+                    self._drop(group, actor)  # no node can host it now (a node was lost)
+                    raise InfraError(f"no node of the Ray cluster could start a worker for "
+                                     f"{_brief(dict(group.shape))} within {self.ready_s:g}s"
+                                     ) from None
+                except BaseException as exc:
                     self._drop(group, actor)
+                    if isinstance(exc, Exception):
+                        raise InfraError(f"a Ray worker for {_brief(dict(group.shape))} did not "
+                                         f"start: {_first_line(exc)}") from None
                     raise
                 if error:
                     self._drop(group, actor)
@@ -604,35 +674,100 @@ class RayExecutor:
 
     async def _call(self, actor: _Actor, task: Task, agent_index: int, run_id: str,
                     attempt: int, started: float) -> Executed:
-        ray = self._ray
-        ref = actor.handle.attempt.remote(task.id, agent_index, run_id, attempt)
+        """Submit the attempt to ``actor`` (with the others of this pass of the event loop)
+        and wait for the collector to bring its outcome back."""
+        loop = asyncio.get_running_loop()
+        key = next(self._keys)
+        fut: asyncio.Future[Executed] = loop.create_future()
+        actor.waiting[key] = fut
+        if not actor.outbox:
+            loop.call_soon(self._flush, actor)
+        actor.outbox.append((key, task.id, agent_index, run_id, attempt))
+        if actor.collector is None or actor.collector.done():
+            actor.collector = loop.create_task(self._collect(actor))
         deadline = 2 * task.limits.timeout_s + 120.0
         try:
-            out, worker = await asyncio.wait_for(asyncio.wrap_future(ref.future()), deadline)
+            return await asyncio.wait_for(fut, deadline)
         except TimeoutError:
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
             self.lost += 1
             return Executed(_infra(f"no answer from the Ray worker on node {actor.node[:16]} "
                                    f"within {deadline:g}s", started), _label(actor.node))
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                ray.cancel(ref)
-            raise
-        except Exception as exc:
-            lost = isinstance(exc, ray.exceptions.RayActorError | ray.exceptions.WorkerCrashedError
-                              | ray.exceptions.NodeDiedError)
-            if lost:
-                actor.dead = True
-                if self._general.get(actor.node) is actor:
-                    del self._general[actor.node]
-                self._kick_refresh(now=True)
+        finally:
+            if actor.waiting.pop(key, None) is not None and not actor.dead:
+                with contextlib.suppress(Exception):  # timed out or cancelled: stop it there
+                    actor.handle.cancel.remote([key])
+
+    def _flush(self, actor: _Actor) -> None:
+        batch, actor.outbox = actor.outbox, []
+        if not batch or actor.dead:
+            for key, *_ in batch:
+                self._fail(actor, key, "the Ray worker was lost before the attempt started")
+            return
+        ref = actor.handle.submit.remote(batch)
+        loop = asyncio.get_running_loop()
+
+        def submitted(f: Any) -> None:
+            exc = f.exception()
+            if exc is not None:
+                loop.call_soon_threadsafe(self._submit_failed, actor, batch, exc)
+
+        ref.future().add_done_callback(submitted)
+
+    def _submit_failed(self, actor: _Actor, batch: list[tuple[int, str, int, str, int]],
+                       exc: BaseException) -> None:
+        if self._is_loss(exc):
+            self._lose(actor, exc)
+            return
+        for key, *_ in batch:
+            self._fail(actor, key, f"the Ray worker on node {actor.node[:16]} refused the "
+                                   f"attempt: {type(exc).__name__}: {_first_line(exc)}")
+
+    async def _collect(self, actor: _Actor) -> None:
+        """While attempts of ``actor`` are out: fetch the ended ones and deliver them."""
+        while actor.waiting and not actor.dead:
+            try:
+                ended = await asyncio.wrap_future(actor.handle.collect.remote(0.5).future())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._is_loss(exc):
+                    self._lose(actor, exc)
+                    return
+                await asyncio.sleep(0.1)  # a collect that failed for another reason: again
+                continue
+            for key, out, worker, error in ended:
+                fut = actor.waiting.pop(key, None)
+                if fut is None or fut.done():
+                    continue
+                if out is None:
+                    out = _infra(f"the Ray worker on node {actor.node[:16]} failed the attempt: "
+                                 f"{error}", time.time(), "worker_error")
+                fut.set_result(Executed(out, worker))
+
+    def _is_loss(self, exc: BaseException) -> bool:
+        ex = self._ray.exceptions
+        return isinstance(exc, ex.RayActorError | ex.WorkerCrashedError | ex.NodeDiedError
+                          | ex.ObjectLostError)
+
+    def _lose(self, actor: _Actor, exc: BaseException) -> None:
+        """``actor`` (its process or node) is gone: every attempt out there is an infra
+        attempt; start replacements where the cluster has room."""
+        if actor.dead and not actor.waiting:
+            return
+        actor.dead = True
+        if self._general.get(actor.node) is actor:
+            del self._general[actor.node]
+        message = (f"the Ray worker on node {actor.node[:16]} was lost during the attempt: "
+                   f"{type(exc).__name__}: {_first_line(exc)}")[:2000]
+        for key in list(actor.waiting):
+            self._fail(actor, key, message)
+        self._kick_refresh(now=True)
+
+    def _fail(self, actor: _Actor, key: int, message: str) -> None:
+        fut = actor.waiting.pop(key, None)
+        if fut is not None and not fut.done():
             self.lost += 1
-            what = "lost" if lost else "failed"
-            return Executed(_infra(f"the Ray worker on node {actor.node[:16]} was {what} "
-                                   f"during the attempt: {type(exc).__name__}: "
-                                   f"{_first_line(exc)}"[:2000], started), _label(actor.node))
-        return Executed(out, worker)
+            fut.set_result(Executed(_infra(message, time.time()), _label(actor.node)))
 
 
 def _label(node: str) -> str:
