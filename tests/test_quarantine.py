@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,36 @@ def test_a_poison_task_is_quarantined_after_n_infra_failures_and_the_eval_comple
     assert agent["overall"]["mean"] == pytest.approx(1.0) and agent["overall"]["n_runs"] == 9
     assert agent["excluded"]["infra_error"] == 2
     assert rep["coverage"]["quarantined"] == 1 and rep["coverage"]["missing"] == 0
+
+
+def slow_hostile(task: dict[str, Any], log: str) -> str:
+    """:func:`hostile`, whose poison task fails after the other tasks answered."""
+    if task["id"] == POISON:
+        time.sleep(0.3)
+    return hostile(task, log)
+
+
+def test_a_run_waiting_out_its_backoff_is_committed_when_its_task_is_quarantined(
+        make_plan: Callable[..., Path], tmp_path: Path) -> None:
+    # three runs of the poison task at once: the first failure sends its run to wait out a
+    # long backoff, the second quarantines the task; the waiting run makes no second attempt,
+    # it is committed with its error at once (the eval does not wait for its backoff)
+    settings = Settings(home=tmp_path / "home")
+    log = tmp_path / "calls.log"
+    agent = {"name": "hostile", "version": "1", "kind": "python",
+             "args": {"callable": f"{__name__}:slow_hostile", "kwargs": {"log": str(log)}}}
+    plan = make_plan(n_tasks=4, agents=[agent], runs_per_task=3,
+                     execution={"backoff_base_s": 60.0, "backoff_max_s": 60.0,
+                                "max_in_flight": 12, "max_attempts": 3, "quarantine_after": 2,
+                                "sandbox": "local"})
+    summary = api.run(plan, settings=settings)
+    assert summary.status == "completed"
+    assert _calls(log).count(POISON) == 3  # one attempt each, no retry after the quarantine
+    rows = [r for r in committed_rows(settings.home) if r["task_id"] == POISON]
+    assert sorted((r["attempts"], r["status"], r["error_kind"]) for r in rows) == \
+        [(1, "errored", "infra_error")] * 3
+    [q] = api.status(summary.eval_id, settings=settings)["quarantined_tasks"]
+    assert q["failures"] == 2 and len(q["errors"]) == 3
 
 
 def test_quarantine_off_retries_every_run_of_the_poison_task(

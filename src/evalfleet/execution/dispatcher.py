@@ -115,6 +115,8 @@ class _Run:
     last: AttemptOutcome | None = None
     """With a retry: the outcome of the attempt that failed (committed if its task is
     quarantined before the next attempt)."""
+    last_worker: str | None = None
+    """Where that attempt ran."""
 
 
 @dataclass(slots=True)
@@ -234,7 +236,7 @@ class Dispatcher:
         self.stats.retries += 1
         run.attempts += 1
         run.not_before = time.monotonic() + delay
-        run.last = out
+        run.last, run.last_worker = out, worker
         return run
 
     def _executor(self) -> AttemptExecutor:
@@ -445,7 +447,8 @@ class Dispatcher:
         for _, _, run in waiting:
             assert run.last is not None  # a run is delayed only after a failed attempt
             flying[run.lr.agent_index] -= 1
-            result = self._result(run.lr, run.last, run.attempts - 1, run.spent, run.seconds)
+            result = self._result(run.lr, run.last, run.attempts - 1, run.spent, run.seconds,
+                                  run.last_worker)
             self._account(result)
             self._buffer.append(result)
         if self._qsink is None:  # pragma: no cover - nothing is quarantined without a sink
