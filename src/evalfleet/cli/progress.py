@@ -61,7 +61,7 @@ class RichProgress:
         done = st.already_done + st.done
         elapsed = time.monotonic() - self._t0
         rate = st.done / elapsed if elapsed > 0 else 0.0
-        left = st.planned - done
+        left = st.planned - done - st.quarantined_runs  # quarantined runs never run
         eta = left / rate if rate > 0 else None
         bar = Table.grid(padding=(0, 1))
         bar.add_row(Text(self.label or "eval", style="bold"),
@@ -75,7 +75,10 @@ class RichProgress:
             (f"passed {st.passed}", "green" if st.passed else "dim"), "  ",
             (f"failed {st.failed}", "red" if st.failed else "dim"), "  ",
             (f"errored {st.errored}", "yellow" if st.errored else "dim"), "  ",
-            (f"retries {st.retries}", "dim"), "  ", (f"sandbox {self._sandbox}", "dim"))
+            (f"retries {st.retries}", "dim"), "  ",
+            *((f"quarantined tasks {len(st.quarantined_tasks)}", "red"), "  ")
+            if st.quarantined_tasks else (),
+            (f"sandbox {self._sandbox}", "dim"))
         stopped = _budget_note(st)
         return Group(bar, detail, Text(stopped, style="yellow")) if stopped else Group(bar, detail)
 

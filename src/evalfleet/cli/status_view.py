@@ -117,7 +117,7 @@ def _render_progress(console: Console, data: dict[str, Any]) -> None:
         _print_whole(console, t)
     for q in data.get("quarantined_tasks", []):
         console.print(f"[bold red]quarantined task[/bold red] {escape(q['task_id'])}: "
-                      f"{q['failures']} infrastructure failures, {q['runs_quarantined']} runs "
+                      f"{q['failures']} infrastructure failures, {q['runs_quarantined']} run(s) "
                       "not run", soft_wrap=True, highlight=False)
         for e in q["errors"]:
             console.print(f"  run {e['run_id']} attempt {e['attempt']}: "
