@@ -85,6 +85,9 @@ def test_metrics_during_an_eval(make_plan: Callable[..., Path], tmp_path: Path) 
         assert m[("evalfleet_runs_committed_total", (("status", "errored"),))] == 1
         assert m[("evalfleet_runs_committed_total", (("status", "failed"),))] == 0
         assert m[("evalfleet_attempts_total", ())] == 6
+        by_worker = {k[1][0][1]: v for k, v in m.items()
+                     if k[0] == "evalfleet_worker_runs_committed_total"}
+        assert list(by_worker.values()) == [5] and next(iter(by_worker)).startswith("local:")
         assert m[("evalfleet_retries_total", ())] == 1
         assert m[("evalfleet_infra_errors_total", ())] == 2
         assert m[("evalfleet_quarantined_tasks_total", ())] == 1

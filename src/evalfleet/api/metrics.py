@@ -98,6 +98,13 @@ class _StatsCollector:
         for status in ("completed", "failed", "errored", "cancelled"):
             committed.add_metric([self.eval_id, status], s.committed.get(status, 0))
         yield committed
+        by_worker = CounterMetricFamily("evalfleet_worker_runs_committed",
+                                        "Runs committed by this driver, by the worker of their "
+                                        "last attempt (local:<pid>, a Ray node).",
+                                        labels=["eval_id", "worker"])
+        for worker, n in sorted(dict(s.by_worker).items()):  # a copy: the loop thread adds
+            by_worker.add_metric([self.eval_id, worker], n)
+        yield by_worker
         yield counter("evalfleet_attempts", "Attempts that ran and ended.", s.attempts)
         yield counter("evalfleet_retries", "Attempts retried after an infrastructure error.",
                       s.retries)

@@ -70,6 +70,9 @@ class DispatchStats:
     """Of them, those that ended in an infrastructure error."""
     committed: dict[str, int] = field(default_factory=dict)
     """Rows committed by this driver, by status (completed, failed, errored, cancelled)."""
+    by_worker: dict[str, int] = field(default_factory=dict)
+    """Rows committed by this driver, by the worker of their last attempt (``local:<pid>``,
+    a Ray node)."""
     quarantined_tasks: dict[str, int] = field(default_factory=dict)
     """Quarantined task ids (earlier drivers' too) with their infrastructure failures."""
     quarantined_runs: int = 0
@@ -178,6 +181,7 @@ class Dispatcher:
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
         self._committing: concurrent.futures.Future[tuple[int, int]] | None = None
         self._committing_statuses: Counter[str] = Counter()
+        self._committing_workers: Counter[str] = Counter()
         # poison tasks (execution/quarantine.py): counts and decisions kept by ``quarantine``
         # (the journal); tasks quarantined by earlier drivers end their new runs at start.
         # Without a sink nothing could end a run as quarantined: failures are only counted
@@ -312,6 +316,7 @@ class Dispatcher:
             return
         batch, self._buffer = self._buffer, []
         self._committing_statuses = Counter(r.status for r in batch)
+        self._committing_workers = Counter(r.worker or "" for r in batch)
         self._committing = self._io.submit(self.journal.commit, batch)
 
     def _reap(self) -> None:
@@ -324,6 +329,8 @@ class Dispatcher:
             self.stats.done += committed
             for status, n in self._committing_statuses.items():
                 self.stats.committed[status] = self.stats.committed.get(status, 0) + n
+            for worker, n in self._committing_workers.items():
+                self.stats.by_worker[worker] = self.stats.by_worker.get(worker, 0) + n
 
     async def _drain(self) -> None:
         """Commit everything buffered and wait until it is committed."""
@@ -347,6 +354,8 @@ class Dispatcher:
         self.stats.done += committed
         for r in batch:
             self.stats.committed[r.status] = self.stats.committed.get(r.status, 0) + 1
+            w = r.worker or ""
+            self.stats.by_worker[w] = self.stats.by_worker.get(w, 0) + 1
 
     def _account(self, r: RunResult) -> None:
         usd = r.cost_usd + r.infra_cost_usd  # every attempt, model and infrastructure
