@@ -53,6 +53,7 @@ def test_a_poison_task_is_quarantined_after_n_infra_failures_and_the_eval_comple
     log = tmp_path / "calls.log"
     summary = api.run(_plan(make_plan, log, quarantine_after=3), settings=settings)
     assert summary.status == "completed"
+    assert summary.quarantined_tasks == (POISON,) and summary.quarantined == 1
     # 3 runs of the poison task, 2 attempts each at most: 2 + 1 attempts fail, then the task is
     # quarantined; its third run is never attempted
     assert _calls(log).count(POISON) == 3

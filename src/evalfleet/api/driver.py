@@ -69,6 +69,10 @@ class EvalSummary:
     """NAME@VERSION of agents whose own budget stopped their runs (status budget_stopped)."""
     eval_budget_stopped: bool = False
     """Whether the eval's budget stopped it (not only agents' budgets)."""
+    quarantined_tasks: tuple[str, ...] = ()
+    """Poison tasks quarantined (execution/quarantine.py), earlier drivers' included."""
+    quarantined: int = 0
+    """Runs that ended quarantined (never run)."""
 
 
 @contextlib.contextmanager
@@ -222,7 +226,9 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                        sandbox=provider.name, duration_s=time.time() - t0, home=store.home,
                        warnings=warnings, journal=store.journal.shown_url,
                        agents_stopped=tuple(stats.agents_stopped),
-                       eval_budget_stopped=stats.eval_stopped)
+                       eval_budget_stopped=stats.eval_stopped,
+                       quarantined_tasks=tuple(sorted(stats.quarantined_tasks)),
+                       quarantined=counts.get("quarantined", 0))
 
 
 def _check_backend(backend: str) -> str:
