@@ -28,7 +28,9 @@ API = {"CLUSTER_KEYS", "EvalSummary", "ProgressHook", "check_plan", "compact", "
        "import_jsonl", "list_suites", "list_tasks", "open_reader",
        "open_store", "plan_power", "query", "report", "report_text", "resolve_eval_id",
        "resume", "review_plan", "run", "run_ids", "set_reference", "show_run", "slice_runs",
-       "status", "trends", "validate_plan"}
+       "status", "trends", "validate_plan",
+       "pin_trajectory", "retention_apply", "retention_policy", "retention_show",
+       "trajectory_pins", "unpin_trajectory"}
 
 
 def test_top_level_names_are_exactly_the_public_api() -> None:

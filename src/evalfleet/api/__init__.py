@@ -13,6 +13,7 @@ names:
 - :mod:`~evalfleet.api.imports` / :mod:`~evalfleet.api.exports`: Inspect AI logs and JSON Lines
   in, Parquet and CSV out;
 - :mod:`~evalfleet.api.maintenance`: compaction of a home's results files;
+- :mod:`~evalfleet.api.retention`: tiered retention of trajectories, and pinned ones;
 - :mod:`~evalfleet.api.power`: planning from power;
 - :mod:`~evalfleet.api.review`: what a plan will cost, take and detect, before it runs;
 - :mod:`~evalfleet.api.slices`: one structured question over every run, with intervals;
@@ -57,6 +58,12 @@ _EXPORTS: dict[str, str] = {
     "show_run": "evalfleet.api.reads",
     "status": "evalfleet.api.reads",
     "review_plan": "evalfleet.api.review",
+    "pin_trajectory": "evalfleet.api.retention",
+    "retention_apply": "evalfleet.api.retention",
+    "retention_policy": "evalfleet.api.retention",
+    "retention_show": "evalfleet.api.retention",
+    "trajectory_pins": "evalfleet.api.retention",
+    "unpin_trajectory": "evalfleet.api.retention",
     "set_reference": "evalfleet.api.trends",
     "trends": "evalfleet.api.trends",
     "slice_runs": "evalfleet.api.slices",
@@ -83,12 +90,16 @@ __all__ = [
     "list_tasks",
     "open_reader",
     "open_store",
+    "pin_trajectory",
     "plan_power",
     "query",
     "report",
     "report_text",
     "resolve_eval_id",
     "resume",
+    "retention_apply",
+    "retention_policy",
+    "retention_show",
     "review_plan",
     "run",
     "run_ids",
@@ -96,7 +107,9 @@ __all__ = [
     "show_run",
     "slice_runs",
     "status",
+    "trajectory_pins",
     "trends",
+    "unpin_trajectory",
     "validate_plan",
 ]
 
@@ -120,6 +133,14 @@ if TYPE_CHECKING:
         resolve_eval_id,
         show_run,
         status,
+    )
+    from evalfleet.api.retention import (
+        pin_trajectory,
+        retention_apply,
+        retention_policy,
+        retention_show,
+        trajectory_pins,
+        unpin_trajectory,
     )
     from evalfleet.api.review import review_plan
     from evalfleet.api.slices import slice_runs

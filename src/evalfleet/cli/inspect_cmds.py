@@ -179,7 +179,9 @@ def render_run(console: Console, data: dict[str, Any]) -> None:
         console.print("[dim]" + escape("  ".join(f"{k}={_fmt(v)}" for k, v in extra.items()))
                       + "[/dim]", soft_wrap=True)
     events = data.get("events") or []
-    if not data.get("trajectory_found", True):
+    if data.get("trajectory_removed"):
+        console.print(f"[yellow]trajectory {escape(data['trajectory_removed'])}[/yellow]")
+    elif not data.get("trajectory_found", True):
         console.print("[yellow]the trajectory file is missing[/yellow]")
     console.print(f"\n[bold]trajectory[/bold]: {len(events)} events"
                   + (f" ({data['dropped_events']} more were dropped)"

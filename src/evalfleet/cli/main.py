@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from evalfleet.cli import inspect_cmds, io_cmds, slice_cmd, trends_cmd
 from evalfleet.cli.plan_cmds import plan_app
+from evalfleet.cli.retention_cmd import retention_app
 from evalfleet.errors import EvalfleetError, SpecError
 
 if TYPE_CHECKING:
@@ -106,6 +107,12 @@ def _finish(summary: EvalSummary, *, show_report: bool = True, warn: bool = Fals
               f"sandbox {summary.sandbox or '-'}")
     err.print(f"results: {summary.home / 'results' / f'eval_id={summary.eval_id}'}  "
               f"journal: {summary.journal or summary.home / 'journal.db'}")
+    if summary.quarantined_tasks:
+        err.print(f"[yellow]{len(summary.quarantined_tasks)} poison task(s) quarantined "
+                  f"({escape(', '.join(summary.quarantined_tasks[:5]))}"
+                  f"{' ...' if len(summary.quarantined_tasks) > 5 else ''}): "
+                  f"{summary.quarantined} run(s) not run; the errors: evalfleet status "
+                  f"{summary.eval_id}[/yellow]")
     if summary.status == "budget_stopped":
         stopped = list(summary.agents_stopped)
         eval_too = summary.eval_budget_stopped or not stopped
@@ -129,11 +136,26 @@ class Backend(StrEnum):
     """Execution backends available in this release."""
 
     local = "local"
+    ray = "ray"
+
+
+BackendOpt = Annotated[Backend | None, typer.Option(
+    help="Where attempts run: local, or ray (a Ray cluster's workers; default: the plan's "
+         "execution.backend).")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", metavar="ADDR",
+    help="Ray cluster to connect to with --backend ray (default RAY_ADDRESS, else a local Ray "
+         "runtime is started).")]
+MetricsPortOpt = Annotated[int | None, typer.Option(
+    "--metrics-port", metavar="PORT", min=0, max=65535,
+    help="Serve live Prometheus metrics on 127.0.0.1:PORT/metrics while the eval runs (needs "
+         "evalfleet[metrics]).")]
 
 
 @app.command()
 def run(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")], home: HomeOpt = None,
-        backend: Annotated[Backend, typer.Option(help="Execution backend.")] = Backend.local,
+        backend: BackendOpt = None, ray_address: RayAddressOpt = None,
+        metrics_port: MetricsPortOpt = None,
         workers: Annotated[int | None, typer.Option(
             min=1, max=10_000, help="Runs in flight (overrides execution.max_in_flight).")]
         = None,
@@ -143,8 +165,9 @@ def run(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")], home: Hom
     from evalfleet import api
     from evalfleet.cli.progress import RichProgress
 
-    del backend  # one backend so far; the option is there so scripts need not change
     summary = api.run(plan, settings=_settings(home), workers=workers,
+                      backend=backend.value if backend is not None else None,
+                      ray_address=ray_address, metrics_port=metrics_port,
                       progress=None if quiet else RichProgress(err))
     _finish(summary, warn=quiet)
 
@@ -173,6 +196,8 @@ def resume(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique pre
            agent_budget: Annotated[list[str] | None, typer.Option(
                "--agent-budget", metavar="AGENT@VERSION=DOLLARS",
                help="New budget of one agent (repeatable).")] = None,
+           backend: BackendOpt = None, ray_address: RayAddressOpt = None,
+           metrics_port: MetricsPortOpt = None,
            quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False
            ) -> None:
     """Finish an interrupted eval; committed runs are never executed again."""
@@ -181,6 +206,8 @@ def resume(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique pre
 
     summary = api.resume(eval_id, settings=_settings(home), budget_usd=budget,
                          agent_budgets=_agent_budgets(agent_budget or []),
+                         backend=backend.value if backend is not None else None,
+                         ray_address=ray_address, metrics_port=metrics_port,
                          progress=None if quiet else RichProgress(err))
     _finish(summary, warn=quiet)
 
@@ -412,6 +439,7 @@ app.command("trends")(trends_cmd.trends)
 app.command("slice")(slice_cmd.slice_)
 app.add_typer(io_cmds.import_app, name="import")
 app.command("export")(io_cmds.export)
+app.add_typer(retention_app, name="retention")
 
 
 def _usage_error(exc: typer.TyperException) -> int:
