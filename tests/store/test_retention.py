@@ -247,6 +247,53 @@ def test_later_compaction_keeps_the_removed_marks_and_the_kept_trajectories(
     assert got == {r: trajs[r] for r, u in warm.items() if u} and "e1-0-1" in got
 
 
+def test_a_warehouse_elsewhere_is_thinned_the_same_way(tmp_path: Path) -> None:
+    """Results and trajectories at an fsspec URL (memory://): retention reads, writes,
+    renames and deletes there, and the home holds only the journal."""
+    import uuid
+
+    import fsspec
+
+    url = f"memory://retention-{uuid.uuid4().hex}"
+    settings = Settings(home=tmp_path / "home", warehouse_url=url)
+    writer = Store(settings.home, warehouse_url=url)
+    ctx_rows = [_result("e1", a, i) for i in range(6) for a in (0, 1)]
+    suite = _suite(6)
+    agents = (AgentSpec(name="a", version="2", kind="python", args={"callable": "m:f"}),
+              AgentSpec(name="a", version="1", kind="python", args={"callable": "m:g"}))
+    writer.journal.create_eval(
+        eval_id="e1", plan_name="p", plan_json="{}", suite_name="s",
+        suite_hash=suite.suite_hash, planned=12,
+        rows=[(f"e1-{a}-{i}", f"t{i:03d}", a, 0) for a in (0, 1) for i in range(6)])
+    writer.journal.claim_driver("e1", DRIVER, 300)
+    for k in range(0, 12, 3):
+        writer.commit(RowContext("e1", "p", suite, agents), ctx_rows[k:k + 3])
+    writer.journal.release_driver("e1", DRIVER)
+    writer.journal.pin("e1-1-2", "e1", "manual")
+    before = sorted((r["run_id"], r["score"]) for r in committed_rows_at(settings))
+    now = float(writer.journal.get_eval("e1")["created_at"]) + 400 * DAY
+    (e,) = api.retention_apply(settings=settings, now=now)["evals"]
+    assert (e["status"], e["trajectories_kept"], e["trajectories_removed"]) == (
+        "thinned", 1, 11)
+    assert sorted((r["run_id"], r["score"]) for r in committed_rows_at(settings)) == before
+    shown = api.show_run("e1-1-2", settings=settings)
+    assert shown["events"] and not shown["trajectory_removed"]
+    assert api.show_run("e1-0-2", settings=settings)["trajectory_removed"]
+    writer.purge_retired("e1", now=now + ORPHAN_GRACE_S + 1)
+    fs = fsspec.filesystem("memory")
+    base = url[len("memory://"):]
+    remote = {p[len(base) + 2:] if p.startswith("/") else p[len(base) + 1:]
+              for p in fs.find(base)}
+    assert remote == _live_files(writer)
+    assert not (settings.home / "results").exists()
+    writer.close()
+
+
+def committed_rows_at(settings: Settings) -> list[dict[str, Any]]:
+    cols, rows = api.query("SELECT * FROM runs", settings=settings)
+    return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
 # crashes ----------------------------------------------------------------------------------
 
 
