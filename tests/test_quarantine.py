@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import delete, text
 
-from conftest import committed_rows
+from conftest import committed_rows, write_jsonl_suite
 from evalfleet import api
 from evalfleet.api.evals import create_eval
 from evalfleet.api.reads import open_store
-from evalfleet.errors import InfraError
+from evalfleet.errors import InfraError, UnknownEvalError
 from evalfleet.execution.quarantine import Quarantine
 from evalfleet.settings import Settings
 from evalfleet.spec import load_plan
@@ -248,3 +252,59 @@ def test_a_driver_killed_mid_attempt_does_not_cost_the_run_an_attempt(
         store.close()
     assert api.resume(eval_id, settings=settings).status == "completed"
     assert {r["attempts"] for r in committed_rows(settings.home)} == {1}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_attempt_then_resume_counts_only_attempts_that_ended(
+        tmp_path: Path) -> None:
+    # the driver is SIGKILLed with attempts in flight and runs leased but not started; after
+    # resume every run, those it lost included, says 1 attempt (max_attempts 1 suffices)
+    n = 120
+    log = tmp_path / "executions.log"
+    suite = write_jsonl_suite(tmp_path / "suite.jsonl", n)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({
+        "name": "kill", "suite": {"path": str(suite)},
+        "agents": [{"name": "count", "kind": "python", "args": {
+            "callable": "evalfleet.testing.agents:counting",
+            "kwargs": {"log": str(log), "sleep_s": 0.1}}}],
+        "execution": {"max_in_flight": 8, "write_batch": 8, "max_attempts": 1,
+                      "sandbox": "local"}}))
+    home = tmp_path / "home"
+    cli = [sys.executable, "-m", "evalfleet"]
+    proc = subprocess.Popen([*cli, "run", str(plan), "--home", str(home), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(1200):  # until some runs are committed (a reader, read-only)
+            if proc.poll() is not None:
+                pytest.fail(f"the driver ended (exit {proc.returncode}) before the kill")
+            if (home / "journal.db").exists():
+                try:
+                    j = Journal.open_readonly(home)
+                except UnknownEvalError:  # the driver is creating its tables
+                    time.sleep(0.05)
+                    continue
+                try:
+                    evals = j.list_evals()
+                    done = j.counts(evals[0]["eval_id"]).get("done", 0) if evals else 0
+                finally:
+                    j.close()
+                if done >= 24:
+                    break
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    settings = Settings(home=home)
+    eval_id = api.status(settings=settings)["evals"][0]["eval_id"]
+    lost = n - len(committed_rows(home))
+    assert lost > 0
+    res = subprocess.run([*cli, "resume", eval_id, "--home", str(home), "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = committed_rows(home)
+    assert len(rows) == n and {r["attempts"] for r in rows} == {1}
+    assert {r["status"] for r in rows} == {"completed"}
+    # some runs did start before the kill and ran again after it: still one attempt each
+    executions = Counter(log.read_text().split())
+    assert set(executions) == {r["task_id"] for r in rows}
