@@ -283,3 +283,45 @@ def test_an_unknown_warehouse_protocol_is_one_line_and_creates_nothing(
     assert stop.value.code == 2 and "nosuchproto" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not home.exists()
+
+
+class TimelessMemory(MemoryFileSystem):  # type: ignore[misc]
+    """A file system whose listings say nothing of when a file was written."""
+
+    protocol = ("timeless",)
+    store: ClassVar[dict[str, Any]] = {}
+    pseudo_dirs: ClassVar[list[str]] = [""]
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, str) and path.startswith("timeless://"):
+            path = path[len("timeless://"):]
+        return super()._strip_protocol(path)
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
+        out = super().ls(path, detail=detail, **kwargs)
+        if detail:
+            return [{k: v for k, v in e.items() if k != "created"} for e in out]
+        return out
+
+    def modified(self, path: str) -> Any:
+        raise NotImplementedError
+
+
+def test_orphans_of_unknown_age_are_kept_rather_than_guessed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalfleet.store import fs
+
+    registry = importlib.import_module("fsspec.registry")
+    monkeypatch.setitem(registry._registry, "timeless", TimelessMemory)
+    try:
+        root = fs.root_of("timeless://wh")
+        fs.makedirs(root, "results/eval_id=e1")
+        fs.write_atomic(root, "results/eval_id=e1/b1.parquet", b"not committed")
+        (entry,) = fs.list_files(root, "results/eval_id=e1")
+        assert entry.mtime is None and entry.rel == "results/eval_id=e1/b1.parquet"
+        far = time.time() + 10 * TMP_GRACE_S
+        assert remove_orphans(root, "e1", set(), now=far) == []  # it may be a batch in flight
+        assert fs.is_file(root, "results/eval_id=e1/b1.parquet")
+    finally:
+        TimelessMemory.store.clear()
