@@ -104,6 +104,19 @@ def planned_work(runs: int, fault_rate: float) -> tuple[float, int]:
     return busy, attempts
 
 
+class _Marks:
+    """A progress hook that only notes when the dispatch starts and ends (with a hook, the
+    Ray backend also prints its start-up)."""
+
+    started = ended = 0.0
+
+    def start(self, eval_id: str, stats: Any, sandbox: str, warnings: Any = ()) -> None:
+        self.started = time.perf_counter()
+
+    def stop(self) -> None:
+        self.ended = time.perf_counter()
+
+
 def one(base: Path, args: argparse.Namespace, k: int, address: str | None) -> dict[str, float]:
     plan = write_plan(base / f"plan{k}", args.runs, args.slots, args.fault_rate, f"scale{k}",
                       args.backend)
@@ -111,8 +124,9 @@ def one(base: Path, args: argparse.Namespace, k: int, address: str | None) -> di
     settings = Settings(home=home)
     attempts0, busy0 = _scale_agent.attempts, _scale_agent.busy_s
     _scale_agent._failed_once.clear()
+    marks = _Marks()
     t0 = time.perf_counter()
-    summary = api.run(plan, settings=settings, ray_address=address)
+    summary = api.run(plan, settings=settings, ray_address=address, progress=marks)
     real = time.perf_counter() - t0
     attempts = _scale_agent.attempts - attempts0
     busy = _scale_agent.busy_s - busy0
@@ -142,7 +156,9 @@ def one(base: Path, args: argparse.Namespace, k: int, address: str | None) -> di
     print(f"run {k + 1} ({args.backend}): {args.runs} runs on {args.slots} slots: "
           f"ideal wall {ideal:.1f}s, "
           f"real wall {real:.1f}s (of which execute {summary.duration_s:.1f}s), "
-          f"efficiency {ideal / real:.3f}; a dispatcher with no overhead would take "
+          f"efficiency {ideal / real:.3f}; before the dispatch {marks.started - t0:.1f}s, "
+          f"dispatch {marks.ended - marks.started:.1f}s, after {t0 + real - marks.ended:.1f}s; "
+          f"a dispatcher with no overhead would take "
           f"{greedy:.1f}s (tail: ideal/that = {ideal / greedy:.3f}; overhead: that/real = "
           f"{greedy / real:.3f}); journal done {out['journal_done']}, not done "
           f"{out['journal_not_done']}; Parquet rows {n_rows} ({n_distinct} distinct, "

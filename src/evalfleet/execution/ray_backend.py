@@ -156,7 +156,7 @@ class AttemptWorker:
     """A worker actor: the plan's agents and scorers rebuilt from their specs, the suite, a
     sandbox provider on its node; runs many attempts at once in its event loop."""
 
-    def __init__(self, plan_json: str, suite_json: bytes, sandbox: str, hidden: list[str],
+    def __init__(self, plan_json: str, tasks: dict[str, str], sandbox: str, hidden: list[str],
                  prices: PriceTable, variables: dict[str, str], limiter: Any,
                  sys_path: list[str]) -> None:
         import ray
@@ -173,8 +173,10 @@ class AttemptWorker:
             from evalfleet.sandbox import get_provider
 
             self.plan = Plan.model_validate_json(plan_json)
-            self.suite = Suite.model_validate_json(suite_json)
-            self.by_id = self.suite.by_id
+            # task JSON by id, each validated when first run here: a worker pays for the
+            # tasks it runs, not for the whole suite before its first attempt
+            self.tasks = tasks
+            self.parsed: dict[str, Task] = {}
             self.provider = get_provider(sandbox, hidden_paths=hidden)
             self.agents = [create_agent(spec) for spec in self.plan.agents]
             for agent in self.agents:
@@ -197,7 +199,11 @@ class AttemptWorker:
         if self.error:
             return _infra(f"the worker on node {self.node[:16]} cannot run the plan: "
                           f"{self.error}", time.time()), self.worker
-        task = self.by_id[task_id]
+        task = self.parsed.get(task_id)
+        if task is None:
+            if len(self.parsed) >= 10_000:
+                self.parsed.clear()
+            task = self.parsed[task_id] = Task.model_validate_json(self.tasks[task_id])
         key = task.scorer.model_dump_json()
         scorer = self.scorers.get(key)
         if scorer is None:
@@ -350,6 +356,7 @@ class RayExecutor:
         self._refreshing: asyncio.Task[None] | None = None
         self._all: list[_Actor] = []
         self._keys = itertools.count()
+        self._arrived: list[tuple[tuple[str, Any, float], Any]] = []
 
     # -- start and stop
 
@@ -381,10 +388,10 @@ class RayExecutor:
                      + ", ".join(f"{n['NodeID'][:8]} {_brief(n['Resources'])}" for n in nodes))
             self._check(nodes)
             self._start_limiter()
-            self._suite_ref = ray.put(self.suite.model_dump_json().encode())
+            self._suite_ref = ray.put({t.id: t.model_dump_json() for t in self.suite.tasks})
             self._wait_general_ready(self._refresh_general(nodes))
             self.say(f"ray: {len(self._general)} general worker(s) ready after "
-                     f"{time.monotonic() - t0:.1f}s")
+                     f"{time.monotonic() - t0:.1f}s (the others join as they start)")
         except BaseException:
             self.close()
             raise
@@ -503,20 +510,53 @@ class RayExecutor:
         if not pending:
             raise SpecError("the Ray cluster has no node with CPUs for the workers",
                             field="--ray-address")
+        # the dispatch starts once one worker is ready and the others had half as long again
+        # (they started together); those still starting join as they come up
         refs = [h.ready.remote() for _, h, _ in pending]
-        try:
-            answers = ray.get(refs, timeout=600)
-        except Exception as exc:
-            raise SpecError(f"the Ray workers did not start: {_first_line(exc)}",
-                            field="execution.backend") from None
-        for (node, handle, cpus), (_, error) in zip(pending, answers, strict=True):
-            self._starting.discard(node)
-            if error:
-                raise SpecError(f"the Ray worker on node {node[:16]} cannot run the plan: "
-                                f"{error}", field="execution.backend")
-            actor = _Actor(handle, node, max(cpus, 1.0))
-            self._general[node] = actor
-            self._all.append(actor)
+        t0 = time.monotonic()
+        first, _ = ray.wait(refs, num_returns=1, timeout=self.ready_s)
+        if not first:
+            raise SpecError(f"no Ray worker started within {self.ready_s:g}s",
+                            field="execution.backend")
+        first, _ = ray.wait(refs, num_returns=len(refs),
+                            timeout=max((time.monotonic() - t0) / 2, 0.5))
+        for ref, item in zip(refs, pending, strict=True):
+            if ref in first:
+                try:
+                    _, error = ray.get(ref)
+                except Exception as exc:
+                    raise SpecError(f"the Ray worker on node {item[0][:16]} did not start: "
+                                    f"{_first_line(exc)}", field="execution.backend") from None
+                if error:
+                    raise SpecError(f"the Ray worker on node {item[0][:16]} cannot run the "
+                                    f"plan: {error}", field="execution.backend")
+                self._adopt(item, error)
+            else:
+                ref.future().add_done_callback(
+                    lambda f, item=item: self._arrived.append((item, f)))
+
+    def _adopt(self, item: tuple[str, Any, float], error: str) -> None:
+        """A general worker started: in rotation, or (with an error) stopped."""
+        node, handle, cpus = item
+        self._starting.discard(node)
+        if error:
+            self.say(f"ray: the worker on node {node[:8]} cannot run the plan: {error}")
+            with contextlib.suppress(Exception):
+                self._ray.kill(handle)
+            return
+        actor = _Actor(handle, node, max(cpus, 1.0))
+        self._general[node] = actor
+        self._all.append(actor)
+
+    def _adopt_arrived(self) -> None:
+        """Workers of the start whose readiness arrived (on Ray's thread) since the last call."""
+        while self._arrived:
+            item, fut = self._arrived.pop()
+            try:
+                _, error = fut.result()
+            except Exception as exc:
+                error = f"did not start: {_first_line(exc)}"
+            self._adopt(item, error)
 
     async def _refresh(self) -> None:
         """In the background: forget general workers of dead nodes, start workers on nodes
@@ -643,6 +683,8 @@ class RayExecutor:
 
     async def run(self, task: Task, agent_index: int, run_id: str, attempt: int) -> Executed:
         started = time.time()
+        if self._arrived:
+            self._adopt_arrived()
         self._kick_refresh()
         shape = self._shapes.get(task.id)
         pool_needs = {k: n for k, n in task.resources.items() if k in self._pools}
