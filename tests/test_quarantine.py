@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 import yaml
 from sqlalchemy import delete, text
+from typer.testing import CliRunner
 
 from conftest import committed_rows, write_jsonl_suite
 from evalfleet import api
 from evalfleet.api.evals import create_eval
 from evalfleet.api.reads import open_store
+from evalfleet.cli import app
 from evalfleet.errors import InfraError, UnknownEvalError
 from evalfleet.execution.quarantine import Quarantine
 from evalfleet.settings import Settings
@@ -81,6 +83,10 @@ def test_a_poison_task_is_quarantined_after_n_infra_failures_and_the_eval_comple
     assert agent["overall"]["mean"] == pytest.approx(1.0) and agent["overall"]["n_runs"] == 9
     assert agent["excluded"]["infra_error"] == 2
     assert rep["coverage"]["quarantined"] == 1 and rep["coverage"]["missing"] == 0
+    out = CliRunner().invoke(app, ["report", summary.eval_id, "--home", str(settings.home)])
+    assert out.exit_code == 0, out.output
+    assert f"quarantined task {POISON}: 3 infrastructure failures, 1 run(s) not run" \
+        in " ".join(out.output.split())
 
 
 def slow_hostile(task: dict[str, Any], log: str) -> str:

@@ -33,6 +33,10 @@ def render_report(console: Console, rep: dict[str, Any]) -> None:
                   f"{cov['errored']} errored (infra, scorer or configuration), "
                   f"{cov['cancelled']} cancelled and {cov.get('missing', 0)} not run are "
                   "missing data, not failures")
+    for q in rep.get("quarantined_tasks") or ():  # poison tasks (docs/scale.md)
+        console.print(f"[yellow]quarantined task {escape(q['task_id'])}: {q['failures']} "
+                      f"infrastructure failures, {q['runs_quarantined']} run(s) not run; its "
+                      f"errors: evalfleet status {escape(rep['eval_id'])}[/yellow]")
     if scored == 0:
         console.print("[red]no run was scored: there is no score to report[/red]")
     if rep.get("simulated"):
