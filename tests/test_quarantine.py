@@ -89,6 +89,36 @@ def test_a_poison_task_is_quarantined_after_n_infra_failures_and_the_eval_comple
         in " ".join(out.output.split())
 
 
+def test_a_task_whose_setup_kills_its_process_group_is_quarantined(tmp_path: Path) -> None:
+    # a real sandbox: the poison task's set-up command SIGKILLs its whole process group, which
+    # the sandbox reports as an infrastructure failure on every attempt; the other tasks run
+    settings = Settings(home=tmp_path / "home")
+    suite = tmp_path / "suite.jsonl"
+    with suite.open("w") as fh:
+        for i in range(4):
+            task: dict[str, Any] = {"id": f"t{i:05d}", "input": "say ok", "target": "ok",
+                                    "scorer": {"kind": "exact"}}
+            if task["id"] == POISON:
+                task["setup"] = ["kill -KILL 0"]
+            fh.write(json.dumps(task) + "\n")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({
+        "name": "pg", "suite": {"path": str(suite)}, "runs_per_task": 3,
+        "agents": [{"name": "sh", "version": "1", "kind": "command", "args": {
+            "command": ["sh", "-c", "cat >/dev/null; echo '{\"answer\": \"ok\"}'"]}}],
+        "execution": {"backoff_base_s": 0.0, "max_in_flight": 1, "max_attempts": 2,
+                      "quarantine_after": 3, "sandbox": "local"}}))
+    summary = api.run(plan, settings=settings)
+    assert summary.status == "completed" and summary.quarantined_tasks == (POISON,)
+    rows = committed_rows(settings.home)
+    assert sorted(r["status"] for r in rows if r["task_id"] != POISON) == ["completed"] * 9
+    poison = sorted((r["attempts"], r["error_kind"]) for r in rows if r["task_id"] == POISON)
+    assert poison == [(1, "infra_error"), (2, "infra_error")]
+    [q] = api.status(summary.eval_id, settings=settings)["quarantined_tasks"]
+    assert q["failures"] == 3 and q["runs_quarantined"] == 1
+    assert all("set-up command failed" in e["error"] for e in q["errors"])
+
+
 def slow_hostile(task: dict[str, Any], log: str) -> str:
     """:func:`hostile`, whose poison task fails after the other tasks answered."""
     if task["id"] == POISON:
