@@ -122,7 +122,7 @@ def test_a_task_whose_setup_kills_its_process_group_is_quarantined(tmp_path: Pat
 def slow_hostile(task: dict[str, Any], log: str) -> str:
     """:func:`hostile`, whose poison task fails after the other tasks answered."""
     if task["id"] == POISON:
-        time.sleep(0.3)
+        time.sleep(1.0)  # the other tasks (no sleep) have ended: the infrastructure works
     return hostile(task, log)
 
 
