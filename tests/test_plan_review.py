@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -315,3 +316,24 @@ def test_workers_below_one_is_an_error(tmp_path: Path, monkeypatch: pytest.Monke
     plan = _write(tmp_path / "plan.yaml", _priced_plan())
     assert _cli(monkeypatch, "plan", "review", str(plan), "--workers", "0") == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_a_review_from_history_imports_neither_pyarrow_nor_scipy(
+        ran: tuple[Settings, Path, str, float]) -> None:
+    """`plan review` answers in well under a second as a whole process: it reads the journal
+    and the Parquet files (SQLAlchemy, DuckDB) but never loads pyarrow (and numpy with it),
+    scipy or statsmodels, which together cost about a second of start-up."""
+    settings, plan, _, _ = ran
+    probe = ("import json, sys\n"
+             "from evalfleet.cli import main\n"
+             f"sys.argv = ['evalfleet', 'plan', 'review', {str(plan)!r}, '--home', "
+             f"{str(settings.home)!r}, '--json']\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print('\\nMODULES:' + json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, check=False)
+    out, _, mods = proc.stdout.rpartition("\nMODULES:")
+    assert json.loads(out)["agents"][0]["source"] == "history", proc.stderr[-2000:]
+    loaded = set(json.loads(mods))
+    assert {"duckdb", "sqlalchemy"} <= loaded  # it did read the history
+    assert not loaded & {"pyarrow", "numpy", "scipy", "statsmodels", "pandas"}, loaded

@@ -9,6 +9,7 @@ through :mod:`evalfleet.store.fs`.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -18,10 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import zstandard
 
 from evalfleet._util.hashing import short_hash
@@ -32,57 +31,84 @@ from evalfleet.spec.task import GRADING_VERSION, ScorerSpec, Suite
 from evalfleet.store import fs
 from evalfleet.store.fs import Root
 
-RESULTS_SCHEMA = pa.schema([
-    pa.field("run_id", pa.string(), metadata={"doc": "Deterministic run id."}),
-    pa.field("eval_id", pa.string(), metadata={"doc": "Eval id."}),
-    pa.field("plan_name", pa.string(), metadata={"doc": "Plan name."}),
-    pa.field("suite", pa.string(), metadata={"doc": "Suite name."}),
-    pa.field("suite_hash", pa.string(), metadata={"doc": "Hash of the suite's tasks."}),
-    pa.field("task_id", pa.string(), metadata={"doc": "Task id."}),
-    pa.field("task_hash", pa.string(), metadata={"doc": "Hash of everything about the task."}),
-    pa.field("scorer_hash", pa.string(),
-             metadata={"doc": "Hash of the task's scorer spec (kind and args); part of the "
-                              "reuse key."}),
-    pa.field("category", pa.string(), metadata={"doc": "Task category."}),
-    pa.field("difficulty", pa.int8(), metadata={"doc": "Difficulty 1-5."}),
-    pa.field("domain", pa.string(), metadata={"doc": "Task domain."}),
-    pa.field("repository", pa.string(), metadata={"doc": "Task repository, if any."}),
-    pa.field("agent_name", pa.string(), metadata={"doc": "Agent name."}),
-    pa.field("agent_version", pa.string(), metadata={"doc": "Agent version."}),
-    pa.field("agent_fingerprint", pa.string(), metadata={"doc": "Hash of the agent spec."}),
-    pa.field("model", pa.string(), metadata={"doc": "Model name."}),
-    pa.field("model_tier", pa.string(), metadata={"doc": "Price tier."}),
-    pa.field("repeat", pa.int32(), metadata={"doc": "Repeat index k."}),
-    pa.field("status", pa.string(), metadata={"doc": "completed, failed, errored, cancelled."}),
-    pa.field("error_kind", pa.string(), metadata={"doc": "Error class, if any."}),
-    pa.field("error", pa.string(), metadata={"doc": "Short error message."}),
-    pa.field("score", pa.float64(), metadata={"doc": "Primary score in [0, 1]."}),
-    pa.field("passed", pa.bool_(), metadata={"doc": "Whether the run passed."}),
-    pa.field("metrics", pa.map_(pa.string(), pa.float64()), metadata={"doc": "Extra metrics."}),
-    pa.field("tokens_in", pa.int64(), metadata={"doc": "Prompt tokens."}),
-    pa.field("tokens_cached", pa.int64(),
-             metadata={"doc": "Prompt tokens served from the provider's cache (part of "
-                              "tokens_in)."}),
-    pa.field("tokens_out", pa.int64(), metadata={"doc": "Completion tokens."}),
-    pa.field("cost_usd", pa.float64(), metadata={"doc": "Model dollars, all attempts."}),
-    pa.field("infra_cost_usd", pa.float64(),
-             metadata={"doc": "Sandbox dollars: seconds of all attempts x the plan's infra "
-                              "rate / 3600."}),
-    pa.field("latency_s", pa.float64(), metadata={"doc": "Wall time of the final attempt."}),
-    pa.field("attempts", pa.int32(), metadata={"doc": "Attempts made."}),
-    pa.field("worker", pa.string(), metadata={"doc": "Worker of the final attempt."}),
-    pa.field("sandbox", pa.string(), metadata={"doc": "Sandbox provider used."}),
-    pa.field("started_at", pa.timestamp("ms", tz="UTC"), metadata={"doc": "Start time."}),
-    pa.field("finished_at", pa.timestamp("ms", tz="UTC"), metadata={"doc": "Finish time."}),
-    pa.field("trajectory_uri", pa.string(), metadata={"doc": "Where the trajectory is."}),
-    pa.field("reused_from", pa.string(),
-             metadata={"doc": "Run whose result this row reuses (plan reuse), if any."}),
-    pa.field("reused_cost_usd", pa.float64(),
-             metadata={"doc": "What the reused source run cost, model + infra"}),
-    pa.field("services_hash", pa.string(),
-             metadata={"doc": "Hash of the services the plan started (the simulated model's "
-                              "spec); empty without any. Part of the reuse key."}),
-])
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+RESULTS_SCHEMA: pa.Schema
+"""The columns of every results row (built on first use: readers that never touch pyarrow,
+such as `plan review` or `status`, do not pay its import)."""
+
+
+@functools.cache
+def _results_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([
+        pa.field("run_id", pa.string(), metadata={"doc": "Deterministic run id."}),
+        pa.field("eval_id", pa.string(), metadata={"doc": "Eval id."}),
+        pa.field("plan_name", pa.string(), metadata={"doc": "Plan name."}),
+        pa.field("suite", pa.string(), metadata={"doc": "Suite name."}),
+        pa.field("suite_hash", pa.string(), metadata={"doc": "Hash of the suite's tasks."}),
+        pa.field("task_id", pa.string(), metadata={"doc": "Task id."}),
+        pa.field("task_hash", pa.string(), metadata={"doc": "Hash of everything about the task."}),
+        pa.field("scorer_hash", pa.string(),
+                 metadata={"doc": "Hash of the task's scorer spec (kind and args); part of the "
+                                  "reuse key."}),
+        pa.field("category", pa.string(), metadata={"doc": "Task category."}),
+        pa.field("difficulty", pa.int8(), metadata={"doc": "Difficulty 1-5."}),
+        pa.field("domain", pa.string(), metadata={"doc": "Task domain."}),
+        pa.field("repository", pa.string(), metadata={"doc": "Task repository, if any."}),
+        pa.field("agent_name", pa.string(), metadata={"doc": "Agent name."}),
+        pa.field("agent_version", pa.string(), metadata={"doc": "Agent version."}),
+        pa.field("agent_fingerprint", pa.string(), metadata={"doc": "Hash of the agent spec."}),
+        pa.field("model", pa.string(), metadata={"doc": "Model name."}),
+        pa.field("model_tier", pa.string(), metadata={"doc": "Price tier."}),
+        pa.field("repeat", pa.int32(), metadata={"doc": "Repeat index k."}),
+        pa.field("status", pa.string(), metadata={"doc": "completed, failed, errored, cancelled."}),
+        pa.field("error_kind", pa.string(), metadata={"doc": "Error class, if any."}),
+        pa.field("error", pa.string(), metadata={"doc": "Short error message."}),
+        pa.field("score", pa.float64(), metadata={"doc": "Primary score in [0, 1]."}),
+        pa.field("passed", pa.bool_(), metadata={"doc": "Whether the run passed."}),
+        pa.field("metrics", pa.map_(pa.string(), pa.float64()), metadata={"doc": "Extra metrics."}),
+        pa.field("tokens_in", pa.int64(), metadata={"doc": "Prompt tokens."}),
+        pa.field("tokens_cached", pa.int64(),
+                 metadata={"doc": "Prompt tokens served from the provider's cache (part of "
+                                  "tokens_in)."}),
+        pa.field("tokens_out", pa.int64(), metadata={"doc": "Completion tokens."}),
+        pa.field("cost_usd", pa.float64(), metadata={"doc": "Model dollars, all attempts."}),
+        pa.field("infra_cost_usd", pa.float64(),
+                 metadata={"doc": "Sandbox dollars: seconds of all attempts x the plan's infra "
+                                  "rate / 3600."}),
+        pa.field("latency_s", pa.float64(), metadata={"doc": "Wall time of the final attempt."}),
+        pa.field("attempts", pa.int32(), metadata={"doc": "Attempts made."}),
+        pa.field("worker", pa.string(), metadata={"doc": "Worker of the final attempt."}),
+        pa.field("sandbox", pa.string(), metadata={"doc": "Sandbox provider used."}),
+        pa.field("started_at", pa.timestamp("ms", tz="UTC"), metadata={"doc": "Start time."}),
+        pa.field("finished_at", pa.timestamp("ms", tz="UTC"), metadata={"doc": "Finish time."}),
+        pa.field("trajectory_uri", pa.string(), metadata={"doc": "Where the trajectory is."}),
+        pa.field("reused_from", pa.string(),
+                 metadata={"doc": "Run whose result this row reuses (plan reuse), if any."}),
+        pa.field("reused_cost_usd", pa.float64(),
+                 metadata={"doc": "What the reused source run cost, model + infra"}),
+        pa.field("services_hash", pa.string(),
+                 metadata={"doc": "Hash of the services the plan started (the simulated model's "
+                                  "spec); empty without any. Part of the reuse key."}),
+    ])
+
+
+def _schema() -> pa.Schema:
+    """:data:`RESULTS_SCHEMA`, built once and then kept as the module's attribute (which a
+    test may replace)."""
+    schema: pa.Schema | None = globals().get("RESULTS_SCHEMA")
+    if schema is None:
+        schema = globals()["RESULTS_SCHEMA"] = _results_schema()
+    return schema
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RESULTS_SCHEMA":
+        return _schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 RESULTS_SCHEMA_VERSION = 2
@@ -135,21 +161,23 @@ def conform(table: pa.Table) -> pa.Table:
         StoreError: the table has a column this version does not know (a newer writer's):
             rewriting it would lose that column.
     """
+    import pyarrow as pa
+
     for m in RESULTS_MIGRATIONS:
         if m.old in table.column_names and m.new not in table.column_names:
             table = table.rename_columns([m.new if c == m.old else c for c in table.column_names])
-    unknown = [c for c in table.column_names if RESULTS_SCHEMA.get_field_index(c) < 0]
+    unknown = [c for c in table.column_names if _schema().get_field_index(c) < 0]
     if unknown:
         raise StoreError(f"results columns {', '.join(unknown)} are unknown to this version "
                          "of evalfleet (written by a newer one); upgrade before compacting")
     cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
-            else pa.nulls(table.num_rows, f.type) for f in RESULTS_SCHEMA]
-    return pa.Table.from_arrays(cols, schema=RESULTS_SCHEMA)
+            else pa.nulls(table.num_rows, f.type) for f in _schema()]
+    return pa.Table.from_arrays(cols, schema=_schema())
 
 
 def versioned_schema() -> pa.Schema:
     """:data:`RESULTS_SCHEMA` with the version in its key-value metadata."""
-    return RESULTS_SCHEMA.with_metadata({SCHEMA_VERSION_KEY: str(RESULTS_SCHEMA_VERSION)})
+    return _schema().with_metadata({SCHEMA_VERSION_KEY: str(RESULTS_SCHEMA_VERSION)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,12 +257,15 @@ class ResultsWriter:
 
     def write(self, ctx: RowContext, results: Sequence[RunResult]) -> WrittenBatch:
         """Write a batch's files (not yet committed)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         batch_id = uuid.uuid4().hex[:20]
         results_dir, traj_dir = eval_rel_dirs(ctx.eval_id)
         rel_results = f"{results_dir}/{batch_id}.parquet"
         rel_traj = f"{traj_dir}/{batch_id}.jsonl.zst"
         by_id = ctx.suite.by_id
-        cols: dict[str, list[Any]] = {f.name: [] for f in RESULTS_SCHEMA}
+        cols: dict[str, list[Any]] = {f.name: [] for f in _schema()}
         traj = io.BytesIO()
         has_traj = False
         scorer_hashes: dict[int, str] = {}

@@ -30,14 +30,13 @@ transaction, so a crash mid-backfill never counts a batch twice.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pyarrow as pa
 
 from evalfleet.spec.result import RunResult
 from evalfleet.store.schema import (
@@ -49,6 +48,8 @@ from evalfleet.store.schema import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from evalfleet.store.journal import Journal
     from evalfleet.store.results import RowContext
 
@@ -249,10 +250,13 @@ def rollups_table(journal: Journal) -> pa.Table:
     """The journal's rollups as an Arrow table (the ``rollups`` view of ``evalfleet query``):
     the key (``day`` a DATE), the sums, ``excluded`` = runs - scored, ``total_cost_usd`` and
     the latency bucket counts as one list ``latency_buckets`` (bucket b as in this module)."""
+    import pyarrow as pa
+
     rows = journal.rollup_rows()
-    cols: dict[str, list[Any]] = {name: [] for name in _VIEW_SCHEMA.names}
+    schema = _view_schema()
+    cols: dict[str, list[Any]] = {name: [] for name in schema.names}
     for r in rows:
-        for name in _VIEW_SCHEMA.names:
+        for name in schema.names:
             if name == "day":
                 cols[name].append(date.fromisoformat(r["day"]))
             elif name == "excluded":
@@ -263,13 +267,15 @@ def rollups_table(journal: Journal) -> pa.Table:
                 cols[name].append([r[c] for c in LATENCY_COLUMNS])
             else:
                 cols[name].append(r[name])
-    return pa.table(cols, schema=_VIEW_SCHEMA)
+    return pa.table(cols, schema=schema)
 
 
 def evals_table(journal: Journal) -> pa.Table:
     """The journal's evals (without the plan) as an Arrow table: the ``evals`` view. Status
     is the journal's (an eval whose driver died still says ``running``; ``status`` says
     ``interrupted``)."""
+    import pyarrow as pa
+
     ts = pa.timestamp("ms", tz="UTC")
     schema = pa.schema([("eval_id", pa.string()), ("plan_name", pa.string()),
                         ("suite_name", pa.string()), ("suite_hash", pa.string()),
@@ -287,7 +293,10 @@ def evals_table(journal: Journal) -> pa.Table:
     return pa.table(cols, schema=schema)
 
 
+@functools.cache
 def _view_schema() -> pa.Schema:
+    import pyarrow as pa
+
     fields: list[tuple[str, pa.DataType]] = [
         ("eval_id", pa.string()), ("agent_name", pa.string()), ("agent_version", pa.string()),
         ("category", pa.string()), ("difficulty", pa.int32()), ("day", pa.date32()),
@@ -301,4 +310,3 @@ def _view_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-_VIEW_SCHEMA = _view_schema()

@@ -11,12 +11,11 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalfleet.errors import StoreError
 from evalfleet.spec.result import RunResult
-from evalfleet.store import compaction, fs
-from evalfleet.store.compaction import CompactionReport, Policy
+from evalfleet.store import fs
 from evalfleet.store.journal import CommitRow, Journal
 from evalfleet.store.results import (
     ORPHAN_GRACE_S,
@@ -28,6 +27,9 @@ from evalfleet.store.results import (
 )
 from evalfleet.store.rollups import backfill as backfill_rollups
 from evalfleet.store.rollups import fact_of
+
+if TYPE_CHECKING:
+    from evalfleet.store.compaction import CompactionReport, Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,7 @@ class Store:
                 self.journal.close()
                 raise
         self.writer = ResultsWriter(self.root)
-        self.compaction_policy: Policy = compaction.DEFAULT_POLICY
+        self._policy: Policy | None = None
         self._auto: tuple[str, str] | None = None  # (eval, driver) compacted as batches commit
         self._commits_since_look = 0
 
@@ -146,6 +148,21 @@ class Store:
         self._commits_since_look = 0
         self.maintain(eval_id, driver, final=False)
 
+    @property
+    def compaction_policy(self) -> Policy:
+        """How this store merges files (default: compaction's ``DEFAULT_POLICY``)."""
+        if self._policy is None:
+            # compaction (and the pyarrow it loads) is imported when first needed: readers
+            # that only consult the journal (`status`, `plan review`) never need it
+            from evalfleet.store.compaction import DEFAULT_POLICY
+
+            self._policy = DEFAULT_POLICY
+        return self._policy
+
+    @compaction_policy.setter
+    def compaction_policy(self, policy: Policy) -> None:
+        self._policy = policy
+
     def maintain(self, eval_id: str, driver: str, *, final: bool) -> CompactionReport | None:
         """Compact the eval (``final``: everything small, as when it ends) as its driver, and
         purge files superseded past their grace, of every eval (so a finished eval's last
@@ -156,7 +173,9 @@ class Store:
             rep.purged = self.purge_retired()
             return rep
         except Exception as exc:  # an optimisation must not fail the eval
-            compaction.log.warning("compaction of eval %s failed (its rows stay where they "
+            from evalfleet.store.compaction import log
+
+            log.warning("compaction of eval %s failed (its rows stay where they "
                                    "are): %s", eval_id, exc)
             return None
 
@@ -173,6 +192,8 @@ class Store:
             if not self.journal.holds(eval_id, driver):
                 raise StoreError(f"{driver} does not hold eval {eval_id}; only its driver "
                                  "may compact it")
+        from evalfleet.store import compaction
+
         return compaction.compact_eval(self.root, self.journal, eval_id, final=final,
                                        policy=self.compaction_policy, dry_run=dry_run, now=now)
 
@@ -180,6 +201,8 @@ class Store:
                       now: float | None = None) -> list[str]:
         """Delete files of batches superseded by compaction more than ``grace_s`` ago."""
         self._check_writable()
+        from evalfleet.store import compaction
+
         return compaction.purge_retired(self.root, self.journal, eval_id, grace_s=grace_s,
                                         now=now)
 

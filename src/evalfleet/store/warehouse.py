@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from evalfleet.errors import SpecError, StoreError
-from evalfleet.store import fs
-from evalfleet.store.results import RESULTS_MIGRATIONS, RESULTS_SCHEMA
+from evalfleet.store import fs, results
+from evalfleet.store.results import RESULTS_MIGRATIONS
 
 if TYPE_CHECKING:
     from evalfleet.store.journal import Journal
@@ -51,7 +51,7 @@ def connect(home: Path, paths: list[str],
             else:  # a DuckDB without allowed_paths: keep the rows in memory instead
                 rel.create("runs")
         else:
-            con.from_arrow(RESULTS_SCHEMA.empty_table()).create("runs")
+            con.from_arrow(results.RESULTS_SCHEMA.empty_table()).create("runs")
         _scores_view(con)
         if journal is not None:
             _journal_tables(con, journal)
