@@ -631,3 +631,19 @@ def test_infra_failures_and_quarantine(backend: Backend) -> None:
 def _task_of(j: Journal) -> dict[str, str]:
     with j.engine.connect() as conn:
         return {r: t for r, t in conn.execute(select(runs.c.run_id, runs.c.task_id))}
+
+
+def test_pool_demands(backend: Backend) -> None:
+    j = backend.open()
+    try:
+        j.put_demand("farm", "a", 0, 1.0, 5)
+        j.put_demand("farm", "a", 1, 2.0, 6)  # renewed: one row, the latest values
+        j.put_demand("farm", "b", 0, 1.0, 2)
+        j.put_demand("other", "a", 0, 1.0, 1)
+        assert j.pool_demands("farm", 60) == [("a", 1, 2.0, 6), ("b", 0, 1.0, 2)]
+        assert j.pool_demands("farm", -1) == []  # none renewed within the window
+        j.drop_demand("farm", "a")
+        assert [e for e, *_ in j.pool_demands("farm", 60)] == ["b"]
+        assert [e for e, *_ in j.pool_demands("other", 60)] == ["a"]
+    finally:
+        j.close()

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from evalfleet._util.plugins import find_kind
 from evalfleet.api.evals import add_round, create_eval, planned_tasks
-from evalfleet.api.journal_port import StorePort, StoreQuarantine
+from evalfleet.api.journal_port import StorePool, StorePort, StoreQuarantine
 from evalfleet.api.reads import open_reader, open_store, resolve_eval_id, strata_of
 from evalfleet.api.validation import check_network, hidden_from_sandboxes, validate_plan
 from evalfleet.cost.budget import Budgets, Tally
@@ -173,6 +173,9 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                                     prices=prices, owner=driver, variables=variables,
                                     budgets=budgets, stats=stats,
                                     quarantine=StoreQuarantine(store, eval_id),
+                                    pool=None if plan.execution.pool is None else StorePool(
+                                        store, eval_id, plan.execution.pool.name,
+                                        plan.execution.lease_seconds),
                                     executor=executor)
 
             async def main() -> DispatchOutcome:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from evalfleet.execution.shares import Demand
 from evalfleet.spec.result import RunResult
 from evalfleet.store import RowContext, Store
 from evalfleet.store.journal import LeasedRun
@@ -64,3 +65,24 @@ class StoreQuarantine:
 
     def quarantine(self, task_id: str, failures: int, run_ids: Sequence[str] = ()) -> int:
         return self.store.journal.quarantine_task(self.eval_id, task_id, failures, run_ids)
+
+
+class StorePool:
+    """The journal as the dispatcher's pool sink (execution/shares.py): one eval's demand on
+    a pool of slots shared with other evals; demands not renewed for ``fresh_s`` are dead."""
+
+    def __init__(self, store: Store, eval_id: str, pool: str, fresh_s: float) -> None:
+        self.store = store
+        self.eval_id = eval_id
+        self.pool = pool
+        self.fresh_s = fresh_s
+
+    def put(self, priority: int, share: float, want: int) -> None:
+        self.store.journal.put_demand(self.pool, self.eval_id, priority, share, want)
+
+    def live(self) -> list[Demand]:
+        return [Demand(e, p, s, w)
+                for e, p, s, w in self.store.journal.pool_demands(self.pool, self.fresh_s)]
+
+    def drop(self) -> None:
+        self.store.journal.drop_demand(self.pool, self.eval_id)

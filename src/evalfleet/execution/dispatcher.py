@@ -39,6 +39,7 @@ from evalfleet.execution.ports import LeasedRunLike, RunJournal
 from evalfleet.execution.quarantine import Failure, Quarantine, QuarantineSink
 from evalfleet.execution.ratelimit import RateLimiter
 from evalfleet.execution.resources import ResourcePool
+from evalfleet.execution.shares import PoolSink, entitlements
 from evalfleet.sandbox.base import SandboxProvider
 from evalfleet.scoring.base import Scorer
 from evalfleet.scoring.registry import create_scorer
@@ -141,6 +142,7 @@ class Dispatcher:
                  stats: DispatchStats | None = None, flush_interval_s: float = 0.5,
                  rng: random.Random | None = None,
                  quarantine: QuarantineSink | None = None,
+                 pool: PoolSink | None = None,
                  executor: AttemptExecutor | None = None) -> None:
         self.plan = plan
         self.suite = suite
@@ -191,6 +193,10 @@ class Dispatcher:
         self.quarantine.fresh.extend(self.quarantine.quarantined)
         self.stats.quarantined_tasks.update(self.quarantine.quarantined)
         self._failures: list[Failure] = []  # infra failures not yet sent to the journal
+        # a pool of slots shared with other evals (execution/shares.py): this eval's demand
+        # is kept in the journal and its entitlement caps the attempts it runs at once
+        self._pool = pool if self.settings.pool is not None else None
+        self._cap = self.settings.max_in_flight
         self._recording: list[concurrent.futures.Future[None]] = []
 
     def stop(self) -> None:
@@ -381,12 +387,27 @@ class Dispatcher:
         elif r.status == "errored":
             self.stats.errored += 1
 
-    async def _heartbeat(self, held: Callable[[], list[str]]) -> None:
+    async def _heartbeat(self, held: Callable[[], list[str]],
+                         running: Callable[[], int] = lambda: 0) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             ids = held()
             await self._journal(self.journal.renew, self.owner, ids, self.settings.lease_seconds)
             await self._journal(self.journal.heartbeat)
+            await self._share(len(ids), running())
+
+    async def _share(self, held: int, running: int) -> None:
+        """Renew this eval's demand on its pool and take the entitlement the live demands
+        give it as the cap on attempts at once (no pool: the plan's ``max_in_flight``)."""
+        spec, pool = self.settings.pool, self._pool
+        if spec is None or pool is None:
+            return
+        pending = (await self._journal(self.journal.lease_state))[0]
+        want = min(self.settings.max_in_flight, max(held, running) + pending)
+        await self._journal(pool.put, spec.priority, spec.share, want)
+        live = await self._journal(pool.live)
+        got = entitlements(spec.slots, live).get(pool.eval_id, 0)
+        self._cap = min(self.settings.max_in_flight, got)
 
     def _budget_blocks(self, flying: Counter[int], queue: deque[LeasedRunLike]) -> bool:
         """Apply the budgets before more runs start; True once the eval's budget stopped.
@@ -497,11 +518,12 @@ class Dispatcher:
             return [lr.run_id for lr in in_flight.values()] + [lr.run_id for lr in queue] \
                 + [r.lr.run_id for _, _, r in delayed]
 
-        hb = asyncio.create_task(self._heartbeat(held))
+        hb = asyncio.create_task(self._heartbeat(held, lambda: len(in_flight)))
         flying: Counter[int] = Counter()  # runs in flight per agent index
         last_flush = time.monotonic()
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="evalfleet-journal")
         try:
+            await self._share(0, 0)  # a shared pool: the entitlement before the first lease
             while True:
                 if self.quarantine.fresh:
                     await self._apply_quarantine(queue, delayed, flying)
@@ -509,10 +531,10 @@ class Dispatcher:
                 # due retries take free slots before new runs; they run even when stopping,
                 # like the attempt after a backoff always did
                 now = time.monotonic()
-                while delayed and delayed[0][0] <= now and len(in_flight) < s.max_in_flight:
+                while delayed and delayed[0][0] <= now and len(in_flight) < self._cap:
                     run = heapq.heappop(delayed)[2]
                     launch(run)
-                while not stopping and len(in_flight) < s.max_in_flight:
+                while not stopping and len(in_flight) < self._cap:
                     if not queue:
                         want = min(max(2 * s.max_in_flight, 64), 1024)
                         queue.extend(await self._journal(self.journal.lease, self.owner, want,
@@ -553,8 +575,10 @@ class Dispatcher:
                     if pending == 0 and leased == 0:
                         break
                     # runs leased by another worker: wait for them or for their leases to expire
+                    # (or, with a shared pool, for an entitlement)
                     wait = 1.0 if earliest is None else min(max(earliest - time.time(), 0.05), 1.0)
                     await asyncio.sleep(wait)
+                    await self._share(len(held()), 0)
                     continue
                 timeout = self.flush_interval_s
                 if delayed:
@@ -612,6 +636,8 @@ class Dispatcher:
             queue.clear()
             delayed.clear()
             self.journal.release(self.owner)
+            if self._pool is not None:
+                self._pool.drop()  # the other evals of the pool have our slots at once
             for agent in self.agents:
                 closer: Any = getattr(agent, "aclose", None)
                 if closer is not None:

@@ -45,6 +45,21 @@ class RateLimit(BaseModel):
     tokens_per_minute: float | None = Field(None, gt=0, le=1e10, description="Token limit.")
 
 
+class PoolSpec(BaseModel):
+    """A pool of slots shared by the evals whose plans name it (execution/shares.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+                      description="The pool: evals naming the same pool share its slots.")
+    slots: int = Field(ge=1, le=100_000, description="Attempts running at once over every "
+                       "eval using the pool.")
+    priority: int = Field(0, ge=-1000, le=1000, description="Higher is served first (a "
+                          "release gate above a nightly).")
+    share: float = Field(1.0, gt=0, le=1000, description="Weight among evals of the same "
+                         "priority.")
+
+
 class ExecutionSettings(BaseModel):
     """How runs are dispatched."""
 
@@ -68,6 +83,8 @@ class ExecutionSettings(BaseModel):
         3, ge=0, le=10_000, description="Quarantine a task once its runs' attempts ended in "
         "this many infrastructure failures (over all its runs in the eval): its runs not yet "
         "run end 'quarantined' and the eval goes on; 0 turns quarantine off.")
+    pool: PoolSpec | None = Field(None, description="Share a pool of slots with other evals "
+                                  "(priority, then fair share); see docs/scale.md.")
 
     @model_validator(mode="after")
     def _heartbeat_shorter(self) -> ExecutionSettings:

@@ -61,6 +61,7 @@ from evalfleet.store.schema import (
     evals,
     metadata,
     migrations,
+    pool_demands,
     quarantined_tasks,
     retention_applied,
     rollup_backfill,
@@ -181,6 +182,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # partial index on the runs not done (schema.runs); readers of an older journal read it
     # as it is (Journal.compact)
     Migration("0009_runs_compact", "runs", "eval_key", "", apply=_compact_runs),
+    # evals sharing a pool of slots (a new table): their live demands (execution/shares.py)
+    Migration("0010_pool_demands", "pool_demands", "pool", ""),
 )
 """Named migrations, oldest first. Only ever append."""
 
@@ -876,6 +879,42 @@ class Journal:
                 status="quarantined", outcome="quarantined", lease_owner=None,
                 lease_expires=None))
             return int(res.rowcount)
+
+    def put_demand(self, pool: str, eval_id: str, priority: int, share: float,
+                   want: int) -> None:
+        """Record or renew an eval's demand on a shared pool of slots."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            res = conn.execute(pool_demands.update().where(and_(
+                pool_demands.c.pool == pool, pool_demands.c.eval_id == eval_id)).values(
+                priority=priority, share=share, want=want, heartbeat=now))
+            if res.rowcount == 0:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(pool_demands.insert().values(
+                            pool=pool, eval_id=eval_id, priority=priority, share=share,
+                            want=want, heartbeat=now))
+                except IntegrityError:  # inserted meanwhile by the same eval's other call
+                    pass
+
+    def pool_demands(self, pool: str, fresh_s: float) -> list[tuple[str, int, float, int]]:
+        """``(eval_id, priority, share, want)`` of the demands on ``pool`` renewed in the
+        last ``fresh_s`` seconds (none from a journal without the table)."""
+        if not self.has_table("pool_demands"):
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(pool_demands.c.eval_id, pool_demands.c.priority,
+                                       pool_demands.c.share, pool_demands.c.want)
+                                .where(and_(pool_demands.c.pool == pool,
+                                            pool_demands.c.heartbeat >= time.time() - fresh_s))
+                                .order_by(pool_demands.c.eval_id)).all()
+        return [(str(e), int(p), float(s), int(w)) for e, p, s, w in rows]
+
+    def drop_demand(self, pool: str, eval_id: str) -> None:
+        """Withdraw an eval's demand (its dispatch ended)."""
+        with self.engine.begin() as conn:
+            conn.execute(pool_demands.delete().where(and_(
+                pool_demands.c.pool == pool, pool_demands.c.eval_id == eval_id)))
 
     def quarantined(self, eval_id: str, evidence: int = 5) -> list[dict[str, Any]]:
         """The eval's quarantined tasks: task id, failures when quarantined, when, runs ended

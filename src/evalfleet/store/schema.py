@@ -335,3 +335,15 @@ retention_applied = Table(
            comment="Trajectories of the eval removed by retention so far."),
 )
 """What retention last did to an eval, so `show` can say why a trajectory is gone."""
+
+pool_demands = Table(
+    "pool_demands", metadata,
+    Column("pool", String(100), primary_key=True, comment="Pool name (plan execution.pool)."),
+    Column("eval_id", String(64), primary_key=True, comment="Eval id."),
+    Column("priority", Integer, nullable=False, comment="Higher is served first."),
+    Column("share", Float, nullable=False, comment="Weight within its priority."),
+    Column("want", Integer, nullable=False, comment="Attempts it could run now."),
+    Column("heartbeat", Float, nullable=False, comment="Unix time last renewed."),
+)
+"""Live demands on shared pools of slots (execution/shares.py): one row per driver's eval,
+renewed by its heartbeat; rows older than the reader's lease_seconds are ignored."""
