@@ -55,6 +55,8 @@ from evalfleet.store.results import ORPHAN_GRACE_S, ResultsWriter
 from evalfleet.store.warehouse import connect
 
 N_TASKS = 5_000
+JOURNAL_GOAL = 100
+"""Journal bytes per run of complete evals the issue allows."""
 CATEGORIES = ("coding", "math", "reasoning", "writing", "retrieval", "tool_use")
 N_REPOS = 20
 N_EVALS = 10
@@ -320,7 +322,8 @@ def main() -> None:
               "B/run in the committed batch files")
         jb, ja, by = journal_sizes(home / "journal.db")
         print(f"journal: {jb / n:.0f} B/run ({jb / 1e6:.0f} MB) after a checkpoint, "
-              f"{ja / n:.0f} B/run after VACUUM")
+              f"{ja / n:.0f} B/run after VACUUM (goal: at most {JOURNAL_GOAL} B/run for "
+              f"complete evals: {'OK' if max(jb, ja) / n <= JOURNAL_GOAL else 'EXCEEDED'})")
         if by:
             print("  by table/index after VACUUM: " + ", ".join(
                 f"{name} {size / n:.0f}" for name, size in by.items() if size / n >= 0.5)
