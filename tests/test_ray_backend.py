@@ -303,3 +303,14 @@ def test_task_resources_map_to_ray_resources() -> None:
     assert actor_options(()) == {"num_cpus": 0.0, "num_gpus": 0.0}
     assert fits(shape, {"CPU": 4, "GPU": 2, "docker": 5}) == 2
     assert fits(shape, {"CPU": 4, "docker": 5}) == 0  # no GPU declared: nothing lands there
+
+
+def test_an_address_where_no_cluster_listens_is_one_line(tmp_path: Path) -> None:
+    suite = _suite(tmp_path / "suite.jsonl", 2)
+    res = subprocess.run(
+        [sys.executable, "-m", "evalfleet", "run", str(_plan(tmp_path, suite, tmp_path / "l")),
+         "--home", str(tmp_path / "home"), "--ray-address", "127.0.0.1:1", "--quiet"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": TESTS})
+    assert res.returncode == 2, res.stderr
+    assert "cannot connect to the Ray cluster at 127.0.0.1:1" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import math
 import os
 import sys
@@ -369,8 +370,10 @@ class RayExecutor:
             self.say("ray: using the Ray runtime already initialised in this process")
         elif self.address:
             self.say(f"ray: connecting to the cluster at {self.address} ...")
+            _check_reachable(self.address)  # ray.init retries a dead address for minutes
             try:
-                ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False)
+                ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
+                         logging_level=logging.WARNING)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise SpecError(f"cannot connect to the Ray cluster at {self.address}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else exc!r}",
@@ -380,7 +383,7 @@ class RayExecutor:
             cpus = os.cpu_count() or 1
             self.say(f"ray: starting a local Ray runtime ({cpus} CPUs) ...")
             ray.init(num_cpus=cpus, include_dashboard=False, namespace=NAMESPACE,
-                     log_to_driver=False)
+                     log_to_driver=False, logging_level=logging.WARNING)
             self._own = True
         try:
             nodes = self._alive_nodes()
@@ -810,6 +813,22 @@ class RayExecutor:
         if fut is not None and not fut.done():
             self.lost += 1
             fut.set_result(Executed(_infra(message, time.time()), _label(actor.node)))
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) address must accept a TCP connection; other
+    forms (``auto``, ``local``) are left to Ray. SpecError if nothing listens there."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return
+    except OSError as exc:
+        raise SpecError(f"cannot connect to the Ray cluster at {address}: "
+                        f"{exc.strerror or exc}", field="--ray-address") from None
 
 
 def _label(node: str) -> str:
