@@ -393,8 +393,10 @@ class RayExecutor:
             self._start_limiter()
             self._suite_ref = ray.put({t.id: t.model_dump_json() for t in self.suite.tasks})
             self._wait_general_ready(self._refresh_general(nodes))
+            late = len(self._starting)
             self.say(f"ray: {len(self._general)} general worker(s) ready after "
-                     f"{time.monotonic() - t0:.1f}s (the others join as they start)")
+                     f"{time.monotonic() - t0:.1f}s" + (f" ({late} more join as they start)"
+                                                        if late else ""))
         except BaseException:
             self.close()
             raise
@@ -513,16 +515,14 @@ class RayExecutor:
         if not pending:
             raise SpecError("the Ray cluster has no node with CPUs for the workers",
                             field="--ray-address")
-        # the dispatch starts once one worker is ready and the others had half as long again
-        # (they started together); those still starting join as they come up
+        # the dispatch starts once every worker is ready, or one is and the others had a minute
+        # more (a node that is slow to start a process); those still starting join later
         refs = [h.ready.remote() for _, h, _ in pending]
-        t0 = time.monotonic()
         first, _ = ray.wait(refs, num_returns=1, timeout=self.ready_s)
         if not first:
             raise SpecError(f"no Ray worker started within {self.ready_s:g}s",
                             field="execution.backend")
-        first, _ = ray.wait(refs, num_returns=len(refs),
-                            timeout=max((time.monotonic() - t0) / 2, 0.5))
+        first, _ = ray.wait(refs, num_returns=len(refs), timeout=60.0)
         for ref, item in zip(refs, pending, strict=True):
             if ref in first:
                 try:
