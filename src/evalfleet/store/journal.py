@@ -74,6 +74,9 @@ from evalfleet.store.schema import (
 )
 
 _CHUNK = 5000
+_INSERT_COLUMNS = ("eval_key", "seq", "run_id", "task_id", "agent_index", "repeat", "status",
+                   "attempts", "stratum")
+"""What creating a run writes (``Journal._insert_runs``), in this order."""
 _PG_CREATE_LOCK = 0x6576616C666C6565  # PostgreSQL advisory lock held while creating tables
 
 RunRow = tuple[str, str, int, int] | tuple[str, str, int, int, str | None]
@@ -519,22 +522,25 @@ class Journal:
                      first_seq: int) -> int:
         """Insert ``rows`` as pending runs numbered from ``first_seq``; returns how many.
 
-        Streams: ``rows`` is consumed :data:`_CHUNK` at a time (one prepared INSERT executed
-        for many rows per chunk), so a generator of a million runs is never a list.
+        Streams: ``rows`` is consumed :data:`_CHUNK` at a time, each chunk one ``executemany``
+        of a single prepared INSERT with the values already in their stored form (12-byte run
+        ids, the pending code), so a generator of a million runs is never a list and no row
+        goes through SQLAlchemy's per-row processing.
         """
-        stmt = runs.insert()
-        chunk: list[dict[str, Any]] = []
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        sql = (f"INSERT INTO runs ({', '.join(_INSERT_COLUMNS)}) "
+               f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})")
+        pending = RUN_STATUSES.index("pending")
+        chunk: list[tuple[Any, ...]] = []
         n = 0
         for n, row in enumerate(rows, start=1):
-            chunk.append({"eval_key": eval_key, "seq": first_seq + n - 1, "run_id": row[0],
-                          "task_id": row[1], "agent_index": row[2], "repeat": row[3],
-                          "status": "pending", "attempts": 0,
-                          "stratum": row[4] if len(row) > 4 else None})
+            chunk.append((eval_key, first_seq + n - 1, encode_run_id(row[0]), row[1], row[2],
+                          row[3], pending, 0, row[4] if len(row) > 4 else None))
             if len(chunk) >= _CHUNK:
-                conn.execute(stmt, chunk)
+                conn.exec_driver_sql(sql, chunk)
                 chunk = []
         if chunk:
-            conn.execute(stmt, chunk)
+            conn.exec_driver_sql(sql, chunk)
         return n
 
     def add_runs(self, eval_id: str, rows: Sequence[RunRow]) -> int:
