@@ -9,10 +9,12 @@ leased holds no lease data, and the runs not done are in a partial index that le
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, create_engine, func, inspect, select, text
+from sqlalchemy import MetaData, create_engine, event, func, inspect, select, text
 from sqlalchemy.exc import StatementError
 
 from evalfleet.store.journal import MIGRATIONS, CommitRow, Journal
@@ -246,5 +248,31 @@ def test_statuses_and_outcomes_are_codes_and_an_unknown_name_is_refused(
         with pytest.raises(StatementError, match="is not one of"), j.engine.begin() as conn:
             conn.execute(runs.update().values(status="sleeping"))
         assert j.counts("e") == {"pending": 1}
+    finally:
+        j.close()
+
+
+def test_creating_an_eval_streams_its_runs_in_chunks(tmp_path: Path) -> None:
+    j = Journal.open(tmp_path)
+    pulled = 0
+    at_insert: list[int] = []
+
+    def rows() -> Iterator[tuple[str, str, int, int, str]]:
+        nonlocal pulled
+        for i in range(12_000):
+            pulled += 1
+            yield f"{i:024x}", f"t{i}", 0, 0, "c"
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO runs"):
+            at_insert.append(pulled)
+
+    event.listen(j.engine, "before_cursor_execute", seen)
+    try:
+        j.create_eval(eval_id="e", plan_name="p", plan_json="{}", suite_name="s",
+                      suite_hash="h", planned=12_000, rows=rows())
+        # each chunk is inserted as soon as it is pulled: never the whole plan at once
+        assert at_insert == [5_000, 10_000, 12_000]
+        assert j.counts("e") == {"pending": 12_000}
     finally:
         j.close()
