@@ -25,7 +25,7 @@ run alternately ``--repeats`` times, after one untimed run of each on 20 samples
 Python's bytecode caches: the environment's PYTHONDONTWRITEBYTECODE is dropped for both).
 Each run is checked afterwards (N samples, all correct) outside the timed process. Printed:
 each wall time and samples per second, and the median of each with the ratio of evalfleet's
-samples per second to Inspect's.
+samples per second to Inspect's (of the medians, and the median of each round's ratio).
 """
 
 from __future__ import annotations
@@ -223,10 +223,13 @@ def main() -> None:
                   f"evalfleet {e:.2f}s ({args.samples / e:,.0f} samples/s), "
                   f"ratio {i / e:.1f}x", flush=True)
         med_i, med_e = statistics.median(walls["inspect"]), statistics.median(walls["evalfleet"])
+        pairs = statistics.median(i / e for i, e in zip(walls["inspect"], walls["evalfleet"],
+                                                         strict=True))
         print(f"median of {args.repeats}: Inspect {med_i:.2f}s = {args.samples / med_i:,.0f} "
               f"samples/s; evalfleet ({args.agent} agent) {med_e:.2f}s = "
               f"{args.samples / med_e:,.0f} samples/s; evalfleet/Inspect samples per second "
-              f"{med_i / med_e:.1f}x")
+              f"{med_i / med_e:.1f}x (ratio of the medians), {pairs:.1f}x (median of the "
+              "rounds' ratios: on a shared machine the two can differ a lot)")
 
 
 if __name__ == "__main__":
