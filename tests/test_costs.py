@@ -205,7 +205,7 @@ def _timed_attempts(seconds: list[float], model_usd: float) -> Callable[..., Any
 def test_infra_cost_counts_every_attempt(make_plan: Callable[..., Path], settings: Settings,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     # 3 attempts of 100, 200 and 60 sandbox seconds at $36 an hour: 360 s x 36 / 3600 = $3.60
-    monkeypatch.setattr("evalfleet.execution.dispatcher.run_attempt",
+    monkeypatch.setattr("evalfleet.execution.executor.run_attempt",
                         _timed_attempts([100.0, 200.0, 60.0], model_usd=0.25))
     plan = make_plan(n_tasks=4, agents=[{"name": "a", "version": "1", **NOOP}],
                      costs={"infra_usd_per_hour": 36.0},
@@ -226,7 +226,7 @@ def test_infra_cost_counts_every_attempt(make_plan: Callable[..., Path], setting
 
 def test_spot_capacity_uses_the_spot_rate(make_plan: Callable[..., Path], settings: Settings,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("evalfleet.execution.dispatcher.run_attempt",
+    monkeypatch.setattr("evalfleet.execution.executor.run_attempt",
                         _timed_attempts([1800.0], model_usd=0.0))
     plan = make_plan(n_tasks=2, costs={"infra_usd_per_hour": 4.0, "spot_usd_per_hour": 1.0,
                                        "capacity": "spot"})
@@ -278,7 +278,7 @@ def test_unpriced_agent_is_warned_about_and_free_one_is_not(
 
 def test_breakdowns_add_up_to_the_totals(make_plan: Callable[..., Path], settings: Settings,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("evalfleet.execution.dispatcher.run_attempt",
+    monkeypatch.setattr("evalfleet.execution.executor.run_attempt",
                         _timed_attempts([30.0, 90.0], model_usd=0.125))
     plan = make_plan(n_tasks=9, runs_per_task=2, agents=[
         {"name": "std", "version": "1", "model": "gpt-4o", **NOOP},
@@ -321,7 +321,7 @@ def test_costs_command_sums_every_eval(make_plan: Callable[..., Path], settings:
     home = str(settings.home)
     code, _ = _cli(monkeypatch, capsys, "costs", "--home", home, "--json")
     assert code != 0 and not settings.home.exists()  # read-only: creates no home
-    monkeypatch.setattr("evalfleet.execution.dispatcher.run_attempt",
+    monkeypatch.setattr("evalfleet.execution.executor.run_attempt",
                         _timed_attempts([60.0], model_usd=0.5))
     full = api.run(make_plan(n_tasks=4, name="full", costs={"infra_usd_per_hour": 6.0}),
                    settings=settings)
