@@ -1,9 +1,11 @@
 """Plan review: what a plan will cost, how long it will take and what it can detect, before
 anything runs.
 
-Read-only on the home: the journal is opened with ``open_reader`` (an absent home is no
-history, and nothing is created), the committed Parquet files are read with one DuckDB query
-for all the plan's agents, and nothing else is touched.
+Read-only on the home (an absent home is no history, and nothing is created): a SQLite journal
+in the default layout is read with ``sqlite3`` (:mod:`evalfleet.store.snapshot`; SQLAlchemy's
+import alone would be a quarter of a second), any other through ``open_reader``; the committed
+Parquet files are read with one DuckDB query for all the plan's agents, and nothing else is
+touched.
 
 Where each figure comes from:
 
@@ -36,7 +38,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from evalfleet.cost.prices import AgentPrice, PriceTable, load_price_table
 from evalfleet.cost.sampling import planned_tasks
@@ -131,7 +133,7 @@ class _History:
         return out
 
 
-def _history(store: Store | None, agents: tuple[AgentSpec, ...]) -> dict[str, _History]:
+def _history(store: _HistorySource | None, agents: tuple[AgentSpec, ...]) -> dict[str, _History]:
     """Committed runs of the agents' fingerprints in the home: one DuckDB query for all."""
     if store is None:
         return {}
@@ -185,12 +187,12 @@ def _history(store: Store | None, agents: tuple[AgentSpec, ...]) -> dict[str, _H
     return dict(out)
 
 
-def _eval_rates(store: Store, eval_ids: set[str]) -> dict[str, float]:
+def _eval_rates(store: _HistorySource, eval_ids: set[str]) -> dict[str, float]:
     """The infrastructure rate ($/sandbox hour) each eval ran at, from its stored plan."""
     rates: dict[str, float] = {}
     for eval_id in eval_ids:
         try:
-            plan = store.journal.get_eval(eval_id)["plan"]
+            plan = store.eval_plan(eval_id)
             rates[eval_id] = CostSettings.model_validate(plan.get("costs") or {}).infra_rate
         except (UnknownEvalError, ValueError):
             rates[eval_id] = 0.0
@@ -488,11 +490,49 @@ def _scale(x: float | None, n: int) -> float | None:
     return None if x is None else x * n
 
 
-def _open(settings: Settings) -> Store | None:
-    from evalfleet.api.reads import open_reader
+class _HistorySource(Protocol):
+    """Where a review reads history: the store, or a SQLite journal read without SQLAlchemy
+    (:class:`evalfleet.store.snapshot.JournalSnapshot`)."""
 
+    home: Path
+
+    def all_results_paths(self) -> list[str]: ...
+
+    def eval_plan(self, eval_id: str) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class _StoreHistory:
+    """A store as a history source (PostgreSQL journals, warehouses elsewhere)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.home = store.home
+
+    def all_results_paths(self) -> list[str]:
+        return self.store.all_results_paths()
+
+    def eval_plan(self, eval_id: str) -> dict[str, Any]:
+        plan: dict[str, Any] = self.store.journal.get_eval(eval_id)["plan"]
+        return plan
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _open(settings: Settings) -> _HistorySource | None:
+    """The home's history, read-only; None where nothing has run. The default layout (a
+    SQLite journal, results in the home) is read without SQLAlchemy: a review is meant to
+    answer in well under a second, and that import alone is a quarter of one."""
     try:
-        return open_reader(settings)
+        if settings.journal_url is None and settings.warehouse_url is None:
+            from evalfleet.store.snapshot import JournalSnapshot
+
+            return JournalSnapshot(settings.home)
+        from evalfleet.api.reads import open_reader
+
+        return _StoreHistory(open_reader(settings))
     except UnknownEvalError:  # no home or no journal: nothing has run there, no history
         return None
 
@@ -685,7 +725,7 @@ def _wall(plan: Plan, agents: list[dict[str, Any]], units: list[_Unit], workers:
     return out
 
 
-def _repeats_in(store: Store, paths: list[str], agents: tuple[AgentSpec, ...]) -> int:
+def _repeats_in(store: _HistorySource, paths: list[str], agents: tuple[AgentSpec, ...]) -> int:
     """1 + the deepest repeat of the agents' committed runs in the home (0: none)."""
     if not paths:
         return 0
@@ -705,7 +745,7 @@ def _repeats_in(store: Store, paths: list[str], agents: tuple[AgentSpec, ...]) -
     return 0 if row is None or row[0] is None else int(row[0]) + 1
 
 
-def _reuse(plan: Plan, tasks: tuple[Task, ...], store: Store | None,
+def _reuse(plan: Plan, tasks: tuple[Task, ...], store: _HistorySource | None,
            settings: Settings) -> dict[str, Any]:
     """Runs an eval with ``reuse: true`` would take from earlier committed runs."""
     n = len(plan.agents)
