@@ -1,5 +1,5 @@
 """``python -m evalfleet``."""
 
-from evalfleet.cli import main
+from evalfleet.cli import console_main
 
-main()
+console_main()

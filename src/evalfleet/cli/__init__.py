@@ -1,5 +1,5 @@
 """The ``evalfleet`` command line."""
 
-from evalfleet.cli.main import app, main
+from evalfleet.cli.main import app, console_main, main
 
-__all__ = ["app", "main"]
+__all__ = ["app", "console_main", "main"]

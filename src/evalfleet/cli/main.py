@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -489,3 +490,14 @@ def main(argv: list[str] | None = None) -> None:
         # usage mistakes (unknown command or option, missing or invalid argument): typer
         # raises them as TyperException subclasses (its own click) with exit code 2
         sys.exit(_usage_error(exc))
+
+
+def console_main() -> None:
+    """The installed ``evalfleet`` command (and ``python -m evalfleet``): :func:`main`, then
+    every object moved out of the collector's reach (``gc.freeze``). The process ends right
+    after, and the interpreter's final full collection over everything the command imported
+    costs 0.1-0.4 s of CPU, a tenth of a short command such as ``plan review``."""
+    try:
+        main()
+    finally:
+        gc.freeze()
