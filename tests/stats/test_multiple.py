@@ -99,3 +99,35 @@ def test_empty_and_invalid_inputs() -> None:
         adjust_pvalues([0.2], "hs")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="alpha"):
         adjust_pvalues([0.2], alpha=0.0)
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(
+    p=st.lists(st.one_of(st.floats(min_value=0, max_value=1),
+                         st.sampled_from([0.0, 0.001, 0.01, 0.0125, 0.025, 0.05, 1.0])),
+               min_size=1, max_size=30),
+    alpha=st.sampled_from([0.01, 0.05, 0.1]),
+)
+def test_the_same_bits_as_statsmodels_ties_included(p: list[float], alpha: float) -> None:
+    """adjust_pvalues does multipletests' arithmetic itself (statsmodels' import costs over a
+    second): adjusted values and decisions are identical, not merely close."""
+    arr = np.array(p)
+    for method, theirs in (("holm", "holm"), ("bh", "fdr_bh"), ("by", "fdr_by"),
+                           ("bonferroni", "bonferroni")):
+        reject, adjusted, _, _ = multipletests(arr, alpha=alpha, method=theirs)
+        ours = adjust_pvalues(arr, method, alpha=alpha)  # type: ignore[arg-type]
+        assert ours.adjusted == tuple(float(x) for x in np.minimum(adjusted, 1.0)), method
+        assert ours.reject == tuple(bool(r) for r in reject), method
+
+
+def test_adjusting_does_not_import_statsmodels() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom evalfleet.stats import adjust_pvalues\n"
+            "for m in ('holm', 'bh', 'by', 'bonferroni'):\n"
+            "    adjust_pvalues([0.01, 0.04, 0.03], m)\n"
+            "print(sorted({n.split('.')[0] for n in sys.modules} & {'statsmodels', 'pandas'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -35,9 +35,12 @@ def adjust_pvalues(
     * Benjamini-Hochberg (1995), FDR under independence or PRDS: min_{j >= i} min(1, m p_(j) / j).
     * Benjamini-Yekutieli (2001), FDR under any dependence: BH times sum_{k=1}^m 1/k, capped at 1.
 
-    Computed by `statsmodels.stats.multitest.multipletests` (method 'holm', 'fdr_bh', 'fdr_by',
-    'bonferroni'). Use Holm for release gates that page someone and BH for exploratory
-    dashboards with many categories.
+    The arithmetic of `statsmodels.stats.multitest.multipletests` (method 'holm', 'fdr_bh',
+    'fdr_by', 'bonferroni'), step for step, so the same bits (a test compares them on random
+    inputs): importing statsmodels, and the pandas and pyarrow it loads, costs over a second,
+    which every `slice` and `compare` process paid for a few lines of arithmetic. Use Holm
+    for release gates that page someone and BH for exploratory dashboards with many
+    categories.
 
     Args:
         p_values: Raw p-values in [0, 1].
@@ -60,11 +63,7 @@ def adjust_pvalues(
         raise ValueError("p_values must all be between 0 and 1 (NaN is not allowed)")
     if raw.shape[0] == 0:
         return AdjustedPValues(p_values=(), adjusted=(), reject=(), alpha=level, method=method)
-    # imported here: statsmodels (and the pandas it loads) costs about a second, which a
-    # report that adjusts nothing should not pay
-    from statsmodels.stats.multitest import multipletests
-
-    reject, adjusted, _, _ = multipletests(raw, alpha=level, method=_STATSMODELS_METHOD[method])
+    reject, adjusted = _multipletests(raw, level, method)
     return AdjustedPValues(
         p_values=tuple(float(p) for p in raw),
         adjusted=tuple(float(p) for p in np.minimum(adjusted, 1.0)),
@@ -72,3 +71,39 @@ def adjust_pvalues(
         alpha=level,
         method=method,
     )
+
+
+def _multipletests(raw: npt.NDArray[np.float64], alpha: float, method: str
+                   ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """Reject decisions and adjusted p-values in input order, as ``multipletests`` computes
+    them: on the p-values sorted ascending, Holm's step-down and Benjamini's step-up."""
+    m = raw.shape[0]
+    order = np.argsort(raw)
+    p = np.take(raw, order)
+    if method == "bonferroni":
+        reject = raw <= alpha / m
+        adjusted = raw * float(m)
+        adjusted[adjusted > 1] = 1
+        return reject, adjusted
+    if method == "holm":
+        not_rejected = p > alpha / np.arange(m, 0, -1)
+        first = np.nonzero(not_rejected)[0]
+        if first.size > 0:
+            not_rejected[int(first.min()):] = True
+        rej = ~not_rejected
+        adj = np.maximum.accumulate(p * np.arange(m, 0, -1))
+        adj[adj > 1] = 1
+    else:  # "bh", "by"
+        ecdf = np.arange(1, m + 1) / float(m)
+        if method == "by":
+            ecdf = ecdf / np.sum(1.0 / np.arange(1, m + 1))
+        rej = p <= ecdf * alpha
+        if rej.any():
+            rej[:int(max(np.nonzero(rej)[0]))] = True
+        adj = np.minimum.accumulate((p / ecdf)[::-1])[::-1]
+        adj[adj > 1] = 1
+    reject = np.empty_like(rej)
+    reject[order] = rej
+    adjusted = np.empty_like(adj)
+    adjusted[order] = adj
+    return reject, adjusted
