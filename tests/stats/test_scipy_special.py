@@ -118,3 +118,32 @@ print(sorted(m for m in ("scipy.stats", "statsmodels", "pandas") if m in sys.mod
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_t_test_p_values_equal_scipy_stats() -> None:
+    from evalfleet.stats._checks import t_test
+
+    rng = np.random.default_rng(RNG_SEED + 7)
+    cases = [(float(rng.normal() * rng.choice([0.01, 1.0, 30.0])),
+              float(rng.choice([0.0, 0.5, 1.0, 3.0])),
+              float(rng.choice([1.0, 2.5, 9.0, 40.0, 1e6, np.inf])))
+             for _ in range(3000)]
+    cases += [(0.0, 0.0, 5.0), (1.0, 0.0, np.inf), (-2.0, 0.0, 3.0)]
+    for estimate, se, df in cases:
+        for alt in ("two-sided", "less", "greater"):
+            stat, p = t_test(estimate, se, df, alt)  # type: ignore[arg-type]
+            dist = st.norm if np.isinf(df) else st.t(df)
+            want = {"two-sided": 2.0 * float(dist.sf(abs(stat))),
+                    "less": float(dist.cdf(stat)), "greater": float(dist.sf(stat))}[alt]
+            assert p == min(1.0, want), (estimate, se, df, alt)
+
+
+def test_a_paired_comparison_imports_no_scipy_stats() -> None:
+    code = ("import sys\nfrom evalfleet import stats\n"
+            "stats.paired_difference([0.1, 0.5, 0.9, 1.0], [0.0, 0.5, 0.7, 0.2])\n"
+            "stats.adjust_pvalues([0.01, 0.2], 'holm')\n"
+            "print(sorted(m for m in ('scipy.stats', 'statsmodels', 'pandas') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
