@@ -16,7 +16,6 @@ import socket
 import sqlite3
 import stat
 import time
-import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +71,7 @@ from evalfleet.store.schema import (
     trajectory_pins,
     trend_references,
 )
+from evalfleet.store.snapshot import readonly_connection
 
 _CHUNK = 5000
 _INSERT_COLUMNS = ("eval_key", "seq", "run_id", "task_id", "agent_index", "repeat", "status",
@@ -229,14 +229,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_reader_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # no journal_mode here: setting it is a write, and the file is WAL already
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA query_only=1")
-    cur.close()
-
-
 def _postgres_read_only(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
@@ -285,22 +277,6 @@ def _engine(url: str) -> Engine:
     except (ArgumentError, ImportError) as exc:
         raise SpecError(f"journal URL {_shown(url)!r} cannot be used: {_why(exc)}",
                         field="EVALFLEET_JOURNAL_URL") from None
-
-
-def _frozen(path: Path) -> bool:
-    """Whether the journal is on a read-only file system and complete without its WAL.
-
-    Then no process can write it, so SQLite may open it ``immutable`` (without the ``-shm``
-    index a WAL reader otherwise creates, which a read-only file system cannot hold). A
-    non-empty ``-wal`` holds committed transactions that ``immutable`` would not read.
-    """
-    try:
-        if not os.statvfs(path).f_flag & os.ST_RDONLY:
-            return False
-        wal = path.with_name(path.name + "-wal")
-        return not wal.exists() or wal.stat().st_size == 0
-    except OSError:
-        return False
 
 
 _OPEN_ATTEMPTS = 40
@@ -473,16 +449,12 @@ class Journal:
                 where = "does not exist" if not home.exists() else "has no journal.db"
                 raise NoJournalError(f"no evals in {home} (the home {where}; nothing has run "
                                      "there yet)")
-            uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
-            if _frozen(path):
-                # nobody can write here, and SQLite cannot add the WAL index it needs
-                uri += "&immutable=1"
 
             def connect() -> sqlite3.Connection:
-                return sqlite3.connect(uri, uri=True, check_same_thread=False)
+                # mode=ro, query_only; immutable on a read-only file system (snapshot.py)
+                return readonly_connection(path)
 
             engine = create_engine("sqlite://", creator=connect, future=True)
-            event.listen(engine, "connect", _sqlite_reader_pragmas)
             journal = cls(f"sqlite:///{path}", engine=engine, readonly=True)
         else:
             engine = _engine(url)
