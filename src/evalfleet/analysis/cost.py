@@ -139,6 +139,13 @@ def eval_cost(con: Any, plan: Plan, agent_costs: list[dict[str, Any]]) -> dict[s
     by_tier = [{"model_tier": tier, **add_up(parts)} for tier, parts in sorted(tiers.items())]
     by_cat = [{"category": r[0], **spend_row(r, plan.costs)}
               for r in con.execute(spend_sql(cols, ("category",))).fetchall()]
+    return cost_section(total, plan, agent_costs, by_tier, by_cat)
+
+
+def cost_section(total: dict[str, Any], plan: Plan, agent_costs: list[dict[str, Any]],
+                 by_tier: list[dict[str, Any]], by_cat: list[dict[str, Any]]) -> dict[str, Any]:
+    """The eval's ``cost`` section from its totals and breakdowns: the rates, the eval type
+    and the mean per run beside them."""
     c = plan.costs
     return {
         **total,

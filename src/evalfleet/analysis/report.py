@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalfleet import stats
-from evalfleet.analysis.cost import add_up, columns, eval_type, spend_row
+from evalfleet.analysis.cost import add_up, columns, cost_section, eval_type, spend_row
 from evalfleet.analysis.estimates import add_full_suite
 from evalfleet.cost.prices import AgentPrice, PriceTable
 from evalfleet.spec.agent import AgentSpec
@@ -418,20 +418,7 @@ def _eval_cost(plan: Plan, everies: list[dict[str, npt.NDArray[Any]]],
             cat_parts.setdefault(c, []).append(v)
     by_cat = [{"category": c, **spend_row(add(cat_parts[c]), plan.costs)}
               for c in sorted(cat_parts, key=lambda c: (c is None, c or ""))]
-    c = plan.costs
-    return {
-        **total,
-        "eval_type": eval_type(plan),
-        "rates": {"infra_usd_per_hour": c.infra_rate, "capacity": c.capacity,
-                  "review_usd_per_run": c.review_usd_per_run,
-                  "review_fraction": c.review_fraction},
-        "review_note": "expected (review_fraction x scored runs x review_usd_per_run); "
-                       "evalfleet has no review queue, so no review is metered",
-        "mean_per_run": total["total_usd"] / total["runs"] if total["runs"] else None,
-        "unpriced": any(a["unpriced"] for a in agent_costs),
-        "by_tier": by_tier,
-        "by_category": by_cat,
-    }
+    return cost_section(total, plan, agent_costs, by_tier, by_cat)
 
 
 def _finite(x: float) -> float | None:
