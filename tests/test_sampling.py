@@ -360,3 +360,22 @@ def test_a_full_baseline_gives_the_difference_estimator(tmp_path: Path,
     res = CliRunner().invoke(app, ["report", eval_id, "--home", str(settings.home)])
     assert f"difference estimator: baseline {base_id} (a@1, 56.2%) plus paired differences" \
         in " ".join(res.output.split())
+
+
+def test_the_baseline_is_found_in_a_warehouse_elsewhere(tmp_path: Path) -> None:
+    """With results on object storage (here fsspec's memory://) the baseline's files are read
+    where they are, not looked for under the home."""
+    import uuid
+
+    settings = Settings(home=tmp_path / "home",
+                        warehouse_url=f"memory://baseline-{uuid.uuid4().hex}")
+    suite_path = write_jsonl_suite(tmp_path / "s.jsonl", 16, categories=2)
+    old = [f"t{i:05d}" for i in range(0, 16, 2)]
+    base_id = _run(_plan(tmp_path, "full", suite_path, [_agent("a", "1", old)]), settings)
+    eval_id = _run(_plan(tmp_path, "smoke", suite_path, [_agent("a", "2", old)],
+                         sample={"tier": "smoke", "fraction": 0.5, "seed": 1}), settings)
+    assert not (settings.home / "results").exists()  # the rows live in the warehouse
+    fs = api.report(eval_id, settings=settings)["agents"][0]["full_suite"]
+    assert fs["kind"] == "difference", fs
+    assert fs["baseline"]["eval_id"] == base_id
+    assert fs["baseline"]["full_suite_mean"] == pytest.approx(len(old) / 16)

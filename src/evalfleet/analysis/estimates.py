@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -222,8 +222,11 @@ class BaselineFinder:
     """Finds, per agent name, the most recent finished full eval of the suite covering it."""
 
     def __init__(self, journal: Journal, home: Path, *, eval_id: str, suite: str,
-                 scored: str) -> None:
+                 scored: str, paths_of: Callable[[str], list[str]] | None = None) -> None:
         self._journal, self._home, self._scored = journal, home, scored
+        # an eval's live results files as connect() takes them (the store's results_paths:
+        # absolute paths or URLs when the warehouse is elsewhere); else the journal's batches
+        self._paths_of = paths_of
         self._eval_id, self._suite = eval_id, suite
         self._candidates: list[tuple[str, Plan]] | None = None
         self._tables: dict[tuple[str, str, str], dict[str, float]] = {}
@@ -248,7 +251,8 @@ class BaselineFinder:
     def _means(self, eval_id: str, name: str, version: str) -> dict[str, float]:
         key = (eval_id, name, version)
         if key not in self._tables:
-            paths = [b["results_path"] for b in self._journal.iter_batches(eval_id)]
+            paths = (self._paths_of(eval_id) if self._paths_of is not None else
+                     [b["results_path"] for b in self._journal.iter_batches(eval_id)])
             try:
                 con = connect(self._home, paths)
             except EvalfleetError:
@@ -331,7 +335,7 @@ def agent_full_suite(con: Any, *, scored: str, record: Mapping[str, Any], name: 
 
 def add_full_suite(agents: list[dict[str, Any]], *, con: Any, home: Path,
                    eval_row: Mapping[str, Any], plan: Plan, journal: Journal | None,
-                   scored: str) -> None:
+                   scored: str, paths_of: Callable[[str], list[str]] | None = None) -> None:
     """Set ``agents[i]["full_suite"]``: the full-suite estimate of a sampled eval, else None.
 
     The baseline for the difference estimator is looked up in ``journal`` (none without it).
@@ -339,7 +343,8 @@ def add_full_suite(agents: list[dict[str, Any]], *, con: Any, home: Path,
     sampled = plan.sample is not None and plan.sample.share < 1.0
     record = read_sample_record(home, str(eval_row["eval_id"])) if sampled else None
     finder = (BaselineFinder(journal, home, eval_id=str(eval_row["eval_id"]),
-                             suite=str(eval_row["suite_name"]), scored=scored)
+                             suite=str(eval_row["suite_name"]), scored=scored,
+                             paths_of=paths_of)
               if journal is not None and record is not None else None)
     for a, spec in zip(agents, plan.agents, strict=True):
         if not sampled:

@@ -14,6 +14,7 @@ Every interval carries the ``method`` that produced it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -428,7 +429,8 @@ def _finite(x: float) -> float | None:
 def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan: Plan,
                  cluster: str | None = None, max_tasks: int | None = None,
                  prices: PriceTable | None = None,
-                 journal: Journal | None = None) -> dict[str, Any]:
+                 journal: Journal | None = None,
+                 paths_of: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
     """Assemble the report dictionary.
 
     ``eval_row`` may carry ``cancelled`` (the eval's total) and ``cancelled_by_agent`` (one count
@@ -481,7 +483,7 @@ def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan
         cost = _eval_cost(plan, everies, [a["cost"] for a in agents if "cost" in a])
         # a sampled eval: each agent's full-suite estimate (baseline looked up in ``journal``)
         add_full_suite(agents, con=con, home=home, eval_row=eval_row, plan=plan,
-                       journal=journal, scored=SCORED)
+                       journal=journal, scored=SCORED, paths_of=paths_of)
     finally:
         con.close()
     return {

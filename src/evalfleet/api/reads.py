@@ -170,7 +170,8 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
                            plan=plan, cluster=cluster, max_tasks=max_tasks,
                            # an unpriced model's $0 is not a measurement: cost.unpriced says so
                            prices=load_price_table(settings.prices),
-                           journal=store.journal)  # finds a full baseline of a sampled eval
+                           # finds a full baseline of a sampled eval, in whatever warehouse
+                           journal=store.journal, paths_of=store.results_paths)
         for agent_rep, spec in zip(rep["agents"], plan.agents, strict=True):
             agent_rep["model"] = spec.model
         # poison tasks: not run any more, their runs missing data (execution/quarantine.py);
