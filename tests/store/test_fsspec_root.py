@@ -124,6 +124,12 @@ def test_an_eval_lives_in_the_warehouse_and_every_reader_finds_it(
     summary = api.run(make_plan(n_tasks=N, execution={"write_batch": 1}), settings=wsettings)
     assert summary.status == "completed" and summary.done == N
     eid = summary.eval_id
+    # the end of a run names where the results are, not a folder of the home
+    assert summary.results.endswith(f"results/eval_id={eid}")
+    if warehouse.kind in ("file", "path"):
+        assert Path(summary.results).is_dir() and not Path(summary.results).is_relative_to(home)
+    else:
+        assert summary.results.startswith(warehouse.url.split("://")[0] + "://"), summary.results
 
     # the journal stays in the home; results and trajectories are only in the warehouse
     assert (home / "journal.db").is_file()

@@ -73,6 +73,9 @@ class EvalSummary:
     """Poison tasks quarantined (execution/quarantine.py), earlier drivers' included."""
     quarantined: int = 0
     """Runs that ended quarantined (never run)."""
+    results: str = ""
+    """Where the eval's results files are: a folder of the home or of the warehouse (a path,
+    or a URL when the warehouse is on object storage)."""
 
 
 @contextlib.contextmanager
@@ -231,7 +234,8 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                        agents_stopped=tuple(stats.agents_stopped),
                        eval_budget_stopped=stats.eval_stopped,
                        quarantined_tasks=tuple(sorted(stats.quarantined_tasks)),
-                       quarantined=counts.get("quarantined", 0))
+                       quarantined=counts.get("quarantined", 0),
+                       results=store.results_location(eval_id))
 
 
 def _check_backend(backend: str) -> str:
@@ -374,7 +378,8 @@ def resume(eval_id: str, *, settings: Settings | None = None,
         if row["status"] == "completed":
             counts = store.journal.counts(eval_id)
             return EvalSummary(eval_id, "completed", row["planned"], counts.get("done", 0),
-                               _spent(store, eval_id), "", 0.0, store.home)
+                               _spent(store, eval_id), "", 0.0, store.home,
+                               results=store.results_location(eval_id))
         # runs only a budget cancels; any driver's (a crash after an agent's budget stopped
         # its runs leaves the eval "running", Ctrl-C leaves it "interrupted")
         store.journal.uncancel(eval_id)

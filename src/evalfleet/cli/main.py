@@ -106,7 +106,8 @@ def _finish(summary: EvalSummary, *, show_report: bool = True, warn: bool = Fals
     err.print(f"eval {summary.eval_id}: {summary.status}, {summary.done}/{summary.planned} runs "
               f"committed, ${summary.cost_usd:.4f}, {summary.duration_s:.1f}s, "
               f"sandbox {summary.sandbox or '-'}")
-    err.print(f"results: {summary.home / 'results' / f'eval_id={summary.eval_id}'}  "
+    results = summary.results or summary.home / "results" / f"eval_id={summary.eval_id}"
+    err.print(f"results: {results}  "
               f"journal: {summary.journal or summary.home / 'journal.db'}")
     if summary.quarantined_tasks:
         err.print(f"[yellow]{len(summary.quarantined_tasks)} poison task(s) quarantined "

@@ -21,6 +21,7 @@ from evalfleet.store.results import (
     ORPHAN_GRACE_S,
     ResultsWriter,
     RowContext,
+    eval_rel_dirs,
     private_dir,
     read_trajectory,
     remove_orphans,
@@ -233,6 +234,11 @@ class Store:
         """Live committed Parquet files of every eval in the home (one journal read), as
         :meth:`results_paths` gives them."""
         return self._locations(self.journal.live_results_paths())
+
+    def results_location(self, eval_id: str) -> str:
+        """The folder of the eval's results files: a path, or a URL when the warehouse is on
+        object storage (what the CLI shows at the end of a run)."""
+        return fs.location(self.root, eval_rel_dirs(eval_id)[0])
 
     def _locations(self, rels: list[str]) -> list[str]:
         if not self._elsewhere:
