@@ -113,6 +113,14 @@ def agent_cost(con: Any, spec: AgentSpec, plan: Plan,
         c = stats.cost_per_success(per_task_cost, per_task_rate)
         cps = {"estimate": _finite(c.estimate), "se": _finite(c.se),
                "ci_low": _finite(c.ci_low), "ci_high": _finite(c.ci_high), "method": c.method}
+    return agent_cost_section(total, plan, spec, price, cps, cats)
+
+
+def agent_cost_section(total: dict[str, Any], plan: Plan, spec: AgentSpec,
+                       price: AgentPrice | None, cps: dict[str, Any],
+                       cats: list[dict[str, Any]]) -> dict[str, Any]:
+    """An agent's ``cost`` section from its totals, its cost per success (``cps``) and its
+    breakdown by category: the price it was charged at and the means per run beside them."""
     runs = total["runs"]
     return {
         **total,

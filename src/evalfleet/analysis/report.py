@@ -22,7 +22,14 @@ import numpy as np
 import numpy.typing as npt
 
 from evalfleet import stats
-from evalfleet.analysis.cost import add_up, columns, cost_section, eval_type, spend_row
+from evalfleet.analysis.cost import (
+    add_up,
+    agent_cost_section,
+    columns,
+    cost_section,
+    eval_type,
+    spend_row,
+)
 from evalfleet.analysis.estimates import add_full_suite
 from evalfleet.cost.prices import AgentPrice, PriceTable
 from evalfleet.spec.agent import AgentSpec
@@ -380,19 +387,8 @@ def _agent_cost(every: dict[str, npt.NDArray[Any]], spec: AgentSpec, plan: Plan,
         c = stats.cost_per_success(t["cost"].astype(float), t["rate"].astype(float))
         cps = {"estimate": _finite(c.estimate), "se": _finite(c.se),
                "ci_low": _finite(c.ci_low), "ci_high": _finite(c.ci_high), "method": c.method}
+    cost = agent_cost_section(total, plan, spec, price, cps, cats)
     runs = total["runs"]
-    cost = {
-        **total,
-        "eval_type": eval_type(plan),
-        "model_tier": spec.tier or "standard",
-        "price_source": price.source if price is not None else None,
-        "unpriced": bool(price is not None and price.unpriced),
-        "mean_per_run": total["total_usd"] / runs if runs else None,
-        "model_mean_per_run": total["model_usd"] / runs if runs else None,
-        "infra_mean_per_run": total["infra_usd"] / runs if runs else None,
-        "per_success": cps["estimate"], "per_success_ci": cps,
-        "by_category": cats,
-    }
     return {"cost": cost,
             "tokens": {"in": cost["tokens_in"], "cached": cost["tokens_cached"],
                        "out": cost["tokens_out"],
