@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import pytest
 
 from evalfleet import api
 from evalfleet.settings import Settings
+from evalfleet.store import Journal
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,27 @@ def fingerprint(home: Path) -> dict[str, tuple[int, str]]:
             out[f.relative_to(home).as_posix()] = (
                 f.stat().st_mode, hashlib.sha256(f.read_bytes()).hexdigest())
     return out
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    """An empty journal on SQLite, then on PostgreSQL (EVALFLEET_TEST_POSTGRES_URL; skipped
+    without it unless EVALFLEET_REQUIRE_POSTGRES=1)."""
+    from tests.store.test_journal_contract import PG_URL, REQUIRE_PG, _postgres_schema
+
+    if request.param == "sqlite":
+        j = Journal.open(tmp_path)
+        yield j
+        j.close()
+        return
+    if not PG_URL:
+        if REQUIRE_PG:
+            pytest.fail("EVALFLEET_REQUIRE_POSTGRES=1 but EVALFLEET_TEST_POSTGRES_URL is unset")
+        pytest.skip("EVALFLEET_TEST_POSTGRES_URL is unset (.ci/postgres.sh start prints it)")
+    url, drop = _postgres_schema(PG_URL)
+    j = Journal(url)
+    try:
+        yield j
+    finally:
+        j.close()
+        drop()

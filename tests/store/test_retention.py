@@ -7,7 +7,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -482,28 +482,7 @@ def test_readers_cope_with_a_journal_without_the_retention_tables(tmp_path: Path
 
 
 # the journal's part, on SQLite and on PostgreSQL (EVALFLEET_TEST_POSTGRES_URL) ---------------
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
-    from tests.store.test_journal_contract import PG_URL, REQUIRE_PG, _postgres_schema
-
-    if request.param == "sqlite":
-        j = Journal.open(tmp_path)
-        yield j
-        j.close()
-        return
-    if not PG_URL:
-        if REQUIRE_PG:
-            pytest.fail("EVALFLEET_REQUIRE_POSTGRES=1 but EVALFLEET_TEST_POSTGRES_URL is unset")
-        pytest.skip("EVALFLEET_TEST_POSTGRES_URL is unset (.ci/postgres.sh start prints it)")
-    url, drop = _postgres_schema(PG_URL)
-    j = Journal(url)
-    try:
-        yield j
-    finally:
-        j.close()
-        drop()
+# (the `journal` fixture, one per engine, is in tests/store/conftest.py)
 
 
 def test_pins_and_the_guarded_swap_on_every_journal(journal: Journal) -> None:
