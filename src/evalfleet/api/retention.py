@@ -239,6 +239,16 @@ def _check_kind(kind: str) -> None:
                         field="--kind")
 
 
+def _find_run(settings: Settings, run_ref: str) -> tuple[str, str]:
+    """(run id, eval id) of the one run ``run_ref`` names, read without writing: a mistyped
+    --home or run creates nothing."""
+    reader = open_reader(settings)
+    try:
+        return _resolve_run(reader, run_ref)
+    finally:
+        reader.close()
+
+
 def pin_trajectory(run_ref: str, *, kind: str = "manual", note: str = "",
                    settings: Settings | None = None) -> dict[str, Any]:
     """Pin a run's trajectory so that retention never removes it (``kind``: ``review`` or
@@ -251,11 +261,7 @@ def pin_trajectory(run_ref: str, *, kind: str = "manual", note: str = "",
     """
     _check_kind(kind)
     settings = settings or load_settings()
-    reader = open_reader(settings)  # a mistyped --home creates nothing
-    try:
-        run_id, eval_id = _resolve_run(reader, run_ref)
-    finally:
-        reader.close()
+    run_id, eval_id = _find_run(settings, run_ref)
     store = open_store(settings)
     try:
         new = store.journal.pin(run_id, eval_id, kind, note)
@@ -276,11 +282,7 @@ def unpin_trajectory(run_ref: str, *, kind: str | None = None,
     if kind is not None:
         _check_kind(kind)
     settings = settings or load_settings()
-    reader = open_reader(settings)
-    try:
-        run_id, eval_id = _resolve_run(reader, run_ref)
-    finally:
-        reader.close()
+    run_id, eval_id = _find_run(settings, run_ref)
     store = open_store(settings)
     try:
         n = store.journal.unpin(run_id, kind)
