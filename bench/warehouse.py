@@ -33,8 +33,10 @@ import argparse
 import io
 import json
 import math
+import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -283,6 +285,56 @@ def pandas_answer(path: Path, latest: str, older: str) -> list[tuple[Any, ...]]:
     return [(r, v, float(m), int(c)) for (r, v), (m, c) in g.iterrows()]
 
 
+def slice_args(latest: str, older: str) -> dict[str, Any]:
+    """The question as `evalfleet slice` flags: the latest version is resolved, not named."""
+    del latest
+    return {"agent": "coder@latest", "vs": f"coder@{older}", "by": ["repository"],
+            "where": ["category=coding", "difficulty>=3"]}
+
+
+def time_slice(home: Path, now: datetime, latest: str, older: str) -> float:
+    """``api.slice_runs`` in-process (median of 3 after a first call); returns the median."""
+    from evalfleet.settings import Settings
+
+    settings = Settings(home=home)
+    question = slice_args(latest, older)
+    t = time.perf_counter()
+    res = api.slice_runs(settings=settings, now=now, **question)
+    first = time.perf_counter() - t
+    assert res["agent"]["agent_version"] == latest, res["agent"]
+    med, times, res = _median(lambda: api.slice_runs(settings=settings, now=now, **question))
+    split = ", ".join(f"{k.removesuffix('_s')} {1000 * v:.0f}" for k, v in res["timing"].items()
+                      if k.endswith("_s"))
+    print(f"in-process api.slice_runs (coder@latest vs coder@{older}, intervals and paired tests "
+          f"per cell): median {1000 * med:.0f} ms ({', '.join(f'{1000 * x:.0f}' for x in times)};"
+          f" last: {split} ms); first call {1000 * first:.0f} ms; goal 300 ms")
+    return med
+
+
+def time_processes(home: Path, latest: str, older: str, params: dict[str, str]) -> None:
+    """Whole `evalfleet slice --json` and `evalfleet query --json` processes (median of 3),
+    beside `evalfleet --help` in the same run."""
+    question = slice_args(latest, older)
+    evalfleet = [sys.executable, "-m", "evalfleet"]
+    slice_cmd = [*evalfleet, "slice", "--home", str(home), "--json", "--agent",
+                 question["agent"], "--vs", question["vs"], "--by", "repository",
+                 *[a for w in question["where"] for a in ("--where", w)]]
+    sql = QUESTION_SQL.replace("$latest", f"'{params['latest']}'").replace(
+        "$older", f"'{params['older']}'")
+    query_cmd = [*evalfleet, "query", sql, "--home", str(home), "--json"]
+    # bytecode caches on, as on a user's machine
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([*evalfleet, "--help"], check=True, capture_output=True, env=env)
+    for name, cmd in (("evalfleet --help", [*evalfleet, "--help"]),
+                      ("evalfleet slice --json", slice_cmd),
+                      ("evalfleet query --json", query_cmd)):
+        med, times, _ = _median(lambda cmd=cmd: subprocess.run(  # type: ignore[misc]
+            cmd, check=True, capture_output=True, env=env))
+        print(f"whole process `{name}`: median {1000 * med:.0f} ms "
+              f"({', '.join(f'{1000 * x:.0f}' for x in times)})"
+              + ("" if name.endswith("help") else "; goal 1000 ms"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -298,9 +350,21 @@ def main() -> None:
         base = args.keep or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         home = base / "home"
-        t0 = time.perf_counter()
-        n, meter = build(base, home, k=k, batch=args.batch, now=now)
-        build_s = time.perf_counter() - t0
+        stamp = base / "built.json"
+        if stamp.exists():  # --keep DIR built before: reuse it, with its clock and figures
+            built = json.loads(stamp.read_text())
+            now = datetime.fromisoformat(built["now"])
+            print(f"reusing the home built in {base} at {built['now']}")
+        else:
+            t0 = time.perf_counter()
+            n, meter = build(base, home, k=k, batch=args.batch, now=now)
+            built = {"now": now.isoformat(), "rows": n, "k": k, "batch": args.batch,
+                     "build_s": time.perf_counter() - t0, **vars(meter)}
+            if args.keep:
+                stamp.write_text(json.dumps(built))
+        n, k, build_s = built["rows"], built["k"], built["build_s"]
+        meter = Meter()
+        vars(meter).update({key: built[key] for key in vars(meter)})
         store = Store.open_readonly(home)
         paths = store.all_results_paths()
         traj = sorted({b["trajectories_path"] for e in store.journal.list_evals()
@@ -312,7 +376,7 @@ def main() -> None:
               f"{k} runs; {N_REPOS} repositories, {len(CATEGORIES)} categories, {N_EVALS} "
               f"evals) in {build_s:.0f} s, of which compaction {meter.compact_s:.0f} s "
               f"({meter.merges} merges)")
-        print(f"files: {meter.batches:,} committed batches (batch {args.batch:,}) -> "
+        print(f"files: {meter.batches:,} committed batches (batch {built['batch']:,}) -> "
               f"{len(paths)} Parquet + {len(traj)} trajectory files after compaction")
         print(f"rows (Parquet): {parquet / n:.1f} B/run compacted ({parquet / 1e6:.0f} MB); "
               f"{meter.small_parquet / n:.1f} B/run in the committed batch files")
@@ -350,6 +414,9 @@ def main() -> None:
               f"{1000 * med:.0f} ms ({', '.join(f'{1000 * x:.0f}' for x in times)}); first "
               f"{1000 * first_s:.0f} ms")
 
+        slice_med = time_slice(home, now, latest, older)
+        time_processes(home, latest, older, params)
+
         jsonl = base / "runs.jsonl"
         write_jsonl(home, paths, jsonl)
         print(f"the same rows' question columns as JSON Lines: {jsonl.stat().st_size / 1e6:.0f} "
@@ -361,7 +428,8 @@ def main() -> None:
             for a, b in zip(pans, answer, strict=True))
         print(f"pandas from JSON Lines (chunked read, filter, group): median {pmed:.1f} s "
               f"({', '.join(f'{x:.1f}' for x in ptimes)}); same answer: {same}")
-        print(f"ratio pandas / DuckDB in-process: {pmed / med:.0f}x")
+        print(f"ratio pandas / DuckDB in-process: {pmed / med:.0f}x; pandas / api.slice_runs "
+              f"in-process: {pmed / slice_med:.0f}x")
         jsonl.unlink()
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -418,3 +420,69 @@ def test_latest_is_the_newest_version_not_the_last_rerun() -> None:
     sel = AgentSelector(text="coder@latest", name="coder", version=None, ago=None)
     chosen = _choose(None, sel, "--agent", 0, groups, [], now)  # type: ignore[arg-type]
     assert chosen["agent_version"] == "10"
+
+
+def _through_the_store(h: History) -> Settings:
+    """The same home read through the store (SQLAlchemy), as a journal URL makes it."""
+    url = f"sqlite:///{(h.settings.home / 'journal.db').absolute()}"
+    return h.settings.model_copy(update={"journal_url": url})
+
+
+def test_the_sqlite_snapshot_and_the_store_give_the_same_slices_and_queries(
+        history: History) -> None:
+    """A slice or query in the default layout reads the journal with sqlite3; through the
+    store (a journal URL, a warehouse elsewhere) the answers are the same, eval prefixes
+    included."""
+    store_settings = _through_the_store(history)
+    prefix = history.evals["v10"][:-3]
+    for kw in (ISSUE, {"agent": "helper@2", "vs": "helper@1", "by": ["category"]},
+               {"agent": "coder@latest", "evals": [prefix, history.evals["v9"]]}):
+        a = api.slice_runs(settings=history.settings, now=NOW, **kw)  # type: ignore[arg-type]
+        b = api.slice_runs(settings=store_settings, now=NOW, **kw)  # type: ignore[arg-type]
+        a.pop("timing"), b.pop("timing")
+        assert a == b and a["cells"]
+    for sql, eval_ref in (("SELECT agent_version, count(*) FROM runs GROUP BY 1 ORDER BY 1",
+                           None),
+                          ("SELECT count(*) FROM runs", prefix),
+                          ("SELECT agent_version, sum(runs) FROM rollups GROUP BY 1 ORDER BY 1",
+                           None),
+                          ("SELECT count(*) FROM EVALS", None)):
+        assert api.query(sql, eval_id=eval_ref, settings=history.settings) == api.query(
+            sql, eval_id=eval_ref, settings=store_settings)
+    with pytest.raises(UnknownEvalError, match="no eval 'zz-none'"):
+        api.slice_runs(agent="coder@latest", evals=["zz-none"], settings=history.settings)
+
+
+def test_slice_and_query_processes_never_import_sqlalchemy_or_statsmodels(
+        history: History) -> None:
+    """`evalfleet slice` and `evalfleet query` over `runs` answer as whole processes without
+    SQLAlchemy (a quarter of a second), statsmodels, pandas or scipy.stats (about a second):
+    the journal is read with sqlite3, McNemar and t p-values with scipy.special. A query that
+    names `rollups` reads them from the journal through the store."""
+    home = str(history.settings.home)
+    cases = [
+        (["slice", "--home", home, "--json", "--agent", "coder@10", "--vs", "coder@9",
+          "--by", "repository", "--where", "category=coding", "--where", "difficulty>=3"],
+         {"sqlalchemy", "statsmodels", "pandas"}, True),
+        (["slice", "--home", home, "--json", "--agent", "helper@2", "--vs", "helper@1"],
+         {"sqlalchemy", "statsmodels", "pandas"}, True),
+        (["query", "SELECT count(*) AS n FROM runs", "--home", home, "--json"],
+         {"sqlalchemy", "statsmodels", "pandas", "scipy"}, True),
+        (["query", "SELECT count(*) AS n FROM rollups", "--home", home, "--json"],
+         {"statsmodels", "scipy"}, False),
+    ]
+    for argv, banned, no_sqlalchemy in cases:
+        probe = ("import json, sys\n"
+                 "from evalfleet.cli import main\n"
+                 f"sys.argv = ['evalfleet', *{argv!r}]\n"
+                 "try:\n    main()\nexcept SystemExit:\n    pass\n"
+                 "print('\\nMODULES:' + json.dumps(sorted(sys.modules)))")
+        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              timeout=120, check=False)
+        out, _, mods = proc.stdout.rpartition("\nMODULES:")
+        assert json.loads(out), proc.stderr[-2000:]
+        loaded = set(json.loads(mods))
+        tops = {m.split(".")[0] for m in loaded}
+        assert "duckdb" in tops and not tops & banned, (argv, tops & banned)
+        assert "scipy.stats" not in loaded, argv
+        assert ("sqlalchemy" not in tops) == no_sqlalchemy, argv

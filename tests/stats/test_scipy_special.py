@@ -147,3 +147,26 @@ def test_a_paired_comparison_imports_no_scipy_stats() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_mcnemar_equals_statsmodels() -> None:
+    """mcnemar_test does statsmodels' mcnemar() arithmetic on scipy.special: same bits."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    rng = np.random.default_rng(RNG_SEED + 7)
+    cases = [(0, 1), (1, 0), (5, 5), (10, 2), (0, 40), (3, 4)]
+    cases += [(int(rng.integers(0, 3_000)), int(rng.integers(0, 3_000))) for _ in range(300)]
+    for b, c in cases:
+        if b + c == 0:
+            continue
+        ours = stats.mcnemar_test(b, c)
+        table = [[0, b], [c, 0]]
+        assert ours.p_exact == float(mcnemar(table, exact=True).pvalue)
+        for corrected, method in ((False, "chi2"), (True, "chi2-corrected")):
+            res = stats.mcnemar_test(b, c, method=method)  # type: ignore[arg-type]
+            ref = mcnemar(table, exact=False, correction=corrected)
+            assert (res.p_value, res.statistic) == (float(ref.pvalue), float(ref.statistic))
+        assert ours.p_chi2 == stats.mcnemar_test(b, c, method="chi2").p_value
+        k, m = min(b, c), b + c
+        assert ours.p_midp == min(1.0, 2.0 * float(st.binom.cdf(k, m, 0.5))
+                                  - float(st.binom.pmf(k, m, 0.5)))

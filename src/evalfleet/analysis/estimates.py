@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,8 +43,10 @@ from evalfleet import stats
 from evalfleet.errors import EvalfleetError
 from evalfleet.spec.plan import Plan
 from evalfleet.stats._checks import scipy_stats
-from evalfleet.store.journal import Journal
 from evalfleet.store.warehouse import connect
+
+if TYPE_CHECKING:
+    from evalfleet.store.journal import Journal
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,8 +35,10 @@ from evalfleet.cost.prices import AgentPrice, PriceTable
 from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.plan import Plan
 from evalfleet.stats._checks import scipy_special
-from evalfleet.store.journal import Journal
 from evalfleet.store.warehouse import SCORED_SQL, connect
+
+if TYPE_CHECKING:
+    from evalfleet.store.journal import Journal
 
 SCORED = SCORED_SQL
 """Rows that count in scores: completed runs and agent failures (timeouts, agent errors) with a

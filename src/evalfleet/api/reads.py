@@ -6,20 +6,21 @@ it is safe to call while a driver runs the same eval; ``open_store`` is for the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from evalfleet.api.sources import StoreSource, open_results, resolve_eval
 from evalfleet.cost.budget import Stratum, project_by_agent, project_total
 from evalfleet.cost.prices import load_price_table
 from evalfleet.errors import SpecError, UnknownEvalError
 from evalfleet.settings import Settings, load_settings
 from evalfleet.spec.plan import Plan
-from evalfleet.store import Store
-from evalfleet.store.journal import driver_alive
 
 if TYPE_CHECKING:
     from evalfleet.analysis.compare import Side
+    from evalfleet.store import Store
 
 # Analysis (scipy, statsmodels, duckdb) is imported where it is used, so that running an eval
 # does not pay its import time and memory (about 100 MB) in the driver.
@@ -44,6 +45,8 @@ def open_store(settings: Settings) -> Store:
         where = "" if existing == home else f" ({existing} is not a directory)"
         raise SpecError(f"home {home} is not a directory{where}", field="--home")
     try:
+        from evalfleet.store import Store
+
         return Store(home, settings.journal_url, warehouse_url=settings.warehouse_url)
     except OSError as exc:  # a read-only file system, no permission
         raise SpecError(f"cannot use home {home}: {exc.strerror or exc}",
@@ -56,23 +59,15 @@ def open_reader(settings: Settings) -> Store:
     Raises:
         UnknownEvalError: the home or its journal does not exist ("no evals in HOME").
     """
+    from evalfleet.store import Store
+
     return Store.open_readonly(settings.home, settings.journal_url,
                                warehouse_url=settings.warehouse_url)
 
 
 def resolve_eval_id(store: Store, eval_id: str) -> str:
     """An exact eval id, or a unique prefix of one."""
-    try:
-        store.journal.get_eval(eval_id)
-        return eval_id
-    except UnknownEvalError:
-        matches = store.journal.find_evals(eval_id)
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise UnknownEvalError(f"'{eval_id}' matches {len(matches)} evals: "
-                                   f"{', '.join(matches[:5])}") from None
-        raise
+    return resolve_eval(StoreSource(store), eval_id)
 
 
 def status(eval_id: str | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
@@ -134,6 +129,8 @@ def status_row(store: Store, e: dict[str, Any]) -> dict[str, Any]:
 
 def live_status(e: dict[str, Any]) -> str:
     """The eval's status, ``interrupted`` for one ``running`` whose driver is gone."""
+    from evalfleet.store.journal import driver_alive
+
     if e["status"] == "running" and not driver_alive(e.get("driver"), e.get("driver_heartbeat")):
         return "interrupted"  # the driver died without saying so (crash, SIGKILL)
     return str(e["status"])
@@ -263,16 +260,20 @@ def query(sql: str, *, eval_id: str | None = None,
 
     check_read_only(sql)  # before touching the store: a refused query reads nothing
     settings = settings or load_settings()
-    store = open_reader(settings)
+    # the tables ``rollups`` and ``evals`` come from the journal through the store; a query
+    # that cannot name them reads the files' list without SQLAlchemy (default layout)
+    journal_tables = re.search(r"rollups|evals", sql, re.IGNORECASE) is not None
+    source = (StoreSource(open_reader(settings)) if journal_tables
+              else open_results(settings))
     try:
         if eval_id is not None:  # "--eval ''" (an unset variable) is an error, not "all"
-            paths = store.results_paths(resolve_eval_id(store, eval_id))
+            paths = source.results_paths(resolve_eval(source, eval_id))
         else:
-            paths = store.all_results_paths()
-        # rollups and evals are read from the journal into the query's own tables
-        return run_query(settings.home, paths, sql, store.journal)
+            paths = source.all_results_paths()
+        journal = source.store.journal if isinstance(source, StoreSource) else None
+        return run_query(settings.home, paths, sql, journal)
     finally:
-        store.close()
+        source.close()
 
 
 def show_run(run_ref: str, *, settings: Settings | None = None) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 anything runs.
 
 Read-only on the home (an absent home is no history, and nothing is created): a SQLite journal
-in the default layout is read with ``sqlite3`` (:mod:`evalfleet.store.snapshot`; SQLAlchemy's
-import alone would be a quarter of a second), any other through ``open_reader``; the committed
+in the default layout is read with ``sqlite3`` (:mod:`evalfleet.api.sources`; SQLAlchemy's
+import alone would be a quarter of a second), any other through the store; the committed
 Parquet files are read with one DuckDB query for all the plan's agents, and nothing else is
 touched.
 
@@ -38,8 +38,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
+from evalfleet.api.sources import ResultsSource, open_results
 from evalfleet.cost.prices import AgentPrice, PriceTable, load_price_table
 from evalfleet.cost.sampling import planned_tasks
 from evalfleet.errors import SpecError, UnknownEvalError
@@ -48,9 +49,6 @@ from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.loaders import load_plan, load_suite_ref
 from evalfleet.spec.plan import CostSettings, Plan
 from evalfleet.spec.task import Task
-
-if TYPE_CHECKING:
-    from evalfleet.store import Store
 
 __all__ = ["ASSUMED_SIGMA2", "ASSUMED_VAR_X", "CHARS_PER_TOKEN", "DEFAULT_CALL_SECONDS",
            "DEFAULT_OUTPUT_TOKENS", "DEFAULT_SYSTEM_TOKENS", "DEFAULT_TOOL_CALLS",
@@ -133,7 +131,7 @@ class _History:
         return out
 
 
-def _history(store: _HistorySource | None, agents: tuple[AgentSpec, ...]) -> dict[str, _History]:
+def _history(store: ResultsSource | None, agents: tuple[AgentSpec, ...]) -> dict[str, _History]:
     """Committed runs of the agents' fingerprints in the home: one DuckDB query for all."""
     if store is None:
         return {}
@@ -187,7 +185,7 @@ def _history(store: _HistorySource | None, agents: tuple[AgentSpec, ...]) -> dic
     return dict(out)
 
 
-def _eval_rates(store: _HistorySource, eval_ids: set[str]) -> dict[str, float]:
+def _eval_rates(store: ResultsSource, eval_ids: set[str]) -> dict[str, float]:
     """The infrastructure rate ($/sandbox hour) each eval ran at, from its stored plan."""
     rates: dict[str, float] = {}
     for eval_id in eval_ids:
@@ -490,49 +488,11 @@ def _scale(x: float | None, n: int) -> float | None:
     return None if x is None else x * n
 
 
-class _HistorySource(Protocol):
-    """Where a review reads history: the store, or a SQLite journal read without SQLAlchemy
-    (:class:`evalfleet.store.snapshot.JournalSnapshot`)."""
-
-    home: Path
-
-    def all_results_paths(self) -> list[str]: ...
-
-    def eval_plan(self, eval_id: str) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
-
-
-class _StoreHistory:
-    """A store as a history source (PostgreSQL journals, warehouses elsewhere)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.home = store.home
-
-    def all_results_paths(self) -> list[str]:
-        return self.store.all_results_paths()
-
-    def eval_plan(self, eval_id: str) -> dict[str, Any]:
-        plan: dict[str, Any] = self.store.journal.get_eval(eval_id)["plan"]
-        return plan
-
-    def close(self) -> None:
-        self.store.close()
-
-
-def _open(settings: Settings) -> _HistorySource | None:
-    """The home's history, read-only; None where nothing has run. The default layout (a
-    SQLite journal, results in the home) is read without SQLAlchemy: a review is meant to
-    answer in well under a second, and that import alone is a quarter of one."""
+def _open(settings: Settings) -> ResultsSource | None:
+    """The home's history, read-only (:mod:`evalfleet.api.sources`: without SQLAlchemy in the
+    default layout); None where nothing has run."""
     try:
-        if settings.journal_url is None and settings.warehouse_url is None:
-            from evalfleet.store.snapshot import JournalSnapshot
-
-            return JournalSnapshot(settings.home)
-        from evalfleet.api.reads import open_reader
-
-        return _StoreHistory(open_reader(settings))
+        return open_results(settings)
     except UnknownEvalError:  # no home or no journal: nothing has run there, no history
         return None
 
@@ -725,7 +685,7 @@ def _wall(plan: Plan, agents: list[dict[str, Any]], units: list[_Unit], workers:
     return out
 
 
-def _repeats_in(store: _HistorySource, paths: list[str], agents: tuple[AgentSpec, ...]) -> int:
+def _repeats_in(store: ResultsSource, paths: list[str], agents: tuple[AgentSpec, ...]) -> int:
     """1 + the deepest repeat of the agents' committed runs in the home (0: none)."""
     if not paths:
         return 0
@@ -745,7 +705,7 @@ def _repeats_in(store: _HistorySource, paths: list[str], agents: tuple[AgentSpec
     return 0 if row is None or row[0] is None else int(row[0]) + 1
 
 
-def _reuse(plan: Plan, tasks: tuple[Task, ...], store: _HistorySource | None,
+def _reuse(plan: Plan, tasks: tuple[Task, ...], store: ResultsSource | None,
            settings: Settings) -> dict[str, Any]:
     """Runs an eval with ``reuse: true`` would take from earlier committed runs."""
     n = len(plan.agents)

@@ -253,7 +253,7 @@ def slice_runs(*, agent: str, vs: str | None = None, where: Sequence[str] = (),
         SpecError: a bad flag (one line naming it), or an agent/version with no runs.
         UnknownEvalError: no evals in the home, or an unknown ``--eval``.
     """
-    from evalfleet.api.reads import open_reader, resolve_eval_id
+    from evalfleet.api.sources import open_results, resolve_eval
 
     t_start = time.perf_counter()
     conditions = [parse_where(w) for w in where]
@@ -272,13 +272,13 @@ def slice_runs(*, agent: str, vs: str | None = None, where: Sequence[str] = (),
         clock = clock.replace(tzinfo=UTC)
 
     settings = settings or load_settings()
-    store = open_reader(settings)
+    source = open_results(settings)  # without SQLAlchemy in the default layout
     try:
-        eval_ids = sorted({resolve_eval_id(store, e) for e in evals})
-        paths = (sorted({p for e in eval_ids for p in store.results_paths(e)}) if eval_ids
-                 else store.all_results_paths())
+        eval_ids = sorted({resolve_eval(source, e) for e in evals})
+        paths = (sorted({p for e in eval_ids for p in source.results_paths(e)}) if eval_ids
+                 else source.all_results_paths())
     finally:
-        store.close()
+        source.close()
 
     # imported before the clock starts: the timing is DuckDB's and the statistics', not
     # scipy's and statsmodels' import

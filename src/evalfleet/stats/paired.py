@@ -17,6 +17,7 @@ from evalfleet.stats._checks import (
     as_count,
     as_labels,
     as_values,
+    binom_cdf,
     check_alternative,
     check_distribution,
     check_probability,
@@ -24,7 +25,7 @@ from evalfleet.stats._checks import (
     codes_for,
     critical_value,
     interval,
-    scipy_stats,
+    scipy_special,
     t_test,
 )
 from evalfleet.stats._types import (
@@ -163,17 +164,17 @@ def mcnemar_test(
         p_exact = p_midp = 1.0
         p_chi2 = p_chi2_cc = stat_chi2 = stat_chi2_cc = math.nan
     else:
-        # imported here: statsmodels (and the pandas it loads) costs about a second
-        from statsmodels.stats.contingency_tables import mcnemar
-
-        table = [[0, b_int], [c_int, 0]]
-        p_exact = float(mcnemar(table, exact=True).pvalue)
-        binom = scipy_stats().binom
-        p_midp = min(1.0, 2.0 * float(binom.cdf(k, m, 0.5)) - float(binom.pmf(k, m, 0.5)))
-        asym = mcnemar(table, exact=False, correction=False)
-        asym_cc = mcnemar(table, exact=False, correction=True)
-        p_chi2, stat_chi2 = float(asym.pvalue), float(asym.statistic)
-        p_chi2_cc, stat_chi2_cc = float(asym_cc.pvalue), float(asym_cc.statistic)
+        # statsmodels' mcnemar() arithmetic on the scipy.special functions scipy.stats' binom
+        # and chi2 call (the same bits, tests/stats/test_scipy_special.py), without importing
+        # statsmodels, pandas and scipy.stats (about a second of every `evalfleet slice`)
+        special = scipy_special()
+        p_exact = min(2.0 * binom_cdf(k, m, 0.5), 1.0)
+        pmf = float(special._ufuncs._binom_pmf(float(k), m, 0.5))
+        p_midp = min(1.0, 2.0 * binom_cdf(k, m, 0.5) - pmf)
+        stat_chi2 = abs(b_int - c_int) ** 2 / (1.0 * m)
+        stat_chi2_cc = (abs(b_int - c_int) - 1) ** 2 / (1.0 * m)
+        p_chi2 = float(special.chdtrc(1, stat_chi2))
+        p_chi2_cc = float(special.chdtrc(1, stat_chi2_cc))
     p_value, statistic = {
         "midp": (p_midp, float(k)),
         "exact": (p_exact, float(k)),

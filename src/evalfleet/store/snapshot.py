@@ -1,14 +1,15 @@
-"""What planners read from a home's SQLite journal, without SQLAlchemy.
+"""What planners and slices read from a home's SQLite journal, without SQLAlchemy.
 
-`evalfleet plan review` needs only two facts from the journal: which results files are live
-(each committed row is in exactly one of them) and the plan an eval ran with. Importing
-SQLAlchemy for those costs about a quarter of a second, a third of a review's whole process,
-so for the default layout (a SQLite journal, results in the home) this module reads them with
-the standard library's ``sqlite3``, opened exactly as :meth:`Journal.open_readonly` opens it:
-``mode=ro``, ``query_only``, ``immutable`` only on a read-only file system without a pending
-WAL. Anything else (PostgreSQL, a warehouse elsewhere) goes through the store.
+`evalfleet plan review`, `slice` and `query` need only a few facts from the journal: which
+results files are live (each committed row is in exactly one of them), which evals exist and
+the plan an eval ran with. Importing SQLAlchemy for those costs about a quarter of a second (a
+third of a review's whole process), so for the default layout (a SQLite journal, results in
+the home) this module reads them with the standard library's ``sqlite3``, opened exactly as
+:meth:`Journal.open_readonly` opens it: ``mode=ro``, ``query_only``, ``immutable`` only on a
+read-only file system without a pending WAL. Anything else (PostgreSQL, a warehouse
+elsewhere) goes through the store.
 
-A test checks that a review answers the same through both.
+Tests check that a review, a slice and a query answer the same through both.
 """
 
 from __future__ import annotations
@@ -85,6 +86,30 @@ class JournalSnapshot:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the journal of {self.home}: {exc}") from None
         return sorted(str(r[0]) for r in rows)
+
+    def results_paths(self, eval_id: str) -> list[str]:
+        """Parquet files of the eval's live batches, relative to the home."""
+        where = f"{self._live} AND" if self._live else " WHERE"
+        rows = self._read(f"SELECT results_path FROM batches{where} eval_id = ?", (eval_id,))
+        return sorted(str(r[0]) for r in rows)
+
+    def eval_exists(self, eval_id: str) -> bool:
+        return bool(self._read("SELECT 1 FROM evals WHERE eval_id = ?", (eval_id,)))
+
+    def find_evals(self, prefix: str) -> list[str]:
+        """Eval ids starting with ``prefix``, compared literally and case-sensitively (as
+        :meth:`evalfleet.store.journal.Journal.find_evals`)."""
+        if not prefix:
+            return []
+        rows = self._read("SELECT eval_id FROM evals WHERE substr(eval_id, 1, ?) = ?",
+                          (len(prefix), prefix))
+        return sorted(str(r[0]) for r in rows)
+
+    def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        try:
+            return self._con.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the journal of {self.home}: {exc}") from None
 
     def eval_plan(self, eval_id: str) -> dict[str, Any]:
         """The plan the eval stored when it was created.
