@@ -147,6 +147,26 @@ def test_eval_on_three_nodes_exactly_once_and_resources_placed(
     assert all(workers[f"t{i:05d}"] == f"ray:{gpu_node[:16]}" for i in gpu)
 
 
+def test_queued_attempts_never_run_beyond_the_plans_cap(cluster: _Cluster,
+                                                       tmp_path: Path) -> None:
+    """The dispatcher hands the Ray executor more attempts than ``max_in_flight`` (they wait
+    on the workers for a slot, to hide the round trip): at the agents' own start/end log, no
+    more than ``max_in_flight`` ever run at once across the three nodes."""
+    n, cap = 240, 8
+    suite = _suite(tmp_path / "suite.jsonl", n)
+    log = tmp_path / "runs.log"
+    settings = Settings(home=tmp_path / "home")
+    summary = api.run(_plan(tmp_path, suite, log, sleep_s=0.05, max_in_flight=cap),
+                      settings=settings, ray_address=cluster.address)
+    assert summary.status == "completed" and summary.done == n
+    _exactly_once(settings.home, n)
+    running = peak = 0
+    for kind, _, _ in _events(log):
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert running == 0 and 2 <= peak <= cap, peak
+
+
 def test_a_resource_no_node_declares_is_refused_at_start(cluster: _Cluster,
                                                         tmp_path: Path) -> None:
     suite = _suite(tmp_path / "suite.jsonl", 3, {1: {"tpu": 1}})

@@ -4,6 +4,7 @@ sandboxes, commit results exactly once, and say how it ended."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import signal
 import sys
@@ -110,6 +111,15 @@ def _install_signals(dispatcher: Dispatcher) -> list[signal.Signals]:
     return installed
 
 
+@dataclass
+class _Started:
+    """What an execution needs started before dispatch (the plan's services, the Ray
+    executor), started by :func:`run` while the eval's runs were being inserted."""
+
+    variables: dict[str, str]
+    executor: Any
+
+
 def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
             progress: ProgressHook | None = None, handle_signals: bool = True,
             suite: Suite | None = None, backend: str | None = None,
@@ -122,6 +132,16 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
     Ray runtime is started). With ``metrics_port`` the live figures are served as Prometheus
     metrics on 127.0.0.1 (api/metrics.py) while the eval runs.
     """
+    return _execute(store, eval_id, settings=settings, progress=progress,
+                    handle_signals=handle_signals, suite=suite, backend=backend,
+                    ray_address=ray_address, metrics_port=metrics_port)
+
+
+def _execute(store: Store, eval_id: str, *, settings: Settings | None,
+             progress: ProgressHook | None, handle_signals: bool = True,
+             suite: Suite | None, backend: str | None, ray_address: str | None,
+             metrics_port: int | None, started: _Started | None = None) -> EvalSummary:
+    """:func:`execute`, with the services and executor already ``started`` or not."""
     settings = settings or load_settings(store.home)
     row = store.journal.get_eval(eval_id)
     plan = Plan.model_validate(row["plan"])
@@ -162,11 +182,15 @@ def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
                             prior=_prior(plan, suite, prices))
     t0 = time.time()
     outcome: DispatchOutcome | None = None
-    with _services(plan, store.home) as variables, contextlib.ExitStack() as stack:
+    with (contextlib.nullcontext(started.variables) if started is not None
+          else _services(plan, store.home)) as variables, contextlib.ExitStack() as stack:
         # where attempts run: here (None), or on a Ray cluster's workers (docs/ray.md)
-        executor = None if backend == "local" else stack.enter_context(_ray_executor(
-            plan, suite, provider.name, hidden_from_sandboxes(plan, store.home), prices,
-            variables, driver, ray_address, progress is not None))
+        if started is not None:
+            executor = started.executor
+        else:
+            executor = None if backend == "local" else stack.enter_context(_ray_executor(
+                plan, suite, provider.name, hidden_from_sandboxes(plan, store.home), prices,
+                variables, driver, ray_address, progress is not None))
 
         def dispatch_round() -> DispatchOutcome:
             """One dispatch round: the eval's pending runs, until none is left, a budget
@@ -308,9 +332,30 @@ def run(plan_path: str | Path, *, settings: Settings | None = None,
     suite = validate_plan(plan, str(plan_path))
     store = open_store(settings)
     try:
-        eval_id = create_eval(store, plan, suite)
-        return execute(store, eval_id, settings=settings, progress=progress, suite=suite,
-                       ray_address=ray_address, metrics_port=metrics_port)
+        if plan.execution.backend == "local":
+            eval_id = create_eval(store, plan, suite)
+            return execute(store, eval_id, settings=settings, progress=progress, suite=suite,
+                           ray_address=ray_address, metrics_port=metrics_port)
+        # on Ray, connecting and starting the workers (seconds) overlaps with inserting the
+        # eval's runs, in a thread (the store is not used here meanwhile); Ray stays in the
+        # main thread
+        with contextlib.ExitStack() as stack, concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="evalfleet-create") as pool:
+            creating = pool.submit(create_eval, store, plan, suite)
+            try:
+                hidden = hidden_from_sandboxes(plan, store.home)
+                sandbox = get_provider(settings.sandbox or plan.execution.sandbox,
+                                       hidden_paths=hidden).name
+                variables = stack.enter_context(_services(plan, store.home))
+                executor = stack.enter_context(_ray_executor(
+                    plan, suite, sandbox, hidden, load_price_table(settings.prices),
+                    variables, driver_name(), ray_address, progress is not None))
+            finally:
+                concurrent.futures.wait([creating])
+            return _execute(store, creating.result(), settings=settings, progress=progress,
+                            suite=suite, backend=None, ray_address=ray_address,
+                            metrics_port=metrics_port,
+                            started=_Started(variables=variables, executor=executor))
     finally:
         store.close()
 

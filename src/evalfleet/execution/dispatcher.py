@@ -197,6 +197,10 @@ class Dispatcher:
         # is kept in the journal and its entitlement caps the attempts it runs at once
         self._pool = pool if self.settings.pool is not None else None
         self._cap = self.settings.max_in_flight
+        # an executor that queues attempts on its workers takes this many beyond the cap and
+        # starts them only in slots its running attempts free (not with a shared pool, whose
+        # entitlement moves)
+        self._prefetch = 0 if self._pool is not None or executor is None else executor.prefetch
         self._recording: list[concurrent.futures.Future[None]] = []
 
     def stop(self) -> None:
@@ -531,10 +535,11 @@ class Dispatcher:
                 # due retries take free slots before new runs; they run even when stopping,
                 # like the attempt after a backoff always did
                 now = time.monotonic()
-                while delayed and delayed[0][0] <= now and len(in_flight) < self._cap:
+                while delayed and delayed[0][0] <= now \
+                        and len(in_flight) < self._cap + self._prefetch:
                     run = heapq.heappop(delayed)[2]
                     launch(run)
-                while not stopping and len(in_flight) < self._cap:
+                while not stopping and len(in_flight) < self._cap + self._prefetch:
                     if not queue:
                         want = min(max(2 * s.max_in_flight, 64), 1024)
                         queue.extend(await self._journal(self.journal.lease, self.owner, want,
@@ -566,7 +571,7 @@ class Dispatcher:
                     lr = queue.popleft()
                     launch(_Run(lr, lr.attempts))
                     flying[lr.agent_index] += 1
-                    self.stats.running = len(in_flight)
+                    self.stats.running = min(len(in_flight), self._cap)
                 if not in_flight and not delayed:
                     if stopping:
                         break
@@ -610,7 +615,7 @@ class Dispatcher:
                         continue
                     self._account(result)
                     self._buffer.append(result)
-                self.stats.running = len(in_flight)
+                self.stats.running = min(len(in_flight), self._cap)
                 self._send_failures()
                 now = time.monotonic()
                 self._reap()

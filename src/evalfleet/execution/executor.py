@@ -38,6 +38,12 @@ class Executed(NamedTuple):
 class AttemptExecutor(Protocol):
     """Runs one attempt of a leased run somewhere and returns its outcome."""
 
+    prefetch: int
+    """Attempts the dispatcher may hand over beyond the plan's ``max_in_flight``. An executor
+    with a positive value keeps those waiting and starts them only in slots its running
+    attempts free, so that no more than ``max_in_flight`` run at once (0: every attempt
+    handed over starts at once)."""
+
     async def run(self, task: Task, agent_index: int, run_id: str, attempt: int) -> Executed:
         """Run attempt number ``attempt`` of run ``run_id`` (``task`` by the plan's agent
         ``agent_index``). Never raises for the attempt's own failures, a lost worker included:
@@ -63,6 +69,7 @@ class LocalExecutor:
         self.resources = resources
         self.variables = dict(variables)
         self.worker = worker
+        self.prefetch = 0
 
     async def run(self, task: Task, agent_index: int, run_id: str, attempt: int) -> Executed:
         await self.resources.acquire(task.resources)

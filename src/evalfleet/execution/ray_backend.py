@@ -78,6 +78,13 @@ def _ray() -> Any:
 
 
 Shape = tuple[tuple[str, float], ...]
+
+Submitted = tuple[int, str, int, str, int, bool]
+"""An attempt sent to a worker: (key, task id, agent index, run id, attempt, queued)."""
+
+Ended = tuple[int, "AttemptOutcome | None", str, str, int]
+"""An attempt's end as a worker reports it: (key, outcome or None, worker, error, key of the
+queued attempt started in its slot or -1)."""
 """Ray resources one attempt holds, by Ray name (``GPU``, ``CPU``, custom), sorted."""
 
 
@@ -219,37 +226,65 @@ class AttemptWorker:
     # ``collect`` returns the ones ended since the last call (waiting for one if none has).
     # One Ray call per attempt costs the driver about a millisecond of CPU, which at a few
     # hundred attempts a second is the driver's whole budget; batches cost it per call.
+    #
+    # An attempt submitted as *queued* waits here and starts only when one of this worker's
+    # running attempts ends, in its slot: the next run is already here when a slot frees, so
+    # no slot idles for the round trip to the driver and back (the driver decides which
+    # attempts may start at once; see RayExecutor.prefetch). The end of the attempt whose
+    # slot a queued one took carries that one's key, so the driver's count of running
+    # attempts stays exact.
 
-    async def submit(self, batch: list[tuple[int, str, int, str, int]]) -> None:
-        """Start attempts ``(key, task id, agent index, run id, attempt)``."""
-        loop = asyncio.get_running_loop()
+    def _setup(self) -> None:
         if not hasattr(self, "_running"):
             self._running: dict[int, asyncio.Task[None]] = {}
-            self._ended: list[tuple[int, AttemptOutcome | None, str, str]] = []
+            self._queue: deque[Submitted] = deque()
+            self._ended: list[Ended] = []
             self._wake = asyncio.Event()
-        for key, task_id, agent_index, run_id, attempt in batch:
-            self._running[key] = loop.create_task(
-                self._one(key, task_id, agent_index, run_id, attempt))
+
+    async def submit(self, batch: list[Submitted]) -> None:
+        """Start attempts ``(key, task id, agent index, run id, attempt, queued)``; a queued
+        one waits for a running one to end."""
+        self._setup()
+        for item in batch:
+            if item[5]:
+                self._queue.append(item)
+            else:
+                self._start(item)
+
+    def _start(self, item: Submitted) -> None:
+        key, task_id, agent_index, run_id, attempt, _ = item
+        self._running[key] = asyncio.get_running_loop().create_task(
+            self._one(key, task_id, agent_index, run_id, attempt))
+
+    def _promote(self) -> int:
+        """Start the oldest queued attempt in a slot that just freed; its key, or -1."""
+        if not self._queue:
+            return -1
+        item = self._queue.popleft()
+        self._start(item)
+        return item[0]
 
     async def _one(self, key: int, task_id: str, agent_index: int, run_id: str,
                    attempt: int) -> None:
+        out: AttemptOutcome | None = None
+        error = ""
         try:
             out, _ = await self.attempt(task_id, agent_index, run_id, attempt)
-            self._ended.append((key, out, self.worker, ""))
-        except asyncio.CancelledError:
-            return
+        except asyncio.CancelledError:  # the driver stopped waiting for it
+            error = "cancelled"
         except Exception as exc:  # an evalfleet bug: the driver records an infra attempt
-            self._ended.append((key, None, self.worker, f"{type(exc).__name__}: {exc}"[:1000]))
+            error = f"{type(exc).__name__}: {exc}"[:1000]
         finally:
             self._running.pop(key, None)
-        self._wake.set()
+            # the slot goes to a queued attempt at once, ended or cancelled alike
+            self._ended.append((key, out, self.worker, error, self._promote()))
+            self._wake.set()
 
-    async def collect(self, wait_s: float, gather_s: float = 0.002
-                      ) -> list[tuple[int, AttemptOutcome | None, str, str]]:
-        """The attempts ended since the last call ``(key, outcome or None, worker, error)``;
-        waits up to ``wait_s`` for one, then ``gather_s`` for more to come along."""
-        if not hasattr(self, "_running"):
-            await self.submit([])
+    async def collect(self, wait_s: float, gather_s: float = 0.002) -> list[Ended]:
+        """The attempts ended since the last call ``(key, outcome or None, worker, error,
+        key of the queued attempt started in its slot or -1)``; waits up to ``wait_s`` for
+        one, then ``gather_s`` for more to come along."""
+        self._setup()
         if not self._ended:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait_s)
@@ -260,9 +295,13 @@ class AttemptWorker:
         return out
 
     async def cancel(self, keys: list[int]) -> None:
-        """Cancel attempts the driver stopped waiting for."""
+        """Cancel attempts the driver stopped waiting for: queued ones never start, running
+        ones end (their slot goes to a queued attempt)."""
+        self._setup()
+        drop = set(keys)
+        self._queue = deque(item for item in self._queue if item[0] not in drop)
         for key in keys:
-            t = getattr(self, "_running", {}).get(key)
+            t = self._running.get(key)
             if t is not None:
                 t.cancel()
 
@@ -292,11 +331,16 @@ class _Actor:
     node: str = ""
     weight: float = 1.0
     inflight: int = 0
+    """Attempts submitted and not ended (running or queued there)."""
+    started: int = 0
+    """Slots of the worker running an attempt of ours, as the driver last heard."""
+    queued: set[int] = field(default_factory=set)
+    """Keys submitted as queued that have not started yet, as the driver last heard."""
     dead: bool = False
     linger: asyncio.TimerHandle | None = None
     waiting: dict[int, asyncio.Future[Executed]] = field(default_factory=dict)
     """Attempts submitted and not collected, by key."""
-    outbox: list[tuple[int, str, int, str, int]] = field(default_factory=list)
+    outbox: list[Submitted] = field(default_factory=list)
     """Attempts to submit at the next flush (this pass of the event loop)."""
     collector: asyncio.Task[None] | None = None
 
@@ -358,6 +402,13 @@ class RayExecutor:
         self._all: list[_Actor] = []
         self._keys = itertools.count()
         self._arrived: list[tuple[tuple[str, Any, float], Any]] = []
+        self.slots = plan.execution.max_in_flight
+        """Attempts that may run at once on the general workers (the plan's cap)."""
+        self.prefetch = max(1, self.slots // 4)
+        """Attempts the dispatcher may hand over beyond the cap: they wait on a general
+        worker and start there as soon as one of its running attempts ends (without the
+        round trip to the driver), so at most ``slots`` run at once."""
+        self._started = 0  # general workers' slots running our attempts, as last heard
 
     # -- start and stop
 
@@ -495,7 +546,7 @@ class RayExecutor:
         alive = {n["NodeID"] for n in nodes}
         for node, actor in list(self._general.items()):
             if node not in alive:
-                actor.dead = True
+                self._retire(actor)
                 del self._general[node]
         started = []
         for n in nodes:
@@ -676,13 +727,16 @@ class RayExecutor:
 
         actor.linger = asyncio.get_running_loop().call_later(self.linger_s, release)
 
-    def _pick_general(self) -> _Actor | None:
-        best: _Actor | None = None
-        for actor in self._general.values():
-            if not actor.dead and (best is None
-                                   or actor.inflight / actor.weight < best.inflight / best.weight):
-                best = actor
-        return best
+    def _pick_general(self) -> tuple[_Actor, bool] | None:
+        """The general worker for the next attempt, and whether it waits there (queued):
+        started at once on the worker with the fewest running per CPU while fewer than
+        ``slots`` run, else queued on the one with the fewest waiting per CPU."""
+        live = [a for a in self._general.values() if not a.dead]
+        if not live:
+            return None
+        if self._started < self.slots:
+            return min(live, key=lambda a: a.started / a.weight), False
+        return min(live, key=lambda a: (len(a.queued) / a.weight, a.inflight / a.weight)), True
 
     async def run(self, task: Task, agent_index: int, run_id: str, attempt: int) -> Executed:
         started = time.time()
@@ -695,6 +749,7 @@ class RayExecutor:
         await pool.acquire(pool_needs)
         try:
             group = self._groups[shape] if shape else None
+            queued = False
             if group is not None:
                 try:
                     actor = await self._take(group)
@@ -706,10 +761,11 @@ class RayExecutor:
                     self._kick_refresh(now=True)
                     return Executed(_infra("no live Ray worker (every node was lost)", started,
                                            "no_worker"), "")
-                actor = picked
+                actor, queued = picked
             actor.inflight += 1
             try:
-                return await self._call(actor, task, agent_index, run_id, attempt, started)
+                return await self._call(actor, task, agent_index, run_id, attempt, started,
+                                        queued=group is None and queued)
             finally:
                 actor.inflight -= 1
                 if group is not None:
@@ -718,16 +774,22 @@ class RayExecutor:
             await pool.release(pool_needs)
 
     async def _call(self, actor: _Actor, task: Task, agent_index: int, run_id: str,
-                    attempt: int, started: float) -> Executed:
-        """Submit the attempt to ``actor`` (with the others of this pass of the event loop)
-        and wait for the collector to bring its outcome back."""
+                    attempt: int, started: float, *, queued: bool = False) -> Executed:
+        """Submit the attempt to ``actor`` (with the others of this pass of the event loop),
+        to start at once or to wait there for a slot (``queued``), and wait for the collector
+        to bring its outcome back."""
         loop = asyncio.get_running_loop()
         key = next(self._keys)
         fut: asyncio.Future[Executed] = loop.create_future()
         actor.waiting[key] = fut
         if not actor.outbox:
             loop.call_soon(self._flush, actor)
-        actor.outbox.append((key, task.id, agent_index, run_id, attempt))
+        actor.outbox.append((key, task.id, agent_index, run_id, attempt, queued))
+        if queued:
+            actor.queued.add(key)
+        else:
+            actor.started += 1
+            self._started += 1
         if actor.collector is None or actor.collector.done():
             actor.collector = loop.create_task(self._collect(actor))
         deadline = 2 * task.limits.timeout_s + 120.0
@@ -739,7 +801,10 @@ class RayExecutor:
                                    f"within {deadline:g}s", started), _label(actor.node))
         finally:
             if actor.waiting.pop(key, None) is not None and not actor.dead:
-                with contextlib.suppress(Exception):  # timed out or cancelled: stop it there
+                # timed out or cancelled: stop it there (a queued one never starts; a running
+                # one's end still reports its slot)
+                actor.queued.discard(key)
+                with contextlib.suppress(Exception):
                     actor.handle.cancel.remote([key])
 
     def _flush(self, actor: _Actor) -> None:
@@ -758,7 +823,7 @@ class RayExecutor:
 
         ref.future().add_done_callback(submitted)
 
-    def _submit_failed(self, actor: _Actor, batch: list[tuple[int, str, int, str, int]],
+    def _submit_failed(self, actor: _Actor, batch: list[Submitted],
                        exc: BaseException) -> None:
         if self._is_loss(exc):
             self._lose(actor, exc)
@@ -780,7 +845,12 @@ class RayExecutor:
                     return
                 await asyncio.sleep(0.1)  # a collect that failed for another reason: again
                 continue
-            for key, out, worker, error in ended:
+            for key, out, worker, error, promoted in ended:
+                # the slot's count: handed to the queued attempt, or free again
+                if promoted >= 0:
+                    actor.queued.discard(promoted)
+                else:
+                    self._free_slot(actor)
                 fut = actor.waiting.pop(key, None)
                 if fut is None or fut.done():
                     continue
@@ -788,6 +858,18 @@ class RayExecutor:
                     out = _infra(f"the Ray worker on node {actor.node[:16]} failed the attempt: "
                                  f"{error}", time.time(), "worker_error")
                 fut.set_result(Executed(out, worker))
+
+    def _retire(self, actor: _Actor) -> None:
+        """``actor`` is gone or going: its slots no longer count as running."""
+        actor.dead = True
+        self._started -= actor.started
+        actor.started = 0
+        actor.queued.clear()
+
+    def _free_slot(self, actor: _Actor) -> None:
+        if actor.started > 0 and not actor.dead:
+            actor.started -= 1
+            self._started -= 1
 
     def _is_loss(self, exc: BaseException) -> bool:
         ex = self._ray.exceptions
@@ -799,7 +881,7 @@ class RayExecutor:
         attempt; start replacements where the cluster has room."""
         if actor.dead and not actor.waiting:
             return
-        actor.dead = True
+        self._retire(actor)
         if self._general.get(actor.node) is actor:
             del self._general[actor.node]
         message = (f"the Ray worker on node {actor.node[:16]} was lost during the attempt: "
