@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -45,8 +45,18 @@ from evalfleet.spec.plan import Plan
 from evalfleet.stats._checks import scipy_stats
 from evalfleet.store.warehouse import connect
 
-if TYPE_CHECKING:
-    from evalfleet.store.journal import Journal
+
+class EvalCatalog(Protocol):
+    """The evals of a home as a baseline is looked up in them: the journal, or a
+    SQLAlchemy-free reader of it (``evalfleet.store.snapshot.JournalSnapshot``)."""
+
+    def list_evals(self) -> list[dict[str, Any]]:
+        """Every eval, newest first, without the plan."""
+        ...
+
+    def get_eval(self, eval_id: str) -> dict[str, Any]:
+        """The eval's row, with its ``plan``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,11 +233,11 @@ class Baseline:
 class BaselineFinder:
     """Finds, per agent name, the most recent finished full eval of the suite covering it."""
 
-    def __init__(self, journal: Journal, home: Path, *, eval_id: str, suite: str,
-                 scored: str, paths_of: Callable[[str], list[str]] | None = None) -> None:
-        self._journal, self._home, self._scored = journal, home, scored
+    def __init__(self, catalog: EvalCatalog, home: Path, *, eval_id: str, suite: str,
+                 scored: str, paths_of: Callable[[str], list[str]]) -> None:
+        self._catalog, self._home, self._scored = catalog, home, scored
         # an eval's live results files as connect() takes them (the store's results_paths:
-        # absolute paths or URLs when the warehouse is elsewhere); else the journal's batches
+        # absolute paths or URLs when the warehouse is elsewhere)
         self._paths_of = paths_of
         self._eval_id, self._suite = eval_id, suite
         self._candidates: list[tuple[str, Plan]] | None = None
@@ -235,14 +245,14 @@ class BaselineFinder:
 
     def _list(self) -> list[tuple[str, Plan]]:
         if self._candidates is None:
-            rows = [r for r in self._journal.list_evals()
+            rows = [r for r in self._catalog.list_evals()
                     if r["eval_id"] != self._eval_id and r.get("suite_name") == self._suite
                     and r.get("finished_at")]
             rows.sort(key=lambda r: float(r["finished_at"]), reverse=True)
             found: list[tuple[str, Plan]] = []
             for r in rows:
                 try:
-                    plan = Plan.model_validate(self._journal.get_eval(r["eval_id"])["plan"])
+                    plan = Plan.model_validate(self._catalog.get_eval(r["eval_id"])["plan"])
                 except (EvalfleetError, ValidationError):
                     continue
                 if plan.sample is None or plan.sample.share >= 1.0:
@@ -253,10 +263,8 @@ class BaselineFinder:
     def _means(self, eval_id: str, name: str, version: str) -> dict[str, float]:
         key = (eval_id, name, version)
         if key not in self._tables:
-            paths = (self._paths_of(eval_id) if self._paths_of is not None else
-                     [b["results_path"] for b in self._journal.iter_batches(eval_id)])
             try:
-                con = connect(self._home, paths)
+                con = connect(self._home, self._paths_of(eval_id))
             except EvalfleetError:
                 self._tables[key] = {}
                 return {}
@@ -336,18 +344,19 @@ def agent_full_suite(con: Any, *, scored: str, record: Mapping[str, Any], name: 
 
 
 def add_full_suite(agents: list[dict[str, Any]], *, con: Any, home: Path,
-                   eval_row: Mapping[str, Any], plan: Plan, journal: Journal | None,
+                   eval_row: Mapping[str, Any], plan: Plan, catalog: EvalCatalog | None,
                    scored: str, paths_of: Callable[[str], list[str]] | None = None) -> None:
     """Set ``agents[i]["full_suite"]``: the full-suite estimate of a sampled eval, else None.
 
-    The baseline for the difference estimator is looked up in ``journal`` (none without it).
+    The baseline for the difference estimator is looked up in ``catalog``, its results files
+    found with ``paths_of`` (no baseline without both).
     """
     sampled = plan.sample is not None and plan.sample.share < 1.0
     record = read_sample_record(home, str(eval_row["eval_id"])) if sampled else None
-    finder = (BaselineFinder(journal, home, eval_id=str(eval_row["eval_id"]),
+    finder = (BaselineFinder(catalog, home, eval_id=str(eval_row["eval_id"]),
                              suite=str(eval_row["suite_name"]), scored=scored,
                              paths_of=paths_of)
-              if journal is not None and record is not None else None)
+              if catalog is not None and paths_of is not None and record is not None else None)
     for a, spec in zip(agents, plan.agents, strict=True):
         if not sampled:
             a["full_suite"] = None

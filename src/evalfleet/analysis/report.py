@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,15 +30,12 @@ from evalfleet.analysis.cost import (
     eval_type,
     spend_row,
 )
-from evalfleet.analysis.estimates import add_full_suite
+from evalfleet.analysis.estimates import EvalCatalog, add_full_suite
 from evalfleet.cost.prices import AgentPrice, PriceTable
 from evalfleet.spec.agent import AgentSpec
 from evalfleet.spec.plan import Plan
 from evalfleet.stats._checks import scipy_special
 from evalfleet.store.warehouse import SCORED_SQL, connect
-
-if TYPE_CHECKING:
-    from evalfleet.store.journal import Journal
 
 SCORED = SCORED_SQL
 """Rows that count in scores: completed runs and agent failures (timeouts, agent errors) with a
@@ -427,7 +424,7 @@ def _finite(x: float) -> float | None:
 def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan: Plan,
                  cluster: str | None = None, max_tasks: int | None = None,
                  prices: PriceTable | None = None,
-                 journal: Journal | None = None,
+                 catalog: EvalCatalog | None = None,
                  paths_of: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
     """Assemble the report dictionary.
 
@@ -439,7 +436,8 @@ def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan
 
     Each agent's ``cost`` and ``tokens`` and the eval's ``cost`` breakdown are those of
     :mod:`evalfleet.analysis.cost` (same fields, same formulas); ``prices`` says which agents
-    are unpriced.
+    are unpriced. A sampled eval's full-suite estimate looks for its baseline among the evals
+    of ``catalog`` (the journal, or a reader of it), whose results files ``paths_of`` gives.
 
     The rows are read in few scans: one over the eval by agent, status and error kind
     (coverage, excluded runs, errors, reuse), then for each agent one aggregate per task
@@ -479,9 +477,9 @@ def build_report(*, home: Path, paths: list[str], eval_row: dict[str, Any], plan
                                every=every, kinds=mine),
                 **_agent_cost(every, a, plan, prices.for_agent(a) if prices else None)})
         cost = _eval_cost(plan, everies, [a["cost"] for a in agents if "cost" in a])
-        # a sampled eval: each agent's full-suite estimate (baseline looked up in ``journal``)
+        # a sampled eval: each agent's full-suite estimate (baseline looked up in ``catalog``)
         add_full_suite(agents, con=con, home=home, eval_row=eval_row, plan=plan,
-                       journal=journal, scored=SCORED, paths_of=paths_of)
+                       catalog=catalog, scored=SCORED, paths_of=paths_of)
     finally:
         con.close()
     return {

@@ -146,21 +146,26 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
 
     ``cluster`` (repository or category) clusters the overall SE by that key (CR1);
     ``max_tasks`` keeps only the first (worst) tasks of each agent's per-task list.
+
+    In the default layout the journal is read with sqlite3 (:func:`open_results`): importing
+    SQLAlchemy would cost about a quarter of a second of the command.
     """
     check_cluster(cluster)
     settings = settings or load_settings()
-    store = open_reader(settings)
+    source = open_results(settings)
     try:
-        eval_id = resolve_eval_id(store, eval_id)
-        row = store.journal.get_eval(eval_id)
+        eval_id = resolve_eval(source, eval_id)
+        row = source.get_eval(eval_id)
         plan = Plan.model_validate(row["plan"])
         from evalfleet.analysis.report import build_report
 
-        # budget-cancelled runs live only in the journal: one indexed count per agent (not
+        # budget-cancelled runs live only in the journal: one count by agent (not
         # status_row, whose progress and strata read every run of the eval: seconds at 1M)
-        cancelled = store.journal.cancelled_by_agent(eval_id)
-        rep = build_report(home=store.home, paths=store.results_paths(eval_id),
-                           eval_row={**row, "status": live_status(row),
+        cancelled = source.cancelled_by_agent(eval_id)
+        # only a running eval's driver is looked for (live_status imports the journal's module)
+        status = live_status(row) if row["status"] == "running" else str(row["status"])
+        rep = build_report(home=source.home, paths=source.results_paths(eval_id),
+                           eval_row={**row, "status": status,
                                      "cancelled": sum(cancelled.values()),
                                      "cancelled_by_agent": [
                                          cancelled.get(i, 0) for i in range(len(plan.agents))]},
@@ -168,18 +173,18 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
                            # an unpriced model's $0 is not a measurement: cost.unpriced says so
                            prices=load_price_table(settings.prices),
                            # finds a full baseline of a sampled eval, in whatever warehouse
-                           journal=store.journal, paths_of=store.results_paths)
+                           catalog=source, paths_of=source.results_paths)
         for agent_rep, spec in zip(rep["agents"], plan.agents, strict=True):
             agent_rep["model"] = spec.model
         # poison tasks: not run any more, their runs missing data (execution/quarantine.py);
         # their runs never run are not "missing" (left to run) but quarantined
-        rep["quarantined_tasks"] = quarantined = store.journal.quarantined(eval_id)
+        rep["quarantined_tasks"] = quarantined = source.quarantined(eval_id)
         cov = rep["coverage"]
         cov["quarantined"] = n = sum(q["runs_quarantined"] for q in quarantined)
         cov["missing"] = max(cov["missing"] - n, 0)
         return rep
     finally:
-        store.close()
+        source.close()
 
 
 def check_cluster(cluster: str | None) -> None:

@@ -1,7 +1,8 @@
 """Where read-only questions find a home's committed results, as cheaply as the layout allows.
 
-`plan review`, `slice` and `query` need little from the journal: the live results files (of one
-eval or of all), which evals exist, and an eval's plan. In the default layout (a SQLite journal,
+`plan review`, `slice`, `query` and `report` need little from the journal: the live results
+files (of one eval or of all), which evals exist, an eval's row and plan, and for a report the
+eval's budget-cancelled runs and quarantined tasks. In the default layout (a SQLite journal,
 results in the home) :class:`~evalfleet.store.snapshot.JournalSnapshot` reads those with the
 standard library's ``sqlite3``; a PostgreSQL journal or a warehouse elsewhere goes through the
 store. Both answer alike (tests compare them), and neither creates, sweeps or locks anything.
@@ -38,6 +39,14 @@ class ResultsSource(Protocol):
 
     def eval_plan(self, eval_id: str) -> dict[str, Any]: ...
 
+    def get_eval(self, eval_id: str) -> dict[str, Any]: ...
+
+    def list_evals(self) -> list[dict[str, Any]]: ...
+
+    def cancelled_by_agent(self, eval_id: str) -> dict[int, int]: ...
+
+    def quarantined(self, eval_id: str, evidence: int = 5) -> list[dict[str, Any]]: ...
+
     def close(self) -> None: ...
 
 
@@ -67,6 +76,18 @@ class StoreSource:
     def eval_plan(self, eval_id: str) -> dict[str, Any]:
         plan: dict[str, Any] = self.store.journal.get_eval(eval_id)["plan"]
         return plan
+
+    def get_eval(self, eval_id: str) -> dict[str, Any]:
+        return self.store.journal.get_eval(eval_id)
+
+    def list_evals(self) -> list[dict[str, Any]]:
+        return self.store.journal.list_evals()
+
+    def cancelled_by_agent(self, eval_id: str) -> dict[int, int]:
+        return self.store.journal.cancelled_by_agent(eval_id)
+
+    def quarantined(self, eval_id: str, evidence: int = 5) -> list[dict[str, Any]]:
+        return self.store.journal.quarantined(eval_id, evidence)
 
     def close(self) -> None:
         self.store.close()
