@@ -138,14 +138,13 @@ def _per_task(con: Any, cols: set[str], name: str, version: str) -> dict[str, np
     tbl = con.execute(f"""
         SELECT task_id, any_value(category) AS category, any_value(difficulty) AS difficulty,
                coalesce(any_value(repository), '') AS repository,
-               sum(CASE WHEN s THEN 1 ELSE 0 END)::BIGINT AS n,
+               count_if(s)::BIGINT AS n,
                avg(CASE WHEN s THEN score END) AS mean,
-               sum(CASE WHEN s AND passed THEN 1 ELSE 0 END)::BIGINT AS c,
+               count_if(s AND passed)::BIGINT AS c,
                coalesce(bool_and(CASE WHEN s THEN passed IS NOT NULL END), true) AS binary,
                avg(CASE WHEN s THEN {num('cost_usd')} + {num('infra_cost_usd')} END) AS cost,
-               sum(CASE WHEN s AND NOT coalesce(passed, score >= 1) THEN 1 ELSE 0 END)
-                   ::BIGINT AS failing,
-               count(*) AS runs, sum(CASE WHEN passed THEN 1 ELSE 0 END)::BIGINT AS successes,
+               count_if(s AND NOT coalesce(passed, score >= 1))::BIGINT AS failing,
+               count(*) AS runs, count_if(passed)::BIGINT AS successes,
                sum({num('cost_usd')}) AS model_usd, sum({num('infra_cost_usd')}) AS infra_usd,
                sum({num('tokens_in')})::BIGINT AS tokens_in,
                sum({num('tokens_cached')})::BIGINT AS tokens_cached,
@@ -233,6 +232,9 @@ def _latency(con: Any, name: str, version: str) -> dict[str, Any]:
     lat = con.execute(f"SELECT latency_s FROM runs WHERE agent_name = ? AND agent_version = ? "
                       f"AND {SCORED}", [name, version]).fetchnumpy()["latency_s"]
     lat = np.asarray(lat, dtype=float)
+    # sorted once: a quantile is an order statistic (or two), the same whatever the order,
+    # and on sorted data numpy's selection and the intervals' sort are quick
+    ordered = np.sort(lat)
     out: dict[str, Any] = {}
     intervals: dict[str, Any] = {}
     for q in (0.5, 0.9, 0.99):
@@ -240,11 +242,11 @@ def _latency(con: Any, name: str, version: str) -> dict[str, Any]:
         if lat.size == 0:
             out[key] = None
             continue
-        out[key] = float(np.quantile(lat, q))
-        qi = stats.quantile_interval(lat, q)
+        out[key] = float(np.quantile(ordered, q))
+        qi = stats.quantile_interval(ordered, q)
         intervals[key] = {"ci_low": _f(qi.ci_low), "ci_high": _f(qi.ci_high)}
     out["intervals"] = intervals
-    out["mean"] = float(lat.mean()) if lat.size else None
+    out["mean"] = float(lat.mean()) if lat.size else None  # the sum in the rows' order
     return out
 
 
@@ -285,29 +287,30 @@ def _reuse(kinds: list[tuple[Any, ...]]) -> dict[str, Any]:
     return {"runs": n, "share": n / n_all if n_all else 0.0, "saved_usd": saved}
 
 
-def _failing_runs(con: Any, name: str, version: str, count: int) -> dict[str, Any]:
+def _failing_runs(con: Any, name: str, version: str, failing: npt.NDArray[Any]
+                  ) -> dict[str, Any]:
     """Scored runs that did not pass, worst first, so ``evalfleet show RUN_ID`` can explain.
 
-    ``count`` (from :func:`_per_task`) is the number of them. The worst are found in two
-    steps: the MAX_FAILING_RUNS-th smallest (score, task id) without reading run ids, then the
-    runs up to it with their run ids: every run of the first MAX_FAILING_RUNS in the order
-    (score, task id, run id) is among those, and reading run ids only for them is what makes
-    this cheap (a sort of every failing run by its run id took most of a second at 1M)."""
+    ``failing`` (from :func:`_per_task`) is each task's number of them. The first
+    MAX_FAILING_RUNS in the order (score, task id, run id) are read in one query that sorts by
+    (score, task id) alone, keeping enough runs to hold every tie: the runs before the last
+    one's (score, task id) are fewer than MAX_FAILING_RUNS, and those tied with it are runs of
+    one task. Without the run id in that sort DuckDB reads run ids only for the runs it keeps
+    (a sort of every failing run by its run id took most of a second at 1M, and a second
+    query for the ties read every run id of the agent)."""
+    count = int(failing.sum())
     if not count:
         return {"count": 0, "runs": []}
-    failing = (f"agent_name = ? AND agent_version = ? AND {SCORED} "
-               "AND NOT coalesce(passed, score >= 1)")
-    params: list[Any] = [name, version]
-    keys = con.execute(f"""SELECT score, task_id FROM runs WHERE {failing}
-        ORDER BY score, task_id LIMIT {MAX_FAILING_RUNS}""", params).fetchall()
-    score, task = keys[-1]
+    keep = MAX_FAILING_RUNS - 1 + int(failing.max())
     rows = con.execute(f"""
-        SELECT run_id, task_id, score, error_kind FROM runs
-        WHERE {failing} AND (score < ? OR (score = ? AND task_id <= ?))
-        ORDER BY score, task_id, run_id LIMIT {MAX_FAILING_RUNS}""",
-        [*params, score, score, task]).fetchall()
-    return {"count": int(count), "runs": [{"run_id": r, "task_id": t, "score": float(s),
-                                           "error_kind": k} for r, t, s, k in rows]}
+        SELECT * FROM (
+            SELECT run_id, task_id, score, error_kind FROM runs
+            WHERE agent_name = ? AND agent_version = ? AND {SCORED}
+                  AND NOT coalesce(passed, score >= 1)
+            ORDER BY score, task_id LIMIT {keep})
+        ORDER BY score, task_id, run_id LIMIT {MAX_FAILING_RUNS}""", [name, version]).fetchall()
+    return {"count": count, "runs": [{"run_id": r, "task_id": t, "score": float(s),
+                                      "error_kind": k} for r, t, s, k in rows]}
 
 
 def agent_report(con: Any, name: str, version: str, *, cluster: str | None = None,
@@ -345,7 +348,7 @@ def agent_report(con: Any, name: str, version: str, *, cluster: str | None = Non
         "latency": _latency(con, name, version),
         "errors": _errors(kinds),
         "excluded": _excluded(kinds, cancelled),
-        "failing_runs": _failing_runs(con, name, version, int(t["failing"].sum())),
+        "failing_runs": _failing_runs(con, name, version, t["failing"]),
         "reuse": _reuse(kinds),
     }
     if max_tasks != 0:  # per-task rows only on request: 50,000 tasks are megabytes of JSON
