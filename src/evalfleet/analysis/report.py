@@ -221,11 +221,16 @@ def _task_rows(t: dict[str, npt.NDArray[Any]], limit: int | None) -> list[dict[s
         order = order[:limit]
     pick = {k: t[k][order].tolist() for k in ("task_id", "category", "difficulty", "n",
                                                "mean", "c")}
+
+    def limits(x: npt.NDArray[np.float64]) -> list[float | None]:
+        # NaN (no binary verdict) is None, as _f makes it, without a numpy call per task
+        return [None if v != v else v for v in x[order].tolist()]
+
     return [{"task_id": tid, "category": cat, "difficulty": int(d), "n_runs": int(n),
-             "mean": float(m), "passed": int(c), "ci_low": _f(a), "ci_high": _f(b)}
+             "mean": float(m), "passed": int(c), "ci_low": a, "ci_high": b}
             for tid, cat, d, n, m, c, a, b in zip(
                 pick["task_id"], pick["category"], pick["difficulty"], pick["n"],
-                pick["mean"], pick["c"], lo[order].tolist(), hi[order].tolist(), strict=True)]
+                pick["mean"], pick["c"], limits(lo), limits(hi), strict=True)]
 
 
 def _latency(con: Any, name: str, version: str) -> dict[str, Any]:
