@@ -486,3 +486,115 @@ def test_slice_and_query_processes_never_import_sqlalchemy_or_statsmodels(
         assert "duckdb" in tops and not tops & banned, (argv, tops & banned)
         assert "scipy.stats" not in loaded, argv
         assert ("sqlalchemy" not in tops) == no_sqlalchemy, argv
+
+
+def _resolutions(home: Path, selectors: list[tuple[str, str | None]], now: datetime
+                 ) -> list[tuple[Any, Any, set[str] | None]]:
+    """Each selector pair resolved by scanning every row and by the rollups' narrowing, with
+    the evals the narrowing scanned."""
+    from evalfleet.api.slices import _resolve_all, narrow, parse_agent
+    from evalfleet.api.sources import version_spans
+    from evalfleet.store.snapshot import JournalSnapshot
+    from evalfleet.store.warehouse import connect
+
+    snap = JournalSnapshot(home)
+    try:
+        paths = snap.all_results_paths()
+        out = []
+        for a, b in selectors:
+            sels = [(parse_agent(a, "--agent"), "--agent")] + (
+                [(parse_agent(b, "--vs"), "--vs")] if b else [])
+            spans = version_spans(snap, sorted({s.name for s, _ in sels}), paths)
+            assert spans is not None
+            narrowed = narrow(sels, spans, now)
+            con = connect(home, paths)
+            try:
+                full = _call_or_error(_resolve_all, con, sels, [], now)
+                fast = _call_or_error(_resolve_all, con, sels, [], now, spans)
+            finally:
+                con.close()
+            out.append((full, fast, None if narrowed is None else narrowed[1]))
+        return out
+    finally:
+        snap.close()
+
+
+def _call_or_error(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except SpecError as exc:
+        return f"SpecError: {exc}"
+
+
+def test_rollup_narrowing_resolves_exactly_as_a_full_scan(history: History) -> None:
+    """`@latest`, `@N days ago` and named versions resolve to the same versions, evals, counts
+    and times whether every row is scanned or only the evals the rollups' days leave; and for
+    `coder@latest` only the newest eval is scanned."""
+    selectors: list[tuple[str, str | None]] = [
+        ("coder@latest", "coder@2 weeks ago"), ("coder@10", "coder@9"), ("other@latest", None),
+        ("helper@latest", "helper@1"), ("coder@latest", "helper@latest"), ("coder@77", None),
+        ("nobody@latest", None)]
+    selectors += [(f"coder@{d} days ago", f"helper@{d} days ago") for d in range(0, 45, 3)]
+    results = _resolutions(history.settings.home, selectors, NOW)
+    for (a, b), (full, fast, _) in zip(selectors, results, strict=True):
+        assert fast == full, (a, b)
+    # latest: the newest eval; two weeks ago: coder@9's (coder@8's days are earlier)
+    assert results[0][2] == {history.evals["v10"], history.evals["v9"]}
+    latest_only = _resolutions(history.settings.home, [("coder@latest", None)], NOW)[0][2]
+    assert latest_only == {history.evals["v10"]}
+
+
+def test_rollup_narrowing_on_one_day_falls_back_to_the_rows(tmp_path: Path) -> None:
+    """Versions first run on the same UTC day, and cutoffs inside that day: the days cannot
+    order them, so the narrowing keeps every candidate and the rows decide, exactly as a full
+    scan does."""
+    day = datetime(2026, 6, 10, tzinfo=UTC)
+    settings = Settings(home=tmp_path / "home")
+    store = Store(settings.home)
+    try:
+        for name, agents, hour in (("a", [("coder", "a")], 8), ("c", [("coder", "c")], 9),
+                                   ("b", [("coder", "b"), ("coder", "b2")], 10),
+                                   ("old", [("coder", "z")], -30),
+                                   ("rerun", [("coder", "n"), ("coder", "z")], 50)):
+            _eval(tmp_path, store, name, agents, 1, lambda *_: 1.0,
+                  day + timedelta(hours=hour))
+    finally:
+        store.close()
+    # the newest version is n, although z (first run 80 hours earlier, re-run beside n as a
+    # baseline) sorts after it: only n's eval is scanned, and z's runs there do not make z new
+    latest = _resolutions(settings.home, [("coder@latest", None)], day + timedelta(days=3))[0]
+    assert latest[0] == latest[1] and latest[0][0]["agent_version"] == "n"
+    assert latest[2] is not None and [e.split("-")[0] for e in latest[2]] == ["rerun"]
+    # a, c and b first ran on the same day: the rows of those three decide (natural order in
+    # b's eval), not z's (a day earlier)
+    earlier = _resolutions(settings.home, [("coder@1 days ago", None)],
+                           day + timedelta(days=2))[0]
+    assert earlier[0] == earlier[1] and earlier[0][0]["agent_version"] == "b2"
+    assert earlier[2] is not None and sorted(e.split("-")[0] for e in earlier[2]) == [
+        "a", "b", "c"]
+    # "1 days ago" with the clock at hours of the next day: cutoffs inside the runs' day
+    for hour in (7, 8, 9, 10, 11, 23, 30, 60):
+        now = day + timedelta(days=1, hours=hour)
+        (full, fast, scanned), = _resolutions(settings.home, [("coder@1 days ago", None)], now)
+        assert fast == full, hour
+        if hour == 9:  # 09:00 that day: c's runs (08:59) are the newest by then, a's older
+            assert full[0]["agent_version"] == "c" and scanned is not None \
+                and len(scanned) >= 2
+    # rollups that do not sum the files' rows (here: one eval's deleted) are not used: the
+    # slice scans every row and still finds n
+    import sqlite3
+
+    from evalfleet.api.sources import version_spans
+    from evalfleet.store.snapshot import JournalSnapshot
+
+    con = sqlite3.connect(settings.home / "journal.db")
+    with con:
+        con.execute("DELETE FROM rollups WHERE eval_id LIKE 'rerun-%'")
+    con.close()
+    snap = JournalSnapshot(settings.home)
+    try:
+        assert version_spans(snap, ["coder"], snap.all_results_paths()) is None
+    finally:
+        snap.close()
+    res = api.slice_runs(agent="coder@latest", settings=settings, now=day + timedelta(days=3))
+    assert res["agent"]["agent_version"] == "n"

@@ -253,7 +253,7 @@ def slice_runs(*, agent: str, vs: str | None = None, where: Sequence[str] = (),
         SpecError: a bad flag (one line naming it), or an agent/version with no runs.
         UnknownEvalError: no evals in the home, or an unknown ``--eval``.
     """
-    from evalfleet.api.sources import open_results, resolve_eval
+    from evalfleet.api.sources import open_results, resolve_eval, version_spans
 
     t_start = time.perf_counter()
     conditions = [parse_where(w) for w in where]
@@ -277,6 +277,9 @@ def slice_runs(*, agent: str, vs: str | None = None, where: Sequence[str] = (),
         eval_ids = sorted({resolve_eval(source, e) for e in evals})
         paths = (sorted({p for e in eval_ids for p in source.results_paths(e)}) if eval_ids
                  else source.all_results_paths())
+        # the rollups' days tell which evals' rows can change the versions chosen
+        spans = version_spans(source, sorted({side_a.name, *([side_b.name] if side_b else [])}),
+                              paths)
     finally:
         source.close()
 
@@ -290,7 +293,7 @@ def slice_runs(*, agent: str, vs: str | None = None, where: Sequence[str] = (),
     try:
         t0 = time.perf_counter()
         sels = [(side_a, "--agent")] + ([(side_b, "--vs")] if side_b else [])
-        resolved = _resolve_all(con, sels, eval_ids, clock)
+        resolved = _resolve_all(con, sels, eval_ids, clock, spans)
         resolved_a, resolved_b = resolved[0], (resolved[1] if side_b else None)
         t1 = time.perf_counter()
         rows = _cell_task_rows(con, conditions, by_fields, metric, resolved_a, resolved_b,
@@ -324,14 +327,72 @@ def slice_runs(*, agent: str, vs: str | None = None, where: Sequence[str] = (),
     }
 
 
+NO_DAY = "1970-01-01"
+"""The rollups' day of a row without a finish time (``evalfleet.store.rollups.NO_DAY``, not
+imported: that module loads SQLAlchemy)."""
+
+Span = tuple[str, str, str, str, str]
+"""A rollups' summary of one (eval, agent name, agent version): its first and last UTC day."""
+
+
+def narrow(sels: Sequence[tuple[AgentSelector, str]], spans: Sequence[Span], now: datetime
+           ) -> tuple[list[set[str]], set[str]] | None:
+    """From the rollups' days alone, the versions each selector may mean and the evals whose
+    rows decide among them; None when the days cannot tell (then every row is scanned).
+
+    ``spans`` are ``(eval, name, version, first day, last day)`` for every (eval, agent name,
+    agent version) of the selectors' names in scope, and must cover exactly the rows the
+    slice reads. A version's first eval start is on the first day of its first eval, so
+    versions whose first days differ are ordered by the days alone; only versions tied on the
+    latest day (and, for a selector with an age, those whose runs at or before the cutoff all
+    fall on the cutoff's day) need their exact times, which come from the rows of their evals
+    only. A row without a finish time (day 1970-01-01) has no day to go by.
+    """
+    if any(sp[3] == NO_DAY for sp in spans):
+        return None
+    eval_day: dict[str, str] = {}
+    for e, _, _, day, _ in spans:
+        eval_day[e] = min(eval_day.get(e, day), day)
+    allowed: list[set[str]] = []
+    scan: set[str] = set()
+    for sel, _ in sels:
+        mine = [sp for sp in spans if sp[1] == sel.name]
+        first: dict[str, str] = {}
+        for e, _, v, _, _ in mine:
+            first[v] = min(first.get(v, eval_day[e]), eval_day[e])
+        if sel.version is not None:
+            keep = {sel.version}
+        elif sel.ago is None:
+            top = max(first.values(), default=None)
+            keep = {v for v, d in first.items() if d == top}
+        else:
+            cut = (now - sel.ago).astimezone(UTC).date().isoformat()
+            earliest = {v: min(sp[3] for sp in mine if sp[2] == v) for v in first}
+            sure = [first[v] for v, d in earliest.items() if d < cut]
+            floor = max(sure, default="")  # the best version surely run by the cutoff
+            keep = {v for v, d in earliest.items() if d <= cut and first[v] >= floor}
+        if not keep & set(first):
+            return None  # nothing to choose from: the scan says why (known versions, agents)
+        allowed.append(keep)
+        scan |= {sp[0] for sp in mine if sp[2] in keep}
+    return allowed, scan
+
+
 def _resolve_all(con: duckdb.DuckDBPyConnection, sels: list[tuple[AgentSelector, str]],
-                 eval_ids: list[str], now: datetime) -> list[dict[str, Any]]:
+                 eval_ids: list[str], now: datetime,
+                 spans: Sequence[Span] | None = None) -> list[dict[str, Any]]:
     """The agent version each selector means, and the evals holding its runs.
 
     One scan: runs of the selectors' agent names grouped by (name, version, eval) with their
     count, first and last time, and for each selector with an age the last time at or before
-    its cutoff. The choice is then made on those few groups.
+    its cutoff. The choice is then made on those few groups. With the rollups' ``spans``
+    (:func:`narrow`), the scan reads only the evals that can change the choice.
     """
+    narrowed = narrow(sels, spans, now) if spans is not None else None
+    allowed: list[set[str] | None] = [None] * len(sels)
+    if narrowed is not None:
+        allowed[:], within = narrowed[0], sorted(narrowed[1])
+        eval_ids = within if not eval_ids else [e for e in eval_ids if e in narrowed[1]]
     scope, params = _eval_scope(eval_ids)
     names = sorted({s.name for s, _ in sels})
     params.update({f"n_{i}": n for i, n in enumerate(names)})
@@ -347,14 +408,15 @@ def _resolve_all(con: duckdb.DuckDBPyConnection, sels: list[tuple[AgentSelector,
                epoch(max({_TS})){''.join(cut_cols)}
         FROM runs WHERE agent_name IN ({', '.join(f'$n_{i}' for i in range(len(names)))})
         {scope} GROUP BY ALL""", params).fetchall()
-    return [_choose(con, sel, flag, j, groups, eval_ids, now)
+    return [_choose(con, sel, flag, j, groups, eval_ids, now, allowed[j])
             for j, (sel, flag) in enumerate(sels)]
 
 
 def _choose(con: duckdb.DuckDBPyConnection, sel: AgentSelector, flag: str, j: int,
-            groups: list[tuple[Any, ...]], eval_ids: list[str], now: datetime
-            ) -> dict[str, Any]:
-    mine = [g for g in groups if g[0] == sel.name]
+            groups: list[tuple[Any, ...]], eval_ids: list[str], now: datetime,
+            allowed: set[str] | None = None) -> dict[str, Any]:
+    # ``allowed``: the versions the rollups left (the groups then hold only their evals)
+    mine = [g for g in groups if g[0] == sel.name and (allowed is None or g[1] in allowed)]
     if sel.version is not None:
         version, how = sel.version, "named"
     else:

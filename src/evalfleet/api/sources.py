@@ -13,9 +13,10 @@ slice has as a whole process.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from evalfleet.errors import UnknownEvalError
+from evalfleet.errors import StoreError, UnknownEvalError
 from evalfleet.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class ResultsSource(Protocol):
     def cancelled_by_agent(self, eval_id: str) -> dict[int, int]: ...
 
     def quarantined(self, eval_id: str, evidence: int = 5) -> list[dict[str, Any]]: ...
+
+    def select(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]: ...
 
     def close(self) -> None: ...
 
@@ -89,8 +92,52 @@ class StoreSource:
     def quarantined(self, eval_id: str, evidence: int = 5) -> list[dict[str, Any]]:
         return self.store.journal.quarantined(eval_id, evidence)
 
+    def select(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self.store.journal.engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text(sql), dict(params))]
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the journal: {exc}") from None
+
     def close(self) -> None:
         self.store.close()
+
+
+def version_spans(source: ResultsSource, names: Sequence[str], paths: Sequence[str]
+                  ) -> list[tuple[str, str, str, str, str]] | None:
+    """From the journal's rollups: ``(eval, agent name, agent version, first UTC day, last UTC
+    day)`` of the agents ``names`` in the results files ``paths`` (relative to the home, as
+    the journal records them), or None when the rollups do not hold exactly the rows of those
+    files for every eval they belong to (a journal from before rollups, files elsewhere, a
+    commit between reading the files' list and now): a slice then scans the rows instead.
+
+    Rollups are added in the same journal transaction as the batch they sum, so the rows an
+    eval's rollups count equal the rows of its live batches."""
+    if not names or any(p.startswith("/") or "://" in p for p in paths):
+        return None
+    wanted = set(paths)
+    rows: dict[str, int] = {}
+    try:
+        for eval_id, path, n in source.select(
+                "SELECT eval_id, results_path, n_rows FROM batches", {}):
+            if path in wanted:
+                rows[str(eval_id)] = rows.get(str(eval_id), 0) + int(n)
+        totals = {str(e): int(n) for e, n in source.select(
+            "SELECT eval_id, sum(runs) FROM rollups GROUP BY eval_id", {})}
+        marks = {f"n{i}": n for i, n in enumerate(names)}
+        spans = source.select(
+            "SELECT eval_id, agent_name, agent_version, min(day), max(day) FROM rollups "
+            f"WHERE agent_name IN ({', '.join(':' + k for k in marks)}) "
+            "GROUP BY eval_id, agent_name, agent_version", marks)
+    except StoreError:  # no rollups table (a journal from before them): scan instead
+        return None
+    if any(totals.get(e) != n for e, n in rows.items()):
+        return None
+    return [(str(e), str(a), str(v), str(d0), str(d1)) for e, a, v, d0, d1 in spans
+            if str(e) in rows]
 
 
 def default_layout(settings: Settings) -> bool:

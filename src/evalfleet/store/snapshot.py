@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,12 @@ class JournalSnapshot:
                           (len(prefix), prefix))
         return sorted(str(r[0]) for r in rows)
 
-    def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    def select(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Rows of one read-only SELECT with ``:name`` parameters (the query_only connection
+        refuses anything else)."""
+        return self._read(sql, params)
+
+    def _read(self, sql: str, args: tuple[Any, ...] | Mapping[str, Any]) -> list[Any]:
         try:
             return self._con.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
