@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import queue
 import threading
@@ -81,6 +80,10 @@ class AgentThreads:
         self._work: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)
         self._serving = 0  # threads in the pool (not abandoned, not shut down)
+        # results wait here for their loop, which takes them all in one callback: one wake-up
+        # of the loop (a write to its self-pipe) per batch instead of one per call
+        self._ended: dict[asyncio.AbstractEventLoop, list[tuple[_Call, bool, Any]]] = {}
+        self._ended_lock = threading.Lock()
 
     @property
     def serving(self) -> int:
@@ -126,14 +129,40 @@ class AgentThreads:
                 try:
                     result = item.fn(*item.args, **item.kwargs)
                 except BaseException as exc:  # delivered to the awaiting coroutine
-                    _deliver_soon(item, False, exc)
+                    self._deliver_soon(item, False, exc)
                 else:
-                    _deliver_soon(item, True, result)
+                    self._deliver_soon(item, True, result)
             with self._lock:
                 item.state = "done"
                 if item.abandoned:
                     return  # replaced in the pool when its caller gave up on it
             self._idle.release()
+
+    def _deliver_soon(self, item: _Call, ok: bool, value: Any) -> None:
+        """Hand a call's result to its loop (from the pool's thread)."""
+        with self._ended_lock:
+            pending = self._ended.get(item.loop)
+            if pending is not None:  # a delivery is scheduled: it takes this one too
+                pending.append((item, ok, value))
+                return
+            self._ended[item.loop] = [(item, ok, value)]
+        try:
+            item.loop.call_soon_threadsafe(self._deliver, item.loop)
+        except RuntimeError:  # the loop closed: nobody waits for its results
+            with self._ended_lock:
+                self._ended.pop(item.loop, None)
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Set the results of the calls ended since the last delivery (in their loop)."""
+        with self._ended_lock:
+            batch = self._ended.pop(loop, [])
+        for item, ok, value in batch:
+            if item.future.done():
+                continue
+            if ok:
+                item.future.set_result(value)
+            else:
+                item.future.set_exception(value)
 
     def shutdown(self) -> None:
         """Idle threads end; busy ones end after their call."""
@@ -141,19 +170,6 @@ class AgentThreads:
             n, self._serving = self._serving, 0
         for _ in range(n):
             self._work.put(None)
-
-
-def _deliver_soon(item: _Call, ok: bool, value: Any) -> None:
-    def deliver() -> None:
-        if item.future.done():
-            return
-        if ok:
-            item.future.set_result(value)
-        else:
-            item.future.set_exception(value)
-
-    with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for the result
-        item.loop.call_soon_threadsafe(deliver)
 
 
 class PythonAgent:
