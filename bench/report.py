@@ -15,7 +15,7 @@ floor: interpreter and CLI start), ``evalfleet report EVAL --json`` (no per-task
 default), ``--json --tasks 10`` and ``--json --tasks all`` (every per-task row) as whole processes
 with their output bytes, and ``api.report`` in-process; each whole process's wall time and CPU
 time (user + system, less disturbed by other work on a shared machine) also as a ratio to
-``--help``'s.
+``--help``'s, and the load average before and after.
 
 Whole processes run as an installed package does: with Python's bytecode cache (the
 environment's PYTHONDONTWRITEBYTECODE is dropped for them, and one untimed ``report`` run first
@@ -177,6 +177,9 @@ def main() -> None:
         print(f"eval {eval_id}: {st['done']:,} runs in {n_files} Parquet file(s)")
         reps = args.repeats
         _cli(home, "report", eval_id, "--json")()  # untimed: writes the bytecode cache
+        # other work on a shared machine moves wall times: say how much there was
+        print("load average (1, 5, 15 min) before: {:.1f}, {:.1f}, {:.1f}".format(
+            *os.getloadavg()))
         help_s, _, runs = _median(_cli(home, "--help"), reps)
         help_cpu = statistics.median(cpu for _, cpu in runs)
         print(f"evalfleet --help (whole process): median {help_s:.2f}s, {help_cpu:.2f}s CPU")
@@ -195,6 +198,8 @@ def main() -> None:
         med, times, _ = _median(lambda: api.report(eval_id, settings=settings), reps)
         print(f"api.report in-process (every per-task row): median {med:.2f}s "
               f"({', '.join(f'{x:.2f}' for x in times)})")
+        print("load average (1, 5, 15 min) after: {:.1f}, {:.1f}, {:.1f}".format(
+            *os.getloadavg()))
 
 
 if __name__ == "__main__":
