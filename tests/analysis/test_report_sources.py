@@ -172,10 +172,10 @@ def test_the_snapshot_reads_as_the_journal(home: Home) -> None:
 
 def test_the_snapshot_stores_status_as_the_schema_does() -> None:
     """The snapshot reads status codes by the journal schema's list (an index into it): the
-    two lists must be one."""
+    two lists are one object, defined once."""
     from evalfleet.store import schema, snapshot
 
-    assert snapshot.RUN_STATUSES == schema.RUN_STATUSES
+    assert snapshot.RUN_STATUSES is schema.RUN_STATUSES
 
 
 def test_the_snapshot_reads_a_journal_before_the_compact_runs_table(tmp_path: Path) -> None:

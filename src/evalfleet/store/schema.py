@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from evalfleet.store.snapshot import RUN_STATUSES as RUN_STATUSES
+
 metadata = MetaData()
 
 _HEX_ID = re.compile(r"[0-9a-f]{24}")
@@ -88,8 +90,8 @@ class Code(TypeDecorator[str]):
         return None if value is None else self.names[int(value)]
 
 
-RUN_STATUSES = ("pending", "done", "leased", "cancelled", "quarantined")
-"""A run's status as stored in the runs table: its index in this list (append only)."""
+# A run's status as stored in the runs table: its index in RUN_STATUSES (append only),
+# defined with the SQLAlchemy-free reader (store/snapshot.py) that decodes it too.
 RUN_OUTCOMES = ("failed", "completed", "errored", "cancelled", "quarantined")
 """A run's outcome as stored in the runs table: its index in this list (append only)."""
 

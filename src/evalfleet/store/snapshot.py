@@ -31,8 +31,8 @@ __all__ = ["RUN_STATUSES", "JournalSnapshot", "frozen", "readonly_connection"]
 
 RUN_STATUSES = ("pending", "done", "leased", "cancelled", "quarantined")
 """A run's status as the compact runs table stores it: its index in this list (append only).
-The journal's schema stores the same list (``evalfleet.store.schema.RUN_STATUSES``, a test
-checks they are equal); it is here because this module imports no SQLAlchemy."""
+The journal's schema (``evalfleet.store.schema``) imports it from here: this module loads no
+SQLAlchemy, so readers decode the codes without it."""
 
 
 def frozen(path: Path) -> bool:
