@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,3 +92,17 @@ def committed_rows(home: Path) -> list[dict[str, Any]]:
 
     cols, rows = api.query("SELECT * FROM runs", settings=Settings(home=home))
     return [dict(zip(cols, r, strict=True)) for r in rows]
+
+
+def cli_in_process(argv: list[str]) -> tuple[str, set[str], str]:
+    """Run ``evalfleet ARGV`` in a fresh interpreter; its stdout, the modules it loaded (full
+    names) and its stderr. Tests use it to check what a command imports."""
+    probe = ("import json, sys\n"
+             "from evalfleet.cli import main\n"
+             f"sys.argv = ['evalfleet', *{argv!r}]\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print('\\nMODULES:' + json.dumps(sorted(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, check=False)
+    out, _, mods = proc.stdout.rpartition("\nMODULES:")
+    return out, set(json.loads(mods)) if mods else set(), proc.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from conftest import cli_in_process
 from evalfleet import api
 from evalfleet.api import review as review_mod
 from evalfleet.cli import main
@@ -326,17 +326,10 @@ def test_a_review_from_history_imports_neither_sqlalchemy_nor_pyarrow_nor_scipy(
     pyarrow (and numpy with it), scipy or statsmodels, which together cost over a second of
     start-up."""
     settings, plan, _, _ = ran
-    probe = ("import json, sys\n"
-             "from evalfleet.cli import main\n"
-             f"sys.argv = ['evalfleet', 'plan', 'review', {str(plan)!r}, '--home', "
-             f"{str(settings.home)!r}, '--json']\n"
-             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-             "print('\\nMODULES:' + json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=120, check=False)
-    out, _, mods = proc.stdout.rpartition("\nMODULES:")
-    assert json.loads(out)["agents"][0]["source"] == "history", proc.stderr[-2000:]
-    loaded = set(json.loads(mods))
+    out, modules, err = cli_in_process(["plan", "review", str(plan), "--home",
+                                        str(settings.home), "--json"])
+    assert json.loads(out)["agents"][0]["source"] == "history", err[-2000:]
+    loaded = {m.split(".")[0] for m in modules}
     assert "duckdb" in loaded  # it did read the history
     assert not loaded & {"sqlalchemy", "pyarrow", "numpy", "scipy", "statsmodels", "pandas"}, \
         loaded

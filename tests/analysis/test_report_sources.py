@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ import yaml
 from tests.store.test_journal_compact import _old_journal
 from tests.store.test_journal_contract import Backend
 
-from conftest import write_jsonl_suite
+from conftest import cli_in_process, write_jsonl_suite
 from evalfleet import api
 from evalfleet.errors import UnknownEvalError
 from evalfleet.settings import Settings
@@ -209,14 +207,7 @@ def test_report_process_never_imports_sqlalchemy(home: Home) -> None:
     """`evalfleet report --json` reads the journal with sqlite3 in the default layout: its
     process loads neither SQLAlchemy (a quarter of a second) nor statsmodels or pandas."""
     argv = ["report", home.evals["stopped"], "--home", str(home.settings.home), "--json"]
-    probe = ("import json, sys\n"
-             "from evalfleet.cli import main\n"
-             f"sys.argv = ['evalfleet', *{argv!r}]\n"
-             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-             "print('\\nMODULES:' + json.dumps(sorted(sys.modules)))")
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=120, check=False)
-    out, _, mods = proc.stdout.rpartition("\nMODULES:")
-    assert json.loads(out)["quarantined_tasks"], proc.stderr[-2000:]
-    tops = {m.split(".")[0] for m in json.loads(mods)}
+    out, loaded, err = cli_in_process(argv)
+    assert json.loads(out)["quarantined_tasks"], err[-2000:]
+    tops = {m.split(".")[0] for m in loaded}
     assert "duckdb" in tops and not tops & {"sqlalchemy", "statsmodels", "pandas"}, tops

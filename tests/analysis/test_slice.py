@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import cli_in_process
 from evalfleet import api, stats
 from evalfleet.analysis.report import rate_dict
 from evalfleet.cli.main import main
@@ -472,16 +471,8 @@ def test_slice_and_query_processes_never_import_sqlalchemy_or_statsmodels(
          {"statsmodels", "scipy"}, False),
     ]
     for argv, banned, no_sqlalchemy in cases:
-        probe = ("import json, sys\n"
-                 "from evalfleet.cli import main\n"
-                 f"sys.argv = ['evalfleet', *{argv!r}]\n"
-                 "try:\n    main()\nexcept SystemExit:\n    pass\n"
-                 "print('\\nMODULES:' + json.dumps(sorted(sys.modules)))")
-        proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                              timeout=120, check=False)
-        out, _, mods = proc.stdout.rpartition("\nMODULES:")
-        assert json.loads(out), proc.stderr[-2000:]
-        loaded = set(json.loads(mods))
+        out, loaded, err = cli_in_process(argv)
+        assert json.loads(out), err[-2000:]
         tops = {m.split(".")[0] for m in loaded}
         assert "duckdb" in tops and not tops & banned, (argv, tops & banned)
         assert "scipy.stats" not in loaded, argv
