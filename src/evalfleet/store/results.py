@@ -170,8 +170,15 @@ def conform(table: pa.Table) -> pa.Table:
     if unknown:
         raise StoreError(f"results columns {', '.join(unknown)} are unknown to this version "
                          "of evalfleet (written by a newer one); upgrade before compacting")
-    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
-            else pa.nulls(table.num_rows, f.type) for f in _schema()]
+    names = set(table.column_names)
+    cols: list[pa.ChunkedArray | pa.Array] = []
+    for f in _schema():
+        if f.name not in names:
+            cols.append(pa.nulls(table.num_rows, f.type))
+            continue
+        col = table.column(f.name)
+        # a cast costs even to the same type (a merge conforms a batch at a time)
+        cols.append(col if col.type == f.type else col.cast(f.type))
     return pa.Table.from_arrays(cols, schema=_schema())
 
 
