@@ -33,7 +33,7 @@ point at which the new files count (see that module's consistency note).
 
 **Memory.** A merge streams: its memory is bounded by :class:`Policy`'s ``merge_rows``,
 ``merge_fan_in`` and ``row_group_rows``, not by the rows of its group (measured: the final
-merge of a 1,000,000-run eval, 20 compacted files and 35 batch files, peaked at about 70 MB
+merge of a 1,000,000-run eval, 20 compacted files and 35 batch files, peaked at about 85 MB
 of Arrow memory, against 900 MB when it read the group whole; the row group being filled is
 most of it). Inputs written by compaction are already sorted (their row groups'
 ``sorting_columns`` say so) and are read a batch at a time and merged k-way; the others (a
@@ -702,10 +702,15 @@ def _input_batches(root: Root, b: dict[str, Any], rewrite: _Rewrite | None,
     memory allocated by Arrow's pool threads and freed here is kept longer by mimalloc)."""
     rel = b["results_path"]
     with _reading(rel), fs.parquet_file(root, rel) as pf:
-        for batch in pf.iter_batches(batch_size=max(1, batch_rows), use_threads=False):
-            if batch.num_rows:
-                t = conform(pa.Table.from_batches([batch]))
-                yield _one_batch(rewrite(t) if rewrite is not None else t)
+        yield from _conformed(pf, rewrite, batch_rows)
+
+
+def _conformed(pf: pq.ParquetFile, rewrite: _Rewrite | None,
+               batch_rows: int) -> Iterator[pa.RecordBatch]:
+    for batch in pf.iter_batches(batch_size=max(1, batch_rows), use_threads=False):
+        if batch.num_rows:
+            t = conform(pa.Table.from_batches([batch]))
+            yield _one_batch(rewrite(t) if rewrite is not None else t)
 
 
 class _GroupMerge:
@@ -744,12 +749,11 @@ class _GroupMerge:
                         rewrite.base = traj.copy_file(self.root, tp)
                     else:
                         self._reframe(traj, tp, rewrite)
-                streamed = (_is_sorted(pf) and pf.metadata.num_rows >= self.chunk // 2
-                            and (rewrite is None or rewrite.base is not None))
-            if streamed:
-                self.sorted_inputs.append((b, rewrite))
-            else:
-                for batch in _input_batches(self.root, b, rewrite, self.chunk):
+                if (_is_sorted(pf) and pf.metadata.num_rows >= self.chunk // 2
+                        and (rewrite is None or rewrite.base is not None)):
+                    self.sorted_inputs.append((b, rewrite))  # read once trajectories are done
+                    continue
+                for batch in _conformed(pf, rewrite, self.chunk):
                     self._add_unsorted(batch)
         return wrote
 
@@ -860,10 +864,11 @@ def _merge_pool() -> Iterator[None]:
     """Arrow's default memory pool while a merge runs (in any thread): the system allocator.
 
     pyarrow's default, mimalloc, keeps freed pages a while; a merge frees and allocates a
-    chunk of rows every round, and its resident set grew about half again as much as with
-    the system allocator (the final merge of 1M rows: +154 MB against +128; a merge of 64
-    batch files of 1,024 rows: +97 MB against +66). The previous pool comes back when the
-    last merge ends; arrays allocated meanwhile keep the pool they came from.
+    chunk of rows every round, and its resident set grew by a fifth to a half more than with
+    the system allocator (the final merge of 1M rows alone: +154 MB against +128; a merge of
+    64 batch files of 1,024 rows: +97 MB against +66; ``bench/memory.py --runs 1000000``
+    peaked at 395 MB against 370). The previous pool comes back when the last merge ends;
+    arrays allocated meanwhile keep the pool they came from.
     """
     global _pool_merges, _pool_before
     pool = merge_memory_pool()
