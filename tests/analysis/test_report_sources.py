@@ -211,3 +211,28 @@ def test_report_process_never_imports_sqlalchemy(home: Home) -> None:
     assert json.loads(out)["quarantined_tasks"], err[-2000:]
     tops = {m.split(".")[0] for m in loaded}
     assert "duckdb" in tops and not tops & {"sqlalchemy", "statsmodels", "pandas"}, tops
+
+
+@pytest.mark.parametrize("driver_lives", [True, False])
+def test_a_running_evals_report_names_a_dead_driver_without_sqlalchemy(
+        home: Home, tmp_path: Path, driver_lives: bool) -> None:
+    """A running eval's report says ``interrupted`` when its driver's process is gone (a
+    crash, SIGKILL) and ``running`` while it lives; deciding that loads no SQLAlchemy."""
+    import os
+    import shutil
+    import socket
+
+    copy = tmp_path / "home"
+    shutil.copytree(home.settings.home, copy)
+    # this test's own process stands for a live driver; a pid past pid_max for a dead one
+    pid = os.getpid() if driver_lives else 2**31 - 1
+    con = sqlite3.connect(copy / "journal.db")
+    with con:
+        con.execute("UPDATE evals SET status = 'running', finished_at = NULL, driver = ?, "
+                    "driver_heartbeat = ? WHERE eval_id = ?",
+                    (f"{socket.gethostname()}:{pid}", time.time(), home.evals["stopped"]))
+    con.close()
+    out, loaded, err = cli_in_process(["report", home.evals["stopped"], "--home", str(copy),
+                                       "--json"])
+    assert json.loads(out)["status"] == ("running" if driver_lives else "interrupted"), err
+    assert "sqlalchemy" not in {m.split(".")[0] for m in loaded}

@@ -17,6 +17,7 @@ from evalfleet.cost.prices import load_price_table
 from evalfleet.errors import SpecError, UnknownEvalError
 from evalfleet.settings import Settings, load_settings
 from evalfleet.spec.plan import Plan
+from evalfleet.store.liveness import driver_alive
 
 if TYPE_CHECKING:
     from evalfleet.analysis.compare import Side
@@ -129,8 +130,6 @@ def status_row(store: Store, e: dict[str, Any]) -> dict[str, Any]:
 
 def live_status(e: dict[str, Any]) -> str:
     """The eval's status, ``interrupted`` for one ``running`` whose driver is gone."""
-    from evalfleet.store.journal import driver_alive
-
     if e["status"] == "running" and not driver_alive(e.get("driver"), e.get("driver_heartbeat")):
         return "interrupted"  # the driver died without saying so (crash, SIGKILL)
     return str(e["status"])
@@ -162,8 +161,7 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
         # budget-cancelled runs live only in the journal: one count by agent (not
         # status_row, whose progress and strata read every run of the eval: seconds at 1M)
         cancelled = source.cancelled_by_agent(eval_id)
-        # only a running eval's driver is looked for (live_status imports the journal's module)
-        status = live_status(row) if row["status"] == "running" else str(row["status"])
+        status = live_status(row)
         rep = build_report(home=source.home, paths=source.results_paths(eval_id),
                            eval_row={**row, "status": status,
                                      "cancelled": sum(cancelled.values()),

@@ -18,7 +18,7 @@ from evalfleet.settings import Settings, load_settings
 from evalfleet.spec.plan import Plan
 from evalfleet.store import Store, driver_name
 from evalfleet.store import fs as store_fs
-from evalfleet.store.journal import driver_alive
+from evalfleet.store.liveness import driver_alive
 from evalfleet.store.retention import (
     DAY_S,
     PIN_KINDS,

@@ -47,6 +47,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from evalfleet.errors import SpecError, StoreError, UnknownEvalError
+from evalfleet.store.liveness import process_alive
 from evalfleet.store.rollups import RunFact, aggregate
 from evalfleet.store.schema import (
     OPEN_STATUSES_SQL,
@@ -620,7 +621,7 @@ class Journal:
             if row is None:
                 raise UnknownEvalError(f"no eval '{eval_id}' in this home")
             other, beat = row
-            if _alive(other):
+            if process_alive(other):
                 age = f"{now - beat:.0f}s ago" if beat is not None else "never"
                 raise StoreError(f"eval {eval_id} is being run by {other} (heartbeat "
                                  f"{age}); stop it first")
@@ -1364,26 +1365,3 @@ def _add_rollups(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 _UPSERTS: dict[str, Any] = {}
 """The rollups upsert statement per dialect name."""
-
-
-def driver_alive(driver: str | None, heartbeat: float | None,
-                 stale_after_s: float = 300.0) -> bool:
-    """Whether an eval's driver still runs: its process exists (same host) and it beat lately."""
-    if not driver or not heartbeat:
-        return False
-    return _alive(driver) and time.time() - heartbeat < stale_after_s
-
-
-def _alive(driver: str | None) -> bool:
-    if not driver:
-        return False
-    host, _, pid = driver.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine: trust the heartbeat
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
