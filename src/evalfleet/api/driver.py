@@ -23,7 +23,7 @@ from evalfleet.cost.budget import Budgets, Tally
 from evalfleet.cost.prices import PriceTable, load_price_table, unpriced_warning
 from evalfleet.errors import ConfigError, SpecError
 from evalfleet.execution.dispatcher import Dispatcher, DispatchOutcome, DispatchStats
-from evalfleet.sandbox import get_provider
+from evalfleet.sandbox import SandboxProvider, get_provider
 from evalfleet.settings import Settings, load_settings
 from evalfleet.spec.loaders import load_plan, load_suite_ref
 from evalfleet.spec.plan import Plan
@@ -118,6 +118,7 @@ class _Started:
 
     variables: dict[str, str]
     executor: Any
+    provider: SandboxProvider
 
 
 def execute(store: Store, eval_id: str, *, settings: Settings | None = None,
@@ -156,8 +157,9 @@ def _execute(store: Store, eval_id: str, *, settings: Settings | None,
     store.auto_compact(eval_id, driver)  # small results files merge as batches commit
     store.journal.reset_leases(eval_id)
     # sandboxed code must not read this home's journals, nor a user suite's hidden tests
-    provider = get_provider(settings.sandbox or plan.execution.sandbox,
-                            hidden_paths=hidden_from_sandboxes(plan, store.home))
+    provider = started.provider if started is not None else get_provider(
+        settings.sandbox or plan.execution.sandbox,
+        hidden_paths=hidden_from_sandboxes(plan, store.home))
     check_network(plan, suite, provider)
     prices = load_price_table(settings.prices)
     # an unpriced model's cost is unknown, not $0: said at the start, not only in the report
@@ -344,18 +346,19 @@ def run(plan_path: str | Path, *, settings: Settings | None = None,
             creating = pool.submit(create_eval, store, plan, suite)
             try:
                 hidden = hidden_from_sandboxes(plan, store.home)
-                sandbox = get_provider(settings.sandbox or plan.execution.sandbox,
-                                       hidden_paths=hidden).name
+                provider = get_provider(settings.sandbox or plan.execution.sandbox,
+                                        hidden_paths=hidden)
                 variables = stack.enter_context(_services(plan, store.home))
                 executor = stack.enter_context(_ray_executor(
-                    plan, suite, sandbox, hidden, load_price_table(settings.prices),
+                    plan, suite, provider.name, hidden, load_price_table(settings.prices),
                     variables, driver_name(), ray_address, progress is not None))
             finally:
                 concurrent.futures.wait([creating])
             return _execute(store, creating.result(), settings=settings, progress=progress,
                             suite=suite, backend=None, ray_address=ray_address,
                             metrics_port=metrics_port,
-                            started=_Started(variables=variables, executor=executor))
+                            started=_Started(variables=variables, executor=executor,
+                                             provider=provider))
     finally:
         store.close()
 

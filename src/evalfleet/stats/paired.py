@@ -168,9 +168,10 @@ def mcnemar_test(
         # and chi2 call (the same bits, tests/stats/test_scipy_special.py), without importing
         # statsmodels, pandas and scipy.stats (about a second of every `evalfleet slice`)
         special = scipy_special()
-        p_exact = min(2.0 * binom_cdf(k, m, 0.5), 1.0)
+        cdf = binom_cdf(k, m, 0.5)
+        p_exact = min(2.0 * cdf, 1.0)
         pmf = float(special._ufuncs._binom_pmf(float(k), m, 0.5))
-        p_midp = min(1.0, 2.0 * binom_cdf(k, m, 0.5) - pmf)
+        p_midp = min(1.0, 2.0 * cdf - pmf)
         stat_chi2 = abs(b_int - c_int) ** 2 / (1.0 * m)
         stat_chi2_cc = (abs(b_int - c_int) - 1) ** 2 / (1.0 * m)
         p_chi2 = float(special.chdtrc(1, stat_chi2))
