@@ -220,8 +220,29 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,199}$")
 def scorer_hash(scorer: ScorerSpec) -> str:
     """Hash of a scorer spec (kind and args) and of evalfleet's grading version: the
     ``scorer_hash`` column, part of the key under which a plan with ``reuse: true`` takes an
-    earlier run's result (a release that grades differently invalidates reuse)."""
-    return short_hash(GRADING_VERSION, scorer.model_dump(mode="json"))
+    earlier run's result (a release that grades differently invalidates reuse).
+
+    Every task of a JSON Lines suite has its own spec object, mostly with the same content:
+    the hash is remembered by the grading version and the spec's JSON (a suite has a few
+    distinct scorers).
+    """
+    key = (GRADING_VERSION, scorer.model_dump_json())
+    cached = _SCORER_HASHES.get(key)
+    if cached is None:
+        if len(_SCORER_HASHES) >= 4096:  # a suite of distinct scorers: keep memory bounded
+            _SCORER_HASHES.clear()
+        cached = _SCORER_HASHES[key] = short_hash(GRADING_VERSION, scorer.model_dump(mode="json"))
+    return cached
+
+
+_SCORER_HASHES: dict[tuple[str, str], str] = {}
+"""scorer_hash by the grading version and the spec's JSON."""
+
+_TRAJ_JSON = json.JSONEncoder(default=str)
+"""``json.dumps(..., default=str)`` without building an encoder per trajectory."""
+
+_N_COLUMNS = 39
+"""Columns of a results row: :meth:`ResultsWriter.write` builds them in the schema's order."""
 
 
 def _ts(t: float) -> datetime | None:
@@ -272,34 +293,43 @@ class ResultsWriter:
         rel_results = f"{results_dir}/{batch_id}.parquet"
         rel_traj = f"{traj_dir}/{batch_id}.jsonl.zst"
         by_id = ctx.suite.by_id
-        cols: dict[str, list[Any]] = {f.name: [] for f in _schema()}
+        agents = ctx.agents
         traj = io.BytesIO()
         has_traj = False
-        scorer_hashes: dict[int, str] = {}
+        # one tuple per row, transposed into columns at the end (one zip, not an append per
+        # cell); the columns every row of the batch shares are repeated, not rebuilt per row
+        per_row: list[tuple[Any, ...]] = []
         for r in results:
             task = by_id[r.task_id]
-            agent = ctx.agents[r.agent_index]
-            s_hash = scorer_hashes.get(id(task.scorer))  # tasks of a suite share scorer objects
-            if s_hash is None:
-                s_hash = scorer_hashes[id(task.scorer)] = scorer_hash(task.scorer)
+            agent = agents[r.agent_index]
             uri = None
             if r.trajectory is not None:
                 has_traj = True
                 uri = f"{rel_traj}#{r.run_id}"
-                traj.write(json.dumps({"run_id": r.run_id, **r.trajectory},
-                                      default=str).encode("utf-8") + b"\n")
-            values = (
-                r.run_id, ctx.eval_id, ctx.plan_name, ctx.suite.name, ctx.suite.suite_hash,
-                r.task_id, task.task_hash, s_hash, task.category, task.difficulty, task.domain,
-                task.repository, agent.name, agent.version, agent.fingerprint, agent.model,
-                agent.tier, r.repeat, r.status, r.error_kind, r.error, r.score, r.passed,
-                list(r.metrics.items()), r.tokens_in, r.tokens_cached, r.tokens_out,
-                r.cost_usd, r.infra_cost_usd, r.latency_s, r.attempts, r.worker, r.sandbox,
-                _ts(r.started_at), _ts(r.finished_at), uri, r.reused_from, r.reused_cost_usd,
-                ctx.services_hash,
-            )
-            for name, value in zip(cols, values, strict=True):
-                cols[name].append(value)
+                traj.write(_TRAJ_JSON.encode({"run_id": r.run_id, **r.trajectory})
+                           .encode("utf-8") + b"\n")
+            per_row.append((
+                r.run_id, r.task_id, task.task_hash, scorer_hash(task.scorer), task.category,
+                task.difficulty, task.domain, task.repository, agent.name, agent.version,
+                agent.fingerprint, agent.model, agent.tier, r.repeat, r.status, r.error_kind,
+                r.error, r.score, r.passed, list(r.metrics.items()), r.tokens_in,
+                r.tokens_cached, r.tokens_out, r.cost_usd, r.infra_cost_usd, r.latency_s,
+                r.attempts, r.worker, r.sandbox, _ts(r.started_at), _ts(r.finished_at), uri,
+                r.reused_from, r.reused_cost_usd,
+            ))
+        # the eval's facts, by their place in the schema (columns go by place, not by name:
+        # a release may rename a column)
+        shared = {1: ctx.eval_id, 2: ctx.plan_name, 3: ctx.suite.name, 4: ctx.suite.suite_hash,
+                  _N_COLUMNS - 1: ctx.services_hash}
+        n = len(per_row)
+        fields = _schema()
+        varying = list(zip(*per_row, strict=True)) if n else [()] * (_N_COLUMNS - len(shared))
+        if len(fields) != _N_COLUMNS or len(varying) + len(shared) != _N_COLUMNS:
+            raise StoreError(f"the results schema has {len(fields)} columns; the writer "
+                             f"fills {len(varying) + len(shared)}")
+        run_cols = iter(varying)
+        cols = {f.name: [shared[i]] * n if i in shared else next(run_cols)
+                for i, f in enumerate(fields)}
         table = pa.table(cols, schema=versioned_schema())
         fs.makedirs(self.root, results_dir)
         buf = pa.BufferOutputStream()
