@@ -396,3 +396,44 @@ def test_cost_of_failed_attempts_is_kept_and_counts_against_the_budget(
                                   budget=5.0, max_in_flight=1, max_attempts=2)
     assert budgeted.status == "budget_stopped"
     assert sum(r.cost_usd for r in journal.results.values()) <= 6.0  # 3 runs at most
+
+
+class _TimingOut:
+    """An agent whose own client times out (``early``), one that sleeps past the task's limit
+    (``sleep``), and one that turns our cancellation into its own TimeoutError (``converts``)."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    async def run(self, ctx: object) -> object:
+        if self.how == "early":
+            raise TimeoutError("read timed out")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            if self.how == "converts":
+                raise TimeoutError("request cancelled") from None
+            raise
+        raise AssertionError("the task's limit did not stop the agent")
+
+
+@pytest.mark.parametrize(("how", "kind"), [("early", "infra_error"), ("sleep", "task_timeout"),
+                                           ("converts", "task_timeout")])
+def test_a_timeout_is_the_tasks_only_when_its_limit_fired(how: str, kind: str) -> None:
+    """The task's limit ends an agent as a task timeout (even one that reports the
+    cancellation as its own TimeoutError); a TimeoutError of the agent's own client before the
+    limit is an infrastructure error, retried."""
+    from evalfleet.agents.base import NoGate
+    from evalfleet.cost.prices import PriceTable
+    from evalfleet.execution.attempt import run_attempt
+    from evalfleet.scoring.registry import create_scorer
+    from evalfleet.spec.agent import AgentSpec
+    from evalfleet.spec.task import Task
+
+    task = Task.model_validate({"id": "t", "input": "x", "target": "ok",
+                                "scorer": {"kind": "exact"}, "limits": {"timeout_s": 0.3}})
+    out = asyncio.run(run_attempt(
+        task=task, spec=AgentSpec(name="a", kind="python", args={"callable": "m:f"}),
+        agent=_TimingOut(how), scorer=create_scorer(task.scorer), provider=None,  # type: ignore[arg-type]
+        prices=PriceTable({}, {}, ""), gate=NoGate(), run_id="r", attempt=1, variables={}))
+    assert out.error is not None and out.error.error_kind == kind, out.error

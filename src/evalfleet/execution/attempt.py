@@ -228,10 +228,13 @@ async def run_attempt(*, task: Task, spec: AgentSpec, agent: Agent, scorer: Scor
     error: RunError | None = None
     try:
         try:
+            # the limit cancels the agent in this task (no task of its own per attempt)
+            limit = asyncio.timeout(task.limits.timeout_s)
             try:
-                out = await asyncio.wait_for(agent.run(ctx), timeout=task.limits.timeout_s)
+                async with limit:
+                    out = await agent.run(ctx)
             except TimeoutError:
-                if time.time() - started < task.limits.timeout_s * 0.99:
+                if not limit.expired():  # raised by the agent's own client, not our limit
                     raise InfraError("a timeout inside the agent's infrastructure") from None
                 raise TaskTimeoutError(f"task time limit of {task.limits.timeout_s:g}s reached") \
                     from None
