@@ -117,6 +117,8 @@ class Budgets:
     def eval_blocks(self, in_flight: Mapping[int, int], next_agent: int | None = None) -> bool:
         """Whether the eval budget forbids starting the next run (of ``next_agent``; None:
         of an agent not known yet)."""
+        if self.eval.limit_usd is None:  # unlimited: nothing to add up before every launch
+            return False
         return self.eval.passes_with(self.in_flight_usd(in_flight) + self.expected(next_agent))
 
     def agent_blocks(self, agent: int, in_flight: int) -> bool:
