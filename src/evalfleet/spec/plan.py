@@ -78,7 +78,10 @@ class ExecutionSettings(BaseModel):
     allow_open_network: bool = Field(
         False, description="Run tasks that forbid the network even where the sandbox cannot "
         "cut it (local without root); otherwise such a plan stops at start.")
-    write_batch: int = Field(256, ge=1, le=100_000, description="Results per commit batch.")
+    write_batch: int = Field(
+        1024, ge=1, le=100_000, description="Results per commit batch at most; results "
+        "waiting are also committed every half second, so only evals finishing more than "
+        "about 2,000 runs a second fill a batch (fewer, larger files to merge).")
     quarantine_after: int = Field(
         3, ge=0, le=10_000, description="Quarantine a task once its runs' attempts ended in "
         "this many infrastructure failures (over all its runs in the eval): its runs not yet "
