@@ -25,7 +25,6 @@ from sqlalchemy import (
     Boolean,
     Engine,
     and_,
-    bindparam,
     case,
     create_engine,
     event,
@@ -778,20 +777,27 @@ class Journal:
             StoreError: if a run in the batch was committed meanwhile (there is one writer, so
                 this means two drivers ran the same eval); nothing is committed then.
         """
-        upd = (runs.update()
-               .where(and_(runs.c.run_id == bindparam("rid"), runs.c.status != "done"))
-               .values(status="done", outcome=bindparam("outcome"), passed=bindparam("passed"),
-                       cost_usd=bindparam("cost"), attempts=bindparam("att"),
-                       lease_owner=None, lease_expires=None))
-        params = [{"rid": r.run_id, "outcome": r.outcome,
-                   "passed": None if r.passed is None else int(r.passed),
-                   "cost": r.cost_usd, "att": r.attempts} for r in rows]
+        # one prepared UPDATE per row with the values in their stored form (12-byte run id,
+        # status and outcome codes), as _insert_runs does: no row goes through SQLAlchemy's
+        # per-row parameter processing (about a tenth of a commit's time)
+        done = RUN_STATUSES.index("done")
+        outcomes = {name: i for i, name in enumerate(RUN_OUTCOMES)}
+        params: list[tuple[Any, ...]] = []
+        for r in rows:
+            if r.outcome not in outcomes:
+                raise ValueError(f"{r.outcome!r} is not one of {', '.join(RUN_OUTCOMES)}")
+            params.append((done, outcomes[r.outcome], None if r.passed is None else int(r.passed),
+                           r.cost_usd, r.attempts, encode_run_id(r.run_id), done))
         with self.engine.begin() as conn:
             conn.execute(batches.insert().values(
                 batch_id=batch_id, eval_id=eval_id, results_path=results_path,
                 trajectories_path=trajectories_path, n_rows=len(rows),
                 committed_at=time.time()))
-            res = conn.execute(upd, params)
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            res = conn.exec_driver_sql(
+                f"UPDATE runs SET status = {mark}, outcome = {mark}, passed = {mark}, "
+                f"cost_usd = {mark}, attempts = {mark}, lease_owner = NULL, "
+                f"lease_expires = NULL WHERE run_id = {mark} AND status <> {mark}", params)
             if res.rowcount != len(rows):
                 raise StoreError(f"batch {batch_id}: {len(rows) - res.rowcount} runs were "
                                  "already committed by another writer")
