@@ -74,6 +74,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
+from evalfleet._util.arrow import arrow_without_pandas
 from evalfleet.errors import StoreError
 from evalfleet.store import fs
 from evalfleet.store.fs import RemoteFile, Root
@@ -245,7 +246,9 @@ def compact_eval(home: Path | Root, journal: Journal, eval_id: str, *, final: bo
         if dry_run:
             merge = Merge("", len(group), sum(int(b["n_rows"]) for b in group), before, 0)
         else:
-            merge = _merge(root, journal, eval_id, group, policy, before, now)
+            # Arrow data and plain values only: pyarrow need not import pandas for them
+            with arrow_without_pandas():
+                merge = _merge(root, journal, eval_id, group, policy, before, now)
         report.merges.append(merge)
         report.files_after -= len(group) - 1
     return report

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import zstandard
 
+from evalfleet._util.arrow import arrow_without_pandas
 from evalfleet._util.hashing import short_hash
 from evalfleet.errors import StoreError
 from evalfleet.spec.agent import AgentSpec
@@ -330,7 +331,8 @@ class ResultsWriter:
         run_cols = iter(varying)
         cols = {f.name: [shared[i]] * n if i in shared else next(run_cols)
                 for i, f in enumerate(fields)}
-        table = pa.table(cols, schema=versioned_schema())
+        with arrow_without_pandas():  # plain lists: no pandas import in the driver
+            table = pa.table(cols, schema=versioned_schema())
         fs.makedirs(self.root, results_dir)
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf, compression="zstd")
