@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -141,3 +142,37 @@ def test_huge_plan_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         main()
     assert exc.value.code == 2
     assert "huge.yaml: file is larger than 8 MiB" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("lines", "line", "message"), [
+    # the first mistake in line order is the one reported, whatever its kind
+    (["A", "A", "BAD"], 2, "duplicate task id 'a'"),
+    (["A", "BAD", "A"], 2, "input"),
+    (["A", "BAD", "{not json"], 2, "input"),
+    (["A", "{not json", "BAD"], 2, "invalid JSON"),
+    (["A", "[1]", "BAD"], 2, "each line must be a JSON object"),
+    # beyond the first chunk of lines validated together
+    ([f"T{i}" for i in range(2500)] + ["BAD"] + ["T7"], 2501, "input"),
+    ([f"T{i}" for i in range(2500)] + ["T7"] + ["BAD"], 2501, "duplicate task id 't7'"),
+])
+def test_a_jsonl_suites_first_mistake_is_named_by_its_line(
+        tmp_path: Path, lines: list[str], line: int, message: str) -> None:
+    from evalfleet.errors import SpecError
+    from evalfleet.spec.loaders import _load_jsonl
+
+    scorer = {"scorer": {"kind": "exact"}}
+
+    def render(spec: str) -> str:
+        if spec == "A":
+            return json.dumps({"id": "a", "input": "x", "target": "y", **scorer})
+        if spec == "BAD":
+            return json.dumps({"id": "bad", "target": "y", **scorer})  # no input
+        if spec.startswith("T"):
+            return json.dumps({"id": f"t{spec[1:]}", "input": "x", "target": "y", **scorer})
+        return spec
+
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join(render(s) for s in lines) + "\n")
+    with pytest.raises(SpecError, match=message) as err:
+        _load_jsonl(path)
+    assert err.value.line == line, str(err.value)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from evalfleet._util.paths import PathEscapeError, safe_join
 from evalfleet.errors import SpecError
@@ -15,6 +19,15 @@ from evalfleet.spec.task import Suite, Task
 
 BUILTIN_SUITES = ("humaneval", "repo-tasks")
 _MAX_FILE_BYTES = 8 * 1024 * 1024
+
+_JSONL_CHUNK = 1024
+"""Lines of a JSON Lines suite validated in one call (a bounded share of the suite in memory
+twice, as parsed JSON and as tasks)."""
+
+
+@functools.cache
+def _tasks_adapter() -> TypeAdapter[list[Task]]:
+    return TypeAdapter(list[Task])
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -176,6 +189,27 @@ def _load_jsonl(path: Path) -> Suite:
     except OSError as exc:
         raise SpecError(f"cannot read file: {exc.strerror}", source=source) from None
     seen: dict[str, int] = {}
+    chunk: list[tuple[int, dict[str, Any]]] = []
+
+    def add(chunk: list[tuple[int, dict[str, Any]]]) -> None:
+        """Validate a chunk of lines in one call. A chunk with a mistake is validated line by
+        line, which raises the first error in line order with its line and field, as
+        validating every line on its own did."""
+        valid: Iterable[Task]
+        try:
+            valid = _tasks_adapter().validate_python([data for _, data in chunk])
+        except ValidationError:
+            from evalfleet.spec._yaml import LineMap
+
+            valid = (validate(Task, data, source=source, lines=LineMap(source, {(): lineno}))
+                     for lineno, data in chunk)
+        for (lineno, _), task in zip(chunk, valid, strict=True):
+            if task.id in seen:
+                raise SpecError(f"duplicate task id '{task.id}' (first on line "
+                                f"{seen[task.id]})", source=source, line=lineno, field="id")
+            seen[task.id] = lineno
+            tasks.append(task)
+
     with fh:
         try:
             for lineno, line in enumerate(fh, start=1):
@@ -184,20 +218,20 @@ def _load_jsonl(path: Path) -> Suite:
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError as exc:
+                    add(chunk)  # the earlier lines' errors come first
                     raise SpecError(f"invalid JSON: {exc.msg}", source=source,
                                     line=lineno) from None
                 if not isinstance(data, dict):
+                    add(chunk)
                     raise SpecError("each line must be a JSON object", source=source, line=lineno)
-                from evalfleet.spec._yaml import LineMap
-
-                task = validate(Task, data, source=source, lines=LineMap(source, {(): lineno}))
-                if task.id in seen:
-                    raise SpecError(f"duplicate task id '{task.id}' (first on line "
-                                    f"{seen[task.id]})", source=source, line=lineno, field="id")
-                seen[task.id] = lineno
-                tasks.append(task)
+                chunk.append((lineno, data))
+                if len(chunk) >= _JSONL_CHUNK:
+                    add(chunk)
+                    chunk = []
         except UnicodeDecodeError:
             raise SpecError("file is not valid UTF-8", source=source) from None
+    if chunk:
+        add(chunk)
     if not tasks:
         raise SpecError("suite has no tasks", source=source)
     return Suite(name=path.stem, tasks=tuple(tasks))
