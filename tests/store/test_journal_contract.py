@@ -216,6 +216,27 @@ def test_an_expired_lease_goes_to_another_owner(backend: Backend) -> None:
         j.close()
 
 
+def test_done_among_names_exactly_the_committed_runs(backend: Backend) -> None:
+    """What a commit drops as already committed: the committed runs among those asked, in
+    both id forms (canonical 24-hex ids stored in 12 bytes, and any other), over several
+    500-id statements, never a pending or leased run nor an id the eval does not have."""
+    j = backend.open()
+    try:
+        canonical = [f"{i:024x}" for i in range(700)]
+        rows = [(r, f"t{i}", 0, 0, "c") for i, r in enumerate(canonical)]
+        rows += [("other-id-" + str(i), f"u{i}", 0, 0, "c") for i in range(5)]
+        j.create_eval(eval_id="e", plan_name="p", plan_json='{"name": "p"}', suite_name="s",
+                      suite_hash="h", planned=len(rows), rows=rows)
+        leased = [r.run_id for r in j.lease("e", "w", len(rows), 60)]
+        committed = leased[::3]
+        _commit(j, "b1", committed)
+        asked = [*leased, "ffffffffffffffffffffffff", "not-a-run"]
+        assert j.done_among(asked) == set(committed)
+        assert j.done_among([]) == set()
+    finally:
+        j.close()
+
+
 def test_commit_batch_is_exactly_once(backend: Backend) -> None:
     j = backend.open()
     try:

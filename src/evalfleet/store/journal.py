@@ -55,6 +55,7 @@ from evalfleet.store.schema import (
     RUN_STATUSES,
     alerts,
     batches,
+    decode_run_id,
     encode_run_id,
     eval_keys,
     evals,
@@ -762,10 +763,17 @@ class Journal:
     def done_among(self, run_ids: Sequence[str]) -> set[str]:
         """Which of ``run_ids`` are already committed."""
         out: set[str] = set()
+        done = RUN_STATUSES.index("done")
         with self.engine.connect() as conn:
+            # ids in their stored form in a prepared statement, 500 at a time: no SQLAlchemy
+            # processing per id (a commit asks this of every row it writes)
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             for i in range(0, len(run_ids), 500):
-                out.update(conn.execute(select(runs.c.run_id).where(and_(
-                    runs.c.run_id.in_(run_ids[i:i + 500]), runs.c.status == "done"))).scalars())
+                part = [encode_run_id(r) for r in run_ids[i:i + 500]]
+                rows = conn.exec_driver_sql(
+                    f"SELECT run_id FROM runs WHERE run_id IN ({', '.join([mark] * len(part))})"
+                    f" AND status = {mark}", (*part, done))
+                out.update(decode_run_id(bytes(r[0])) for r in rows)
         return out
 
     def commit_batch(self, *, eval_id: str, batch_id: str, results_path: str,
