@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     Engine,
     and_,
     case,
@@ -30,9 +29,9 @@ from sqlalchemy import (
     event,
     func,
     inspect,
-    literal_column,
     or_,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import (
@@ -42,7 +41,7 @@ from sqlalchemy.exc import (
     OperationalError,
     SQLAlchemyError,
 )
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 from sqlalchemy.sql.selectable import ScalarSelect
 
 from evalfleet.errors import SpecError, StoreError, UnknownEvalError
@@ -106,8 +105,10 @@ class Migration:
     table rebuilt, not a column added)."""
 
 
-_OPEN: ColumnElement[bool] = literal_column(OPEN_STATUSES_SQL, Boolean)
-"""The partial index's condition as a literal WHERE term (see ``OPEN_STATUSES_SQL``)."""
+_OPEN: TextClause = text(OPEN_STATUSES_SQL)
+"""The partial index's condition as a literal WHERE term (see ``OPEN_STATUSES_SQL``), rendered
+exactly as the index's: a boolean-typed column would render ``status IN (0, 2) = 1`` on SQLite,
+which the planner cannot match to the index, and every lease would read all the eval's runs."""
 
 
 def _codes_sql(column: str, names: Sequence[str]) -> str:
@@ -717,8 +718,15 @@ class Journal:
                     runs.c.status == "leased")
         with self.engine.begin() as conn:
             if run_ids is None:
-                conn.execute(runs.update().where(cond).values(
-                    status="pending", lease_owner=None, lease_expires=None))
+                # the leased runs found through the open runs' index, then the owner's among
+                # them: with the owner in the same condition SQLite reads every run of the eval
+                # (the index lacks the owner column)
+                leased = select(runs.c.seq).where(and_(self._of(eval_id), _OPEN,
+                                                       runs.c.status == "leased"))
+                conn.execute(runs.update().where(and_(
+                    self._of(eval_id), runs.c.seq.in_(leased.scalar_subquery()),
+                    runs.c.lease_owner == owner, runs.c.status == "leased"))
+                             .values(status="pending", lease_owner=None, lease_expires=None))
                 return
             for i in range(0, len(run_ids), 500):
                 conn.execute(runs.update().where(and_(cond, runs.c.run_id.in_(
