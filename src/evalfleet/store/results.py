@@ -300,9 +300,13 @@ class ResultsWriter:
         # one tuple per row, transposed into columns at the end (one zip, not an append per
         # cell); the columns every row of the batch shares are repeated, not rebuilt per row
         per_row: list[tuple[Any, ...]] = []
+        scorer_hashes: dict[int, str] = {}  # by the spec object: tasks often share one
         for r in results:
             task = by_id[r.task_id]
             agent = agents[r.agent_index]
+            s_hash = scorer_hashes.get(id(task.scorer))
+            if s_hash is None:
+                s_hash = scorer_hashes[id(task.scorer)] = scorer_hash(task.scorer)
             uri = None
             if r.trajectory is not None:
                 has_traj = True
@@ -310,7 +314,7 @@ class ResultsWriter:
                 traj.write(_TRAJ_JSON.encode({"run_id": r.run_id, **r.trajectory})
                            .encode("utf-8") + b"\n")
             per_row.append((
-                r.run_id, r.task_id, task.task_hash, scorer_hash(task.scorer), task.category,
+                r.run_id, r.task_id, task.task_hash, s_hash, task.category,
                 task.difficulty, task.domain, task.repository, agent.name, agent.version,
                 agent.fingerprint, agent.model, agent.tier, r.repeat, r.status, r.error_kind,
                 r.error, r.score, r.passed, list(r.metrics.items()), r.tokens_in,
