@@ -96,7 +96,13 @@ def test_history_power_matches_plan_power(ran: tuple[Settings, Path, str, float]
     theirs = plan_power(estimate_inputs(settings.home, paths, eval_id), n_tasks=20, ks=[2])
     assert mine["omega2"] == pytest.approx(theirs["inputs"]["omega2"], rel=1e-9, abs=1e-12)
     assert mine["sigma2_base"] == pytest.approx(theirs["inputs"]["sigma2_base"], rel=1e-9)
-    assert mine["rows"][0]["mde"] == pytest.approx(theirs["rows"][0]["mde"], rel=1e-9)
+    a, b = mine["rows"][0], theirs["rows"][0]
+    assert a["variance"] == pytest.approx(b["variance"], rel=1e-9, abs=1e-15)
+    # the simulated runs are random (run ids hash the eval id): when every run of the history
+    # passed, nothing varies and neither side gives an MDE; otherwise both give the same
+    assert (a["mde"] is None) == (b["mde"] is None) == (b["variance"] == 0.0)
+    if b["mde"] is not None:
+        assert a["mde"] == pytest.approx(b["mde"], rel=1e-9)
 
 
 def test_reuse_counts_the_runs_an_eval_would_take(ran: tuple[Settings, Path, str, float],
