@@ -191,19 +191,19 @@ def _load_jsonl(path: Path) -> Suite:
     seen: dict[str, int] = {}
     chunk: list[tuple[int, dict[str, Any]]] = []
 
-    def add(chunk: list[tuple[int, dict[str, Any]]]) -> None:
+    def add(lines: list[tuple[int, dict[str, Any]]]) -> None:
         """Validate a chunk of lines in one call. A chunk with a mistake is validated line by
         line, which raises the first error in line order with its line and field, as
         validating every line on its own did."""
         valid: Iterable[Task]
         try:
-            valid = _tasks_adapter().validate_python([data for _, data in chunk])
+            valid = _tasks_adapter().validate_python([data for _, data in lines])
         except ValidationError:
             from evalfleet.spec._yaml import LineMap
 
             valid = (validate(Task, data, source=source, lines=LineMap(source, {(): lineno}))
-                     for lineno, data in chunk)
-        for (lineno, _), task in zip(chunk, valid, strict=True):
+                     for lineno, data in lines)
+        for (lineno, _), task in zip(lines, valid, strict=True):
             if task.id in seen:
                 raise SpecError(f"duplicate task id '{task.id}' (first on line "
                                 f"{seen[task.id]})", source=source, line=lineno, field="id")

@@ -111,6 +111,16 @@ exactly as the index's: a boolean-typed column would render ``status IN (0, 2) =
 which the planner cannot match to the index, and every lease would read all the eval's runs."""
 
 
+_OUTCOME_CODES = {name: i for i, name in enumerate(RUN_OUTCOMES)}
+"""A run's outcome as stored (its index in ``RUN_OUTCOMES``), for statements sent as raw SQL."""
+
+
+def _mark(conn: Connection) -> str:
+    """The DBAPI's positional placeholder, for statements sent as raw SQL with values already
+    in their stored form: ``?`` (sqlite3) or ``%s`` (psycopg)."""
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
 def _codes_sql(column: str, names: Sequence[str]) -> str:
     """SQL mapping a column of names to their :class:`~evalfleet.store.schema.Code` (NULL
     stays NULL; so does a name not in the list, which fails the migration on the NOT NULL
@@ -501,7 +511,7 @@ class Journal:
         ids, the pending code), so a generator of a million runs is never a list and no row
         goes through SQLAlchemy's per-row processing.
         """
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        mark = _mark(conn)
         sql = (f"INSERT INTO runs ({', '.join(_INSERT_COLUMNS)}) "
                f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})")
         pending = RUN_STATUSES.index("pending")
@@ -775,7 +785,7 @@ class Journal:
         with self.engine.connect() as conn:
             # ids in their stored form in a prepared statement, 500 at a time: no SQLAlchemy
             # processing per id (a commit asks this of every row it writes)
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            mark = _mark(conn)
             for i in range(0, len(run_ids), 500):
                 part = [encode_run_id(r) for r in run_ids[i:i + 500]]
                 rows = conn.exec_driver_sql(
@@ -797,19 +807,19 @@ class Journal:
         # status and outcome codes), as _insert_runs does: no row goes through SQLAlchemy's
         # per-row parameter processing (about a tenth of a commit's time)
         done = RUN_STATUSES.index("done")
-        outcomes = {name: i for i, name in enumerate(RUN_OUTCOMES)}
         params: list[tuple[Any, ...]] = []
         for r in rows:
-            if r.outcome not in outcomes:
+            if r.outcome not in _OUTCOME_CODES:
                 raise ValueError(f"{r.outcome!r} is not one of {', '.join(RUN_OUTCOMES)}")
-            params.append((done, outcomes[r.outcome], None if r.passed is None else int(r.passed),
-                           r.cost_usd, r.attempts, encode_run_id(r.run_id), done))
+            passed = None if r.passed is None else int(r.passed)
+            params.append((done, _OUTCOME_CODES[r.outcome], passed, r.cost_usd, r.attempts,
+                           encode_run_id(r.run_id), done))
         with self.engine.begin() as conn:
             conn.execute(batches.insert().values(
                 batch_id=batch_id, eval_id=eval_id, results_path=results_path,
                 trajectories_path=trajectories_path, n_rows=len(rows),
                 committed_at=time.time()))
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            mark = _mark(conn)
             res = conn.exec_driver_sql(
                 f"UPDATE runs SET status = {mark}, outcome = {mark}, passed = {mark}, "
                 f"cost_usd = {mark}, attempts = {mark}, lease_owner = NULL, "

@@ -242,10 +242,6 @@ _SCORER_HASHES: dict[tuple[str, str], str] = {}
 _TRAJ_JSON = json.JSONEncoder(default=str)
 """``json.dumps(..., default=str)`` without building an encoder per trajectory."""
 
-_N_COLUMNS = 39
-"""Columns of a results row: :meth:`ResultsWriter.write` builds them in the schema's order."""
-
-
 def _ts(t: float) -> datetime | None:
     return datetime.fromtimestamp(t, UTC) if t else None
 
@@ -324,12 +320,12 @@ class ResultsWriter:
             ))
         # the eval's facts, by their place in the schema (columns go by place, not by name:
         # a release may rename a column)
-        shared = {1: ctx.eval_id, 2: ctx.plan_name, 3: ctx.suite.name, 4: ctx.suite.suite_hash,
-                  _N_COLUMNS - 1: ctx.services_hash}
-        n = len(per_row)
         fields = _schema()
-        varying = list(zip(*per_row, strict=True)) if n else [()] * (_N_COLUMNS - len(shared))
-        if len(fields) != _N_COLUMNS or len(varying) + len(shared) != _N_COLUMNS:
+        shared = {1: ctx.eval_id, 2: ctx.plan_name, 3: ctx.suite.name, 4: ctx.suite.suite_hash,
+                  len(fields) - 1: ctx.services_hash}
+        n = len(per_row)
+        varying = list(zip(*per_row, strict=True)) if n else [()] * (len(fields) - len(shared))
+        if len(varying) + len(shared) != len(fields):
             raise StoreError(f"the results schema has {len(fields)} columns; the writer "
                              f"fills {len(varying) + len(shared)}")
         run_cols = iter(varying)
