@@ -1,4 +1,4 @@
-"""The driver writes Arrow without importing pandas (a quarter of a second and 40 MB of every
+"""The driver writes Arrow without importing pandas (a quarter of a second and about 50 MB of every
 `evalfleet run`); hiding pandas from pyarrow holds on the converting thread only."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every conversion of Python data by pyarrow (``pa.array``, ``pa.table`` from list
 to import pandas, to tell pandas objects and missing-value markers from plain values, and tries
 again at the next conversion as long as pandas is not imported. With pandas installed
 (statsmodels requires it) the driver's first commit would import it: about a quarter of a
-second and 40 MB in a process that hands pyarrow plain lists only.
+second and about 50 MB of memory in a process that hands pyarrow plain lists only.
 
 Inside :func:`arrow_without_pandas`, ``import pandas`` fails *on the calling thread only*, so
 pyarrow converts the values as the plain Python objects they are; other threads import as
