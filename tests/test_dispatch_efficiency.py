@@ -218,6 +218,49 @@ def test_a_hung_call_leaves_the_pool_and_another_thread_takes_its_place() -> Non
         pool.shutdown()
 
 
+def test_calls_that_block_grow_the_pool_until_all_of_them_run_at_once() -> None:
+    # 12 calls that each return only when all 12 are running: the pool must grow from its
+    # eager threads to its bound (the barrier breaks after 30 s if it does not)
+    pool = AgentThreads(12, eager=2, grow_after_s=0.01)
+    barrier = threading.Barrier(12)
+
+    async def main() -> list[object]:
+        return list(await asyncio.gather(*(pool.call(barrier.wait, 30) for _ in range(12))))
+
+    try:
+        assert sorted(asyncio.run(main())) == list(range(12))
+        assert pool.serving == 12
+    finally:
+        pool.shutdown()
+
+
+def test_calls_that_return_at_once_are_served_by_the_eager_threads_alone() -> None:
+    # 2,000 instant calls, 100 at a time, on a pool of 100: no call waits a whole second, so
+    # the pool never grows past its 2 eager threads (a pool that starts a thread whenever none
+    # is idle reaches 100 here)
+    pool = AgentThreads(100, eager=2, grow_after_s=1.0)
+    names: set[str] = set()
+
+    def call() -> str:
+        names.add(threading.current_thread().name + str(threading.get_ident()))
+        return "ok"
+
+    async def main() -> None:
+        gate = asyncio.Semaphore(100)
+
+        async def one() -> object:
+            async with gate:
+                return await pool.call(call)
+
+        assert set(await asyncio.gather(*(one() for _ in range(2000)))) == {"ok"}
+
+    try:
+        asyncio.run(main())
+        assert pool.serving == 2 and len(names) <= 2
+    finally:
+        pool.shutdown()
+
+
 @dataclass
 class _Leased:
     run_id: str
