@@ -90,7 +90,6 @@ class AgentThreads:
         self.grow_after_s = grow_after_s
         self._lock = threading.Lock()
         self._work: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
         self._serving = 0  # threads in the pool (not abandoned, not shut down)
         self._put = 0  # calls queued so far (by the loop's thread)
         self._taken = 0  # of them, those a thread has taken (under the lock)
@@ -113,7 +112,10 @@ class AgentThreads:
         item = _Call(loop, loop.create_future(), fn, args, kwargs)
         self._put += 1
         self._work.put(item)
-        if not self._idle.acquire(blocking=False):
+        # (no count of idle threads: keeping one took a lock the pool's threads contend for
+        # on every call; the growth check below sees whether calls wait)
+        if self._serving < self.eager or (self._serving < self.size
+                                          and self._watching is not loop):
             with self._lock:
                 if self._serving < self.eager:
                     self._spawn()
@@ -171,7 +173,6 @@ class AgentThreads:
                 item.state = "done"
                 if item.abandoned:
                     return  # replaced in the pool when its caller gave up on it
-            self._idle.release()
 
     def _deliver_soon(self, item: _Call, ok: bool, value: Any) -> None:
         """Hand a call's result to its loop (from the pool's thread)."""
