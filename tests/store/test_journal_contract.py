@@ -121,6 +121,38 @@ def test_the_backend_is_the_one_named(backend: Backend) -> None:
         j.close()
 
 
+def test_the_open_runs_index_is_partial_on_both_engines(backend: Backend) -> None:
+    # leases and resume read the runs not done through it: without its WHERE term it would
+    # hold every run of every eval
+    j = backend.open()
+    try:
+        with j.engine.connect() as conn:
+            if backend.name == "sqlite":
+                ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master "
+                                           "WHERE name = 'ix_runs_open'").scalar_one()
+            else:
+                ddl = conn.exec_driver_sql("SELECT indexdef FROM pg_indexes "
+                                           "WHERE indexname = 'ix_runs_open'").scalar_one()
+        # PostgreSQL shows the same term as status = ANY (ARRAY[0, 2])
+        where = ddl.partition(" WHERE ")[2]
+        assert where in ("status IN (0, 2)", "(status = ANY (ARRAY[0, 2]))"), ddl
+    finally:
+        j.close()
+
+
+def test_a_sqlite_journal_does_not_load_the_postgresql_dialect(tmp_path: Path) -> None:
+    code = f"""
+import sys
+from pathlib import Path
+from evalfleet.store import Journal
+Journal.open(Path({str(tmp_path)!r})).close()
+print("sqlalchemy.dialects.postgresql" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_create_eval_with_many_runs(backend: Backend) -> None:
     n = 12_345  # more than two insert chunks
     j = backend.open()

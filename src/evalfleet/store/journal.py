@@ -58,6 +58,7 @@ from evalfleet.store.schema import (
     encode_run_id,
     eval_keys,
     evals,
+    for_postgresql,
     metadata,
     migrations,
     pool_demands,
@@ -285,10 +286,13 @@ def _engine(url: str) -> Engine:
             installed (a setting to fix, exit 2, not a traceback).
     """
     try:
-        return create_engine(url, future=True)
+        engine = create_engine(url, future=True)
     except (ArgumentError, ImportError) as exc:
         raise SpecError(f"journal URL {_shown(url)!r} cannot be used: {_why(exc)}",
                         field="EVALFLEET_JOURNAL_URL") from None
+    if engine.dialect.name == "postgresql":
+        for_postgresql()
+    return engine
 
 
 _OPEN_ATTEMPTS = 40
