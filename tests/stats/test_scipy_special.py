@@ -17,10 +17,12 @@ from statsmodels.stats.proportion import proportion_confint as sm_confint
 from evalfleet import stats
 from evalfleet.analysis.report import proportion_confint
 from evalfleet.stats._checks import (
+    _NORMAL_QUANTILES,
     binom_cdf,
     binom_isf,
     binom_ppf,
     critical_value,
+    ndtri,
     one_sided_critical_value,
 )
 
@@ -41,6 +43,22 @@ def test_critical_values_equal_scipy_stats() -> None:
     # the edges keep scipy.stats' conventions
     assert one_sided_critical_value(1.0, 5.0) == float(st.t.ppf(1.0, 5.0)) == np.inf
     assert one_sided_critical_value(0.0, np.inf) == -np.inf
+
+
+def test_the_table_of_normal_quantiles_equals_scipy_special() -> None:
+    from scipy import special
+
+    for q, z in _NORMAL_QUANTILES.items():
+        assert z == float(special.ndtri(q)), q
+    # the levels as the call sites compute them (two-sided critical values, Wilson, the
+    # report's vectorised Wilson) are keys of the table, not near misses
+    for conf, alpha in ((0.9, 0.1), (0.95, 0.05), (0.99, 0.01)):
+        assert (1.0 + conf) / 2.0 in _NORMAL_QUANTILES
+        assert 0.5 + 0.5 * conf in _NORMAL_QUANTILES
+        assert alpha / 2.0 in _NORMAL_QUANTILES and conf in _NORMAL_QUANTILES
+    rng = np.random.default_rng(RNG_SEED + 9)
+    for q in [*_NORMAL_QUANTILES, *rng.uniform(0.001, 0.999, size=200).tolist()]:
+        assert ndtri(q) == special.ndtri(q) and isinstance(ndtri(q), np.float64)
 
 
 def test_binomial_functions_equal_scipy_stats() -> None:

@@ -14,7 +14,7 @@ from evalfleet.stats._checks import (
     as_count,
     check_alternative,
     check_probability,
-    scipy_special,
+    ndtri,
     scipy_stats,
 )
 from evalfleet.stats._types import ProportionInterval
@@ -141,7 +141,6 @@ def _wilson_limits(k: int, n: int, confidence: float, alternative: str) -> tuple
     method='wilson')``, the same operations in the same order on the same ``ndtri`` (so the same
     bits), without importing scipy.stats (about a second)."""
     p = k / n
-    ndtri = scipy_special().ndtri
     z = ndtri(0.5 + 0.5 * confidence) if alternative == "two-sided" else ndtri(confidence)
     denom = 2 * (n + z**2)
     center = (2 * n * p + z**2) / denom
