@@ -140,11 +140,13 @@ def _iso(t: float | None) -> str | None:
 
 
 def report(eval_id: str, *, settings: Settings | None = None, cluster: str | None = None,
-           max_tasks: int | None = None) -> dict[str, Any]:
+           max_tasks: int | None = None, summary: bool = False) -> dict[str, Any]:
     """The report of an eval, complete or partial (read-only).
 
     ``cluster`` (repository or category) clusters the overall SE by that key (CR1);
-    ``max_tasks`` keeps only the first (worst) tasks of each agent's per-task list.
+    ``max_tasks`` keeps only the first (worst) tasks of each agent's per-task list;
+    ``summary`` leaves out the intervals the end-of-run summary does not print (the latency
+    quantiles' and the cost per success's).
 
     In the default layout the journal is read with sqlite3 (:func:`open_results`): importing
     SQLAlchemy would cost about a quarter of a second of the command.
@@ -171,7 +173,7 @@ def report(eval_id: str, *, settings: Settings | None = None, cluster: str | Non
                            # an unpriced model's $0 is not a measurement: cost.unpriced says so
                            prices=load_price_table(settings.prices),
                            # finds a full baseline of a sampled eval, in whatever warehouse
-                           catalog=source, paths_of=source.results_paths)
+                           catalog=source, paths_of=source.results_paths, summary=summary)
         for agent_rep, spec in zip(rep["agents"], plan.agents, strict=True):
             agent_rep["model"] = spec.model
         # poison tasks: not run any more, their runs missing data (execution/quarantine.py);

@@ -100,7 +100,7 @@ def _finish(summary: EvalSummary, *, show_report: bool = True, warn: bool = Fals
     scored = 0
     if show_report and summary.done:
         settings = _settings(summary.home)
-        rep = api.report(summary.eval_id, settings=settings, max_tasks=0)
+        rep = api.report(summary.eval_id, settings=settings, max_tasks=0, summary=True)
         scored = int(rep["coverage"].get("scored", 0))
         render_report(out, rep)
     err.print(f"eval {summary.eval_id}: {summary.status}, {summary.done}/{summary.planned} runs "
