@@ -67,11 +67,11 @@ class AgentThreads:
     """Daemon worker threads shared by the sync calls of a python agent, at most ``size``
     serving calls at once.
 
-    The pool grows only when calls wait: up to ``eager`` threads start as soon as a call finds
-    none idle; beyond that, a thread starts for each call that has waited ``grow_after_s`` in
-    the queue. Calls that block (a model request, a subprocess) leave their threads busy, calls
+    The pool grows only when calls wait: the first ``eager`` threads start with the first
+    calls; beyond them, a thread starts for each call that has waited ``grow_after_s`` in the
+    queue. Calls that block (a model request, a subprocess) leave their threads busy, calls
     wait, and within a few ``grow_after_s`` the pool reaches ``size`` (all of them run at
-    once). Calls that return at once never wait that long: a few threads serve them all,
+    once). Calls that return at once never wait that long: one thread serves them all,
     instead of a hundred threads each woken for one call and all contending for the GIL with
     the event loop (measured with 10,000 no-op calls at 100 in flight: about 0.5 s of a 3.4 s
     eval went to that). Threads are not retired once started.
@@ -82,7 +82,7 @@ class AgentThreads:
     not keep the driver from exiting at the end of the eval.
     """
 
-    def __init__(self, size: int, *, eager: int = 2, grow_after_s: float = 0.01) -> None:
+    def __init__(self, size: int, *, eager: int = 1, grow_after_s: float = 0.01) -> None:
         if size < 1:
             raise ValueError("a thread pool needs at least one thread")
         self.size = size
