@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Engine,
@@ -204,9 +204,9 @@ MIGRATIONS: tuple[Migration, ...] = (
 """Named migrations, oldest first. Only ever append."""
 
 
-@dataclass(frozen=True, slots=True)
-class LeasedRun:
-    """A run handed to a worker."""
+class LeasedRun(NamedTuple):
+    """A run handed to a worker (named tuples, like :class:`CommitRow`: one per run, built
+    faster than frozen dataclasses and as immutable)."""
 
     run_id: str
     task_id: str
@@ -215,8 +215,7 @@ class LeasedRun:
     attempts: int
 
 
-@dataclass(frozen=True, slots=True)
-class CommitRow:
+class CommitRow(NamedTuple):
     """What the journal keeps of a committed run."""
 
     run_id: str

@@ -33,10 +33,9 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from evalfleet.spec.result import RunResult
 from evalfleet.store.schema import (
@@ -68,9 +67,9 @@ Key = tuple[str, str, str, str, int, str]
 """A rollup row's key: :data:`evalfleet.store.schema.ROLLUP_KEY`."""
 
 
-@dataclass(frozen=True, slots=True)
-class RunFact:
-    """What a rollup needs to know of one committed run."""
+class RunFact(NamedTuple):
+    """What a rollup needs to know of one committed run (a named tuple: one is made per run
+    committed, on the journal thread, at a tenth of a frozen dataclass's cost)."""
 
     agent_name: str
     agent_version: str
