@@ -24,7 +24,7 @@ from evalfleet.spec import AgentSpec, ScorerSpec, Suite, Task
 from evalfleet.spec.result import RunResult
 from evalfleet.store import RowContext, Store
 from evalfleet.store import journal as journal_mod
-from evalfleet.store.rollups import bucket_bounds, latency_bucket, latency_quantile
+from evalfleet.store.rollups import bucket_bounds, day_of, latency_bucket, latency_quantile
 from evalfleet.store.schema import LATENCY_COLUMNS, ROLLUP_KEY, migrations, rollups
 
 PG_URL = os.environ.get("EVALFLEET_TEST_POSTGRES_URL")
@@ -304,3 +304,19 @@ def test_latency_buckets_and_quantiles() -> None:
         exact = float(np.sort(xs)[math.ceil(q * len(xs)) - 1])
         assert abs(latency_quantile(counts, q) / exact - 1) <= 10 ** (1 / 16) - 1 + 1e-9
     assert math.isnan(latency_quantile([0] * len(LATENCY_COLUMNS), 0.5))
+
+
+def test_the_day_of_a_finish_time_is_the_results_writers_day() -> None:
+    # day_of remembers the day of each second; it must still say what the writer's conversion
+    # (microseconds, rounded) says, a microsecond either side of midnight included
+    import random
+
+    rng = random.Random(20261202)
+    midnight = 1_764_633_600.0  # 2025-12-02T00:00:00Z
+    times = [midnight + d for d in (-1e-7, -4e-7, -5e-7, -6e-7, -1e-6, -2e-6, 0.0, 1e-7,
+                                   -0.0000004999, 86_400 - 4e-7, 86_400 - 6e-7)]
+    times += [rng.uniform(1.0, 2e9) for _ in range(2000)]
+    times += [math.floor(t) + rng.choice([0.9999994, 0.9999995, 0.9999996, 0.999999])
+              for t in times[:500]]
+    for t in times:
+        assert day_of(t) == datetime.fromtimestamp(t, UTC).date().isoformat(), repr(t)

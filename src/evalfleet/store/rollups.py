@@ -103,8 +103,18 @@ def day_of(finished_at: float | datetime | None) -> str:
     if not finished_at:
         return NO_DAY
     # the same conversion as the results writer (microseconds, rounded), so the day agrees
-    # with the row's finished_at (milliseconds, truncated) even a microsecond before midnight
+    # with the row's finished_at (milliseconds, truncated) even a microsecond before midnight;
+    # a time that cannot round up into the next second has its second's day (remembered:
+    # a batch's runs end within a few seconds)
+    second = math.floor(finished_at)
+    if finished_at - second < 0.999999:
+        return _day_of_second(second)
     return datetime.fromtimestamp(finished_at, UTC).date().isoformat()
+
+
+@functools.lru_cache(maxsize=64)
+def _day_of_second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).date().isoformat()
 
 
 def latency_bucket(latency_s: float) -> int:
