@@ -45,7 +45,7 @@ from evalfleet.scoring.base import Scorer
 from evalfleet.scoring.registry import create_scorer
 from evalfleet.spec.plan import Plan
 from evalfleet.spec.result import RunResult
-from evalfleet.spec.task import Suite, Task
+from evalfleet.spec.task import ScorerSpec, Suite, Task
 
 
 @dataclass(slots=True)
@@ -174,6 +174,7 @@ class Dispatcher:
             if limit is not None:
                 limit(self.settings.max_in_flight)
         self._scorers: dict[str, Scorer] = {}
+        self._scorer_of: dict[int, tuple[ScorerSpec, Scorer]] = {}
         self._buffer: list[RunResult] = []
         self._stop = asyncio.Event()
         self._config_error: str | None = None
@@ -208,10 +209,18 @@ class Dispatcher:
         self._stop.set()
 
     def _scorer(self, task: Task) -> Scorer:
-        key = task.scorer.model_dump_json()
+        """One scorer per distinct scorer spec, found by the spec object first (tasks share
+        spec objects; the entry holds the spec, so its id is not reused) and by its JSON on
+        the first sight of an object."""
+        spec = task.scorer
+        seen = self._scorer_of.get(id(spec))
+        if seen is not None and seen[0] is spec:
+            return seen[1]
+        key = spec.model_dump_json()
         sc = self._scorers.get(key)
         if sc is None:
-            sc = self._scorers[key] = create_scorer(task.scorer)
+            sc = self._scorers[key] = create_scorer(spec)
+        self._scorer_of[id(spec)] = (spec, sc)
         return sc
 
     async def _execute(self, run: _Run) -> RunResult | _Run:
