@@ -151,7 +151,10 @@ def test_huge_plan_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (["A", "BAD", "{not json"], 2, "input"),
     (["A", "{not json", "BAD"], 2, "invalid JSON"),
     (["A", "[1]", "BAD"], 2, "each line must be a JSON object"),
-    # beyond the first chunk of lines validated together
+    # json.loads takes a lone surrogate escape; no text (nor a task's hash) can hold it
+    (["A", '{"id": "s", "input": "\\ud800", "target": "y", "scorer": {"kind": "exact"}}', "BAD"],
+     2, "unpaired surrogate"),
+    # far into the file
     ([f"T{i}" for i in range(2500)] + ["BAD"] + ["T7"], 2501, "input"),
     ([f"T{i}" for i in range(2500)] + ["T7"] + ["BAD"], 2501, "duplicate task id 't7'"),
 ])
@@ -176,3 +179,42 @@ def test_a_jsonl_suites_first_mistake_is_named_by_its_line(
     with pytest.raises(SpecError, match=message) as err:
         _load_jsonl(path)
     assert err.value.line == line, str(err.value)
+
+
+JSONL_LINES = [
+    # plain, defaults filled
+    {"id": "a", "input": "x", "target": "ok", "scorer": {"kind": "includes"}},
+    # every field, lax conversions (strings and floats for integers and booleans)
+    {"id": "b", "input": "é\u00e9 \\n", "category": "c", "difficulty": "4", "domain": "d",
+     "tags": ["t1", "t2"], "metadata": {"repository": "r", "n": 123456789012345678901234567890,
+                                         "f": 1e400, "nested": {"k": [1, 2.5, None, True]}},
+     "files": {"a.py": "print(1)"}, "setup": ["true"], "target": ["ok", "yes"],
+     "scorer": {"kind": "regex", "args": {"pattern": "o."}},
+     "limits": {"timeout_s": 30.0}, "resources": {"gpu": 1.0}, "network": "true"},
+    # a tests scorer whose expected test ids are derived before validation
+    {"id": "c", "input": "x", "hidden_files": {
+        "test_x.py": "import unittest\nclass T(unittest.TestCase):\n    def test_a(self): pass\n"},
+     "scorer": {"kind": "tests"}},
+    # the last of a repeated key wins, as with json.loads
+    {"id": "d", "input": "x", "scorer": {"kind": "exact"}, "target": "first"},
+]
+
+
+def test_a_jsonl_suite_loads_the_tasks_that_json_and_validation_give(tmp_path: Path) -> None:
+    """The loader's one-call parse and validation of a line gives the very task that json.loads
+    and then validation give, for lax conversions, derived fields, big and infinite numbers
+    and repeated keys."""
+    from evalfleet.spec.loaders import _load_jsonl
+    from evalfleet.spec.task import Task
+
+    lines = [json.dumps(d) for d in JSONL_LINES]
+    lines[3] = lines[3][:-1] + ', "target": "second"}'
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    loaded = _load_jsonl(path).tasks
+    expected = [Task.model_validate(json.loads(line)) for line in lines]
+    assert [t.model_dump() for t in loaded] == [t.model_dump() for t in expected]
+    assert [t.task_hash for t in loaded] == [t.task_hash for t in expected]
+    assert loaded[3].target == "second"
+    assert loaded[1].difficulty == 4 and loaded[1].network is True
+    assert loaded[2].scorer.args["expected_tests"] == ["test_x.T.test_a"]
