@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from evalfleet.errors import AgentError
 from evalfleet.sandbox.base import Sandbox
 
 SandboxFactory = Callable[[], Awaitable[Sandbox]]
+
+
+async def _closed() -> Sandbox:
+    raise AgentError("the attempt's sandbox was asked for after the attempt ended (an agent "
+                     "still running after its time limit?); no sandbox is made for it")
 
 
 class LazySandbox:
@@ -28,7 +34,14 @@ class LazySandbox:
         return self._sandbox
 
     async def close(self) -> None:
-        """Close the sandbox if one was created."""
+        """Close the sandbox if one was created. From now on :meth:`get` raises AgentError:
+        a sandbox made after its attempt ended would never be closed.
+
+        Dropping the factory also ends the reference cycle of an attempt's stages and their
+        lazy sandboxes (the factory is a method of the stages), so an attempt's objects are
+        freed when it ends instead of waiting for the garbage collector (nine objects an
+        attempt, 90,000 of 10,000 runs)."""
+        self._factory = _closed
         if self._sandbox is not None:
             sb, self._sandbox = self._sandbox, None
             await sb.close()
