@@ -420,3 +420,58 @@ def test_the_sandbox_of_an_ended_attempt_is_never_made() -> None:
     with pytest.raises(AgentError, match="after the attempt ended"):
         asyncio.run(agent.ctx.sandbox.get())
     assert agent.ctx.sandbox.created is None
+
+
+def test_frozen_heap_puts_the_heap_back_as_it_found_it() -> None:
+    """Inside the block the objects alive at its start are out of the collector's passes; after
+    it an unfrozen heap is unfrozen again (a library caller's cycles are collected as before),
+    and a heap the caller froze stays frozen."""
+    import gc
+
+    from evalfleet._util.heap import frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    before = object.__new__(_UsesSandboxLate)  # tracked: it has a __dict__
+    assert gc.is_tracked(before)
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        assert not any(o is before for o in gc.get_objects())  # no pass visits it
+        young = object.__new__(_UsesSandboxLate)
+        assert any(o is young for o in gc.get_objects())  # objects made inside are collected
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
+
+
+FREEZE_COUNTS: list[int] = []
+
+
+def freeze_count(task: dict[str, Any]) -> str:
+    """A sync agent that notes how many objects are frozen while it runs."""
+    import gc
+
+    FREEZE_COUNTS.append(gc.get_freeze_count())
+    return "ok"
+
+
+def test_an_eval_runs_with_its_long_lived_objects_frozen(make_plan: Callable[..., Path],
+                                                         tmp_path: Path) -> None:
+    """api.run keeps the plan, the suite and everything alive before the dispatch out of the
+    collector's passes while runs execute, and leaves the caller's heap unfrozen at the end
+    (without the freeze in the driver the agent sees no frozen object: tried)."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    FREEZE_COUNTS.clear()
+    plan = make_plan(4, agents=[{"name": "f", "version": "1", "kind": "python", "args": {
+        "callable": "test_dispatch_efficiency:freeze_count"}}])
+    summary = api.run(plan, settings=Settings(home=tmp_path / "home"))
+    assert summary.done == 4
+    assert gc.get_freeze_count() == 0
+    assert len(FREEZE_COUNTS) == 4 and min(FREEZE_COUNTS) > 1000, FREEZE_COUNTS

@@ -167,11 +167,22 @@ def run(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")], home: Hom
     from evalfleet import api
     from evalfleet.cli.progress import RichProgress
 
+    _long_command()
+
     summary = api.run(plan, settings=_settings(home), workers=workers,
                       backend=backend.value if backend is not None else None,
                       ray_address=ray_address, metrics_port=metrics_port,
                       progress=None if quiet else RichProgress(err))
     _finish(summary, warn=quiet)
+
+
+def _long_command() -> None:
+    """An eval runs in this process until it exits: what is alive now (the CLI and its
+    imports) and what the eval sets up stay out of the garbage collector's full passes for good
+    (``_util/heap.py``), the report after the eval included."""
+    from evalfleet._util.heap import freeze_for_process
+
+    freeze_for_process()
 
 
 def _agent_budgets(values: list[str]) -> dict[str, float]:
@@ -205,6 +216,8 @@ def resume(eval_id: Annotated[str, typer.Argument(help="Eval id (or a unique pre
     """Finish an interrupted eval; committed runs are never executed again."""
     from evalfleet import api
     from evalfleet.cli.progress import RichProgress
+
+    _long_command()
 
     summary = api.resume(eval_id, settings=_settings(home), budget_usd=budget,
                          agent_budgets=_agent_budgets(agent_budget or []),
@@ -322,6 +335,8 @@ def demo(home: HomeOpt = None,
 
     from evalfleet import api
     from evalfleet.cli.progress import RichProgress
+
+    _long_command()
 
     settings = _settings(home)
     # the home as the driver makes it (0700, so sandboxed code running under other uids cannot
