@@ -475,3 +475,22 @@ def test_an_eval_runs_with_its_long_lived_objects_frozen(make_plan: Callable[...
     assert summary.done == 4
     assert gc.get_freeze_count() == 0
     assert len(FREEZE_COUNTS) == 4 and min(FREEZE_COUNTS) > 1000, FREEZE_COUNTS
+
+
+def test_only_the_installed_command_leaves_the_heap_frozen(make_plan: Callable[..., Path],
+                                                           tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`evalfleet run` as its own process (console_main) keeps the heap frozen until it exits;
+    the CLI's main() called from a Python program (these tests) leaves the heap unfrozen."""
+    import gc
+    import importlib
+
+    cli = importlib.import_module("evalfleet.cli.main")  # the module (the package exports main)
+    plan = make_plan(2)
+    for whole_process in (False, True):
+        monkeypatch.setattr(cli, "_whole_process", whole_process)
+        try:
+            cli.main(["run", str(plan), "--quiet", "--home", str(tmp_path / f"h{whole_process}")])
+            assert (gc.get_freeze_count() > 0) is whole_process
+        finally:
+            gc.unfreeze()

@@ -177,12 +177,18 @@ def run(plan: Annotated[Path, typer.Argument(help="Plan YAML file.")], home: Hom
 
 
 def _long_command() -> None:
-    """An eval runs in this process until it exits: what is alive now (the CLI and its
-    imports) and what the eval sets up stay out of the garbage collector's full passes for good
-    (``_util/heap.py``), the report after the eval included."""
-    from evalfleet._util.heap import freeze_for_process
+    """In the installed command (:func:`console_main`), an eval runs in this process until it
+    exits: what is alive now (the CLI and its imports) and what the eval sets up stay out of
+    the garbage collector's full passes for good (``_util/heap.py``), the report after the
+    eval included. :func:`main` called from a Python program leaves its heap alone."""
+    if _whole_process:
+        from evalfleet._util.heap import freeze_for_process
 
-    freeze_for_process()
+        freeze_for_process()
+
+
+_whole_process = False
+"""Set by :func:`console_main`: this process ends when the command does."""
 
 
 def _agent_budgets(values: list[str]) -> dict[str, float]:
@@ -513,6 +519,8 @@ def console_main() -> None:
     every object moved out of the collector's reach (``gc.freeze``). The process ends right
     after, and the interpreter's final full collection over everything the command imported
     costs 0.1-0.4 s of CPU, a tenth of a short command such as ``plan review``."""
+    global _whole_process
+    _whole_process = True
     try:
         main()
     finally:
