@@ -322,6 +322,11 @@ def run(plan_path: str | Path, *, settings: Settings | None = None,
     ``execution.backend`` (kept in the eval's plan, so ``resume`` uses it too);
     ``ray_address`` is the Ray cluster of the ``ray`` backend (see :func:`execute`);
     ``metrics_port`` serves the live figures as Prometheus metrics on 127.0.0.1.
+
+    While the eval runs, the objects alive when its suite is loaded (the caller's included) are
+    left out of the cyclic garbage collector's passes (``gc.freeze``; see ``docs/scale.md``,
+    "Driver CPU"), as in :func:`execute` and :func:`resume`; the heap is unfrozen again when it
+    returns, unless the caller had frozen it.
     """
     from evalfleet.api.metrics import check_metrics_port
 
