@@ -3,6 +3,7 @@
     python bench/peers.py                       # 10,000 samples, 3 rounds, the default agent
     python bench/peers.py --agent async         # evalfleet's async python agent
     python bench/peers.py --samples 2000 --repeats 1 --cache-dir DIR
+    python bench/peers.py --baseline /tmp/base/src --repeats 8   # evalfleet against an older one
 
 The workload: N samples, each answered at once with the fixed text ``ok`` and graded by
 "the answer includes the target" (target ``ok``), no sandbox, concurrency high enough not to
@@ -19,6 +20,11 @@ be the limit.
   (``evalfleet.testing.agents:noop``, or ``noop_async`` with ``--agent async``), no sandbox (a
   python agent graded by a text scorer needs none), ``max_in_flight`` at ``--workers`` (100:
   a no-op agent needs no more; a sync agent's pool may start that many threads).
+
+With ``--baseline SRC`` (the ``src`` directory of another source tree, e.g. a ``git worktree``
+of an earlier commit) Inspect is left out: the same evalfleet plan is run by the evalfleet in
+SRC (on ``PYTHONPATH``) and by this one, alternating, baseline first, and the ratio of this
+one's wall time to the baseline's is printed: how a change moved the whole process.
 
 Both are whole processes (interpreter start, imports, the eval, writing their logs/results),
 run alternately ``--repeats`` times, after one untimed run of each on 20 samples (which writes
@@ -170,9 +176,12 @@ def run_inspect(python: Path, runner: Path, work: Path, samples: int, concurrenc
     return wall
 
 
-def run_evalfleet(plan: Path, work: Path, samples: int, round_: int | str) -> float:
-    home = work / f"evalfleet-home-{round_}"
-    env = child_env(EVALFLEET_HOME=str(home))
+def run_evalfleet(plan: Path, work: Path, samples: int, round_: int | str,
+                  src: Path | None = None) -> float:
+    """One timed ``evalfleet run`` (of the evalfleet in ``src``, a source tree's ``src``
+    directory, when given), checked afterwards."""
+    home = work / f"evalfleet-home-{round_}{'-baseline' if src else ''}"
+    env = child_env(EVALFLEET_HOME=str(home), **({"PYTHONPATH": str(src)} if src else {}))
     wall, _ = _timed([sys.executable, "-m", "evalfleet", "run", str(plan), "--quiet"], env, work)
     check = subprocess.run([sys.executable, "-m", "evalfleet", "status", "--json"], env=env,
                            capture_output=True, text=True, check=True)
@@ -200,7 +209,14 @@ def main() -> None:
                         help="evalfleet's python agent: the default (sync) or async")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                         help="where the Inspect venv is kept (default %(default)s)")
+    parser.add_argument("--baseline", type=Path, metavar="SRC",
+                        help="instead of Inspect, time the evalfleet of another source tree "
+                             "(its src directory, e.g. of a `git worktree` of an earlier "
+                             "commit) on the same plan, alternating with this one")
     args = parser.parse_args()
+    if args.baseline is not None:
+        baseline(args)
+        return
     python = inspect_venv(args.cache_dir)
     print(f"Inspect AI {INSPECT_VERSION} venv: {python.parent.parent}; {args.samples:,} "
           f"samples; Inspect concurrency {args.concurrency}, evalfleet {args.workers} in "
@@ -230,6 +246,33 @@ def main() -> None:
               f"{args.samples / med_e:,.0f} samples/s; evalfleet/Inspect samples per second "
               f"{med_i / med_e:.1f}x (ratio of the medians), {pairs:.1f}x (median of the "
               "rounds' ratios: on a shared machine the two can differ a lot)")
+
+
+def baseline(args: argparse.Namespace) -> None:
+    """``--baseline SRC``: this evalfleet against the one in SRC, whole processes alternating
+    (the baseline first in each round), after an untimed run of each."""
+    src = args.baseline.resolve()
+    if not (src / "evalfleet" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {src}: no evalfleet package there (give a tree's src)")
+    print(f"evalfleet from {src} (baseline) against this one; {args.samples:,} samples, "
+          f"{args.workers} in flight, {args.agent} agent", flush=True)
+    with tempfile.TemporaryDirectory(prefix="evalfleet-peers-") as tmp:
+        work = Path(tmp)
+        plan = write_evalfleet(work, args.samples, args.workers, args.agent)
+        for tree in (src, None):
+            run_evalfleet(plan, work, args.samples, f"warm-up-{tree is None}", tree)
+        base: list[float] = []
+        this: list[float] = []
+        for r in range(args.repeats):
+            base.append(run_evalfleet(plan, work, args.samples, r, src))
+            this.append(run_evalfleet(plan, work, args.samples, r))
+            print(f"round {r + 1}: baseline {base[-1]:.2f}s, this {this[-1]:.2f}s, "
+                  f"ratio this/baseline {this[-1] / base[-1]:.3f}", flush=True)
+        pairs = statistics.median(t / b for t, b in zip(this, base, strict=True))
+        print(f"median of {args.repeats}: baseline {statistics.median(base):.2f}s (min "
+              f"{min(base):.2f}s), this {statistics.median(this):.2f}s (min {min(this):.2f}s); "
+              f"this/baseline {statistics.median(this) / statistics.median(base):.3f} (of the "
+              f"medians), {pairs:.3f} (median of the rounds' ratios)")
 
 
 if __name__ == "__main__":
