@@ -19,6 +19,7 @@ from evalfleet.spec.task import Suite, Task
 BUILTIN_SUITES = ("humaneval", "repo-tasks")
 _MAX_FILE_BYTES = 8 * 1024 * 1024
 
+
 @functools.cache
 def _task_adapter() -> TypeAdapter[Task]:
     return TypeAdapter(Task)
