@@ -38,6 +38,24 @@ class LineMap:
         return self.lines.get((), None)
 
 
+UNPAIRED_SURROGATE = ("an unpaired surrogate escape such as \\ud800, which is not a character "
+                      "(no text, file or hash can hold it)")
+"""Why a value decoded from a ``\\uD800``-``\\uDFFF`` escape is refused: YAML's and JSON's
+parsers accept such an escape alone, and the string it makes fails every UTF-8 encode later
+(a task's hash, the journal, a result file), far from the file that held it."""
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be encoded as UTF-8 (holds no unpaired surrogate)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_size(root: yaml.Node, source: str) -> None:
     """Refuse a document that would expand too far or nest too deep, before building it.
 
@@ -91,7 +109,7 @@ def _construct(node: yaml.Node, loc: Loc, lmap: LineMap, loader: yaml.SafeLoader
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _scalar(key_node, lmap, loader)
             if not isinstance(key, str | int | float | bool) or key is None:
                 raise SpecError(f"mapping key {key!r} is not a plain value",
                                 source=lmap.source, line=key_node.start_mark.line + 1)
@@ -104,7 +122,16 @@ def _construct(node: yaml.Node, loc: Loc, lmap: LineMap, loader: yaml.SafeLoader
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, (*loc, i), lmap, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return _scalar(node, lmap, loader)
+
+
+def _scalar(node: yaml.Node, lmap: LineMap, loader: yaml.SafeLoader) -> Any:
+    """The value of a key or of a leaf node; a string must be text."""
+    value = loader.construct_object(node, deep=True)
+    if isinstance(value, str) and not is_text(value):
+        raise SpecError(f"the value holds {UNPAIRED_SURROGATE}", source=lmap.source,
+                        line=node.start_mark.line + 1)
+    return value
 
 
 def load_yaml(text: str, source: str) -> tuple[Any, LineMap]:

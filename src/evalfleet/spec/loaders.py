@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from evalfleet._util.paths import PathEscapeError, safe_join
 from evalfleet.errors import SpecError
 from evalfleet.spec._validate import validate
-from evalfleet.spec._yaml import load_yaml_file
+from evalfleet.spec._yaml import UNPAIRED_SURROGATE, LineMap, is_text, load_yaml_file
 from evalfleet.spec.plan import Plan, SuiteRef
 from evalfleet.spec.task import Suite, Task
 
@@ -212,17 +212,13 @@ def _load_jsonl(path: Path) -> Suite:
 
 def _task_of_line(line: str, lineno: int, source: str) -> Task:
     """The task on a line the fast path rejected, or the SpecError naming its problem."""
-    from evalfleet.spec._yaml import LineMap
-
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
         raise SpecError(f"invalid JSON: {exc.msg}", source=source, line=lineno) from None
     if not isinstance(data, dict):
         raise SpecError("each line must be a JSON object", source=source, line=lineno)
-    try:  # json.loads takes "\ud800" alone; no text can hold it (nor can a task's hash)
-        json.dumps(data, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        raise SpecError("the line holds an unpaired surrogate escape such as \\ud800, which is "
-                        "not a character", source=source, line=lineno) from None
+    # json.loads decodes a lone "\ud800" escape to a string no text can hold
+    if not is_text(json.dumps(data, ensure_ascii=False)):
+        raise SpecError(f"the line holds {UNPAIRED_SURROGATE}", source=source, line=lineno)
     return validate(Task, data, source=source, lines=LineMap(source, {(): lineno}))
