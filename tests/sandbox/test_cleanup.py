@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,3 +158,36 @@ def test_drivers_with_different_base_dirs_never_share_a_uid(base_dir: Path) -> N
             assert (await second.exec(["true"])).ok
 
     asyncio.run(main())
+
+
+def test_an_attempts_lazy_sandbox_is_made_once_and_never_left_open(
+        provider: DirSandboxProvider) -> None:
+    """Two callers asking at once (an agent's parallel tool calls) get one sandbox; a sandbox
+    whose making outlasts the attempt's end is closed and refused, not handed out (before the
+    lock, the first case made two and the second left one open: tried)."""
+    from evalfleet.errors import AgentError
+    from evalfleet.sandbox.lazy import LazySandbox
+
+    made: list[Any] = []
+
+    async def make() -> Any:
+        await asyncio.sleep(0.05)  # provisioning takes a while: set-up, files
+        sb = await provider.create(SandboxLimits())
+        made.append(sb)
+        return sb
+
+    async def main() -> None:
+        lazy = LazySandbox(make)
+        first, second = await asyncio.gather(lazy.get(), lazy.get())
+        assert first is second and len(made) == 1
+        await lazy.close()
+        late = LazySandbox(make)
+        asking = asyncio.create_task(late.get())
+        await asyncio.sleep(0.01)
+        await late.close()  # the attempt ends while its sandbox is being made
+        with pytest.raises(AgentError, match="after the attempt ended"):
+            await asking
+        assert late.created is None and len(made) == 2
+
+    asyncio.run(main())
+    assert [sb.host_dir.exists() for sb in made] == [False, False]

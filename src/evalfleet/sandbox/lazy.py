@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from evalfleet.errors import AgentError
@@ -10,17 +11,25 @@ from evalfleet.sandbox.base import Sandbox
 SandboxFactory = Callable[[], Awaitable[Sandbox]]
 
 
+_ENDED = ("the attempt's sandbox was asked for after the attempt ended (an agent still running "
+          "after its time limit?); it is not given out")
+
+
 async def _closed() -> Sandbox:
-    raise AgentError("the attempt's sandbox was asked for after the attempt ended (an agent "
-                     "still running after its time limit?); no sandbox is made for it")
+    raise AgentError(_ENDED)
 
 
 class LazySandbox:
-    """Creates its sandbox the first time :meth:`get` is awaited; closes it on :meth:`close`."""
+    """Creates its sandbox the first time :meth:`get` is awaited; closes it on :meth:`close`.
+
+    One sandbox at most, however many callers ask at once (an agent's parallel tool calls), and
+    none left open: a sandbox whose making outlasted :meth:`close` is closed, not handed out.
+    """
 
     def __init__(self, factory: SandboxFactory) -> None:
         self._factory = factory
         self._sandbox: Sandbox | None = None
+        self._making = asyncio.Lock()
 
     @property
     def created(self) -> Sandbox | None:
@@ -30,7 +39,13 @@ class LazySandbox:
     async def get(self) -> Sandbox:
         """The attempt's sandbox, creating it (and running task set-up) if needed."""
         if self._sandbox is None:
-            self._sandbox = await self._factory()
+            async with self._making:  # a second caller waits for the first one's sandbox
+                if self._sandbox is None:
+                    sandbox = await self._factory()
+                    if self._factory is _closed:  # the attempt ended while it was being made
+                        await sandbox.close()
+                        raise AgentError(_ENDED)
+                    self._sandbox = sandbox
         return self._sandbox
 
     async def close(self) -> None:
