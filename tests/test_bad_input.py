@@ -60,6 +60,10 @@ EXPECTED: dict[str, tuple[tuple[str, ...], int | str | None]] = {
     # YAML decodes a lone "\ud800" escape, which no text, file or task hash can hold
     "37-surrogate-in-task.yaml": (("unpaired surrogate",), "suites/surrogate/tasks/t1.yaml:2"),
     "38-surrogate-in-plan.yaml": (("unpaired surrogate",), 6),
+    # values YAML and JSON parse but Python cannot hold: a ValueError, not a traceback
+    "39-impossible-date.yaml": (("cannot read this value", "month must be in 1..12"), 6),
+    "40-huge-number-in-suite.yaml": (("invalid JSON", "4300 digits"),
+                                     "suites/huge_number.jsonl:2"),
 }
 
 

@@ -96,6 +96,22 @@ def test_hanging_command_agent_killed_at_timeout(make_plan: Callable[..., Path],
     assert all(1.4 < float(r[3]) < 300 for r in rows)  # type: ignore[arg-type]
 
 
+def test_a_command_agents_unreadable_output_is_its_own_failure(make_plan: Callable[..., Path],
+                                                                settings: Settings) -> None:
+    """Output json.loads refuses with a plain ValueError (an integer of 5,000 digits) is the
+    agent's failure, worded for a person, as bad JSON syntax is."""
+    agent = {"name": "huge", "version": "1", "kind": "command", "args": {"command": [
+        "python3", "-c", """print('{"answer": "ok", "n": 1' + '0' * 5000 + '}')"""]}}
+    plan = make_plan(n_tasks=1, agents=[agent])
+    summary = api.run(plan, settings=settings)
+    assert summary.done == 1
+    [(status, kind, error)] = _rows(settings.home, "SELECT status, error_kind, error FROM RUNS")
+    assert (status, kind) == ("failed", "agent_error")
+    assert str(error).startswith("agent output is not JSON: Exceeds the limit "
+                                 "(4300 digits)"), error
+    assert "set_int_max_str_digits" not in str(error)
+
+
 def test_async_hang_times_out(make_plan: Callable[..., Path], settings: Settings) -> None:
     plan = make_plan(n_tasks=3, agents=[py_agent("hang_async")],
                      suite_extra={"limits": {"timeout_s": 0.5}})

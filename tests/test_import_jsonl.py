@@ -153,6 +153,10 @@ def test_a_crash_midway_is_finished_by_the_next_import(tmp_path: Path, settings:
 
 @pytest.mark.parametrize(("line", "fix", "expected"), [
     ("{not json", None, "runs.jsonl:3: not valid JSON"),
+    # json.loads raises a plain ValueError for an integer it cannot hold
+    ('{"score": 1' + "0" * 5000 + "}", None,
+     "runs.jsonl:3: not valid JSON (Exceeds the limit (4300 digits) for integer string "
+     "conversion: value has 5001 digits)"),
     ("[1, 2]", None, "runs.jsonl:3: expected a JSON object, got list"),
     (None, {"colour": "red"}, "runs.jsonl:3: field 'colour' Extra inputs are not permitted"),
     (None, {"score": 1.5}, "runs.jsonl:3: field 'score' Input should be less than or equal"),

@@ -38,6 +38,8 @@ def test_an_extra_table_adds_and_overrides_prices(tmp_path: Path) -> None:
     ("models: {}\ntiers: {batch: 0}\n", "tiers.batch"),
     ("models: [a, b]\n", "must map 'models'"),
     ("models: {a: [unclosed\n", "not a YAML price table"),
+    # YAML's syntax allows values Python cannot hold: a ValueError, not a YAML error
+    ("as_of: 2026-13-45\nmodels: {}\n", "not a YAML price table: month must be in 1..12"),
 ])
 def test_what_is_not_a_price_table_is_refused(tmp_path: Path, text: str, words: str) -> None:
     extra = _write(tmp_path, text)

@@ -6,6 +6,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from evalfleet._util.parsing import value_error_text
 from evalfleet.agents.base import AgentContext, AgentOutput
 from evalfleet.errors import AgentError, TaskTimeoutError
 
@@ -48,8 +49,8 @@ class CommandAgent:
             raise AgentError("agent output exceeded the output limit and was truncated")
         try:
             data = json.loads(res.stdout)
-        except json.JSONDecodeError as exc:
-            raise AgentError(f"agent output is not JSON: {exc.msg}") from None
+        except ValueError as exc:  # bad syntax, or an integer of more than 4,300 digits
+            raise AgentError(f"agent output is not JSON: {value_error_text(exc)}") from None
         if not isinstance(data, dict) or not isinstance(data.get("answer"), str):
             raise AgentError('agent output must be a JSON object with a string "answer"')
         ctx.trajectory.add("answer", answer=data["answer"])

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evalfleet._util import short_hash
+from evalfleet._util.parsing import value_error_text
 from evalfleet.api.evals import run_id as make_run_id
 from evalfleet.api.reads import open_store
 from evalfleet.errors import ErrorKind, SpecError, UnknownEvalError
@@ -541,8 +542,8 @@ def read_jsonl(path: Path) -> list[_Prepared]:
                 continue
             try:
                 obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise SpecError(f"not valid JSON ({exc.msg})", source=str(path),
+            except ValueError as exc:  # bad syntax, or an integer of more than 4,300 digits
+                raise SpecError(f"not valid JSON ({value_error_text(exc)})", source=str(path),
                                 line=n) from None
             if not isinstance(obj, dict):
                 raise SpecError(f"expected a JSON object, got {type(obj).__name__}",

@@ -17,6 +17,7 @@ from typing import Literal
 
 import yaml
 
+from evalfleet._util.parsing import value_error_text
 from evalfleet.errors import SpecError
 from evalfleet.spec.agent import AgentSpec, InlinePrice
 
@@ -189,6 +190,9 @@ def load_price_table(extra: str | None = None) -> PriceTable:
             raise SpecError(f"cannot read price table: {exc.strerror}", source=extra) from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise SpecError(f"not a YAML price table: {str(exc).splitlines()[0]}",
+                            source=extra) from None
+        except ValueError as exc:  # a date such as 2021-13-45, an integer of 5,000 digits
+            raise SpecError(f"not a YAML price table: {value_error_text(exc)}",
                             source=extra) from None
         more = _parse(data, extra)
         table = PriceTable({**table.models, **more.models}, {**table.tiers, **more.tiers},

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from evalfleet._util.parsing import value_error_text
 from evalfleet.errors import SpecError
 
 Loc = tuple[str | int, ...]
@@ -127,7 +128,11 @@ def _construct(node: yaml.Node, loc: Loc, lmap: LineMap, loader: yaml.SafeLoader
 
 def _scalar(node: yaml.Node, lmap: LineMap, loader: yaml.SafeLoader) -> Any:
     """The value of a key or of a leaf node; a string must be text."""
-    value = loader.construct_object(node, deep=True)
+    try:
+        value = loader.construct_object(node, deep=True)
+    except ValueError as exc:  # a date such as 2021-13-45, an integer of 5,000 digits
+        raise SpecError(f"cannot read this value: {value_error_text(exc)}", source=lmap.source,
+                        line=node.start_mark.line + 1) from None
     if isinstance(value, str) and not is_text(value):
         raise SpecError(f"the value holds {UNPAIRED_SURROGATE}", source=lmap.source,
                         line=node.start_mark.line + 1)

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from evalfleet._util.parsing import value_error_text
 from evalfleet._util.paths import PathEscapeError, safe_join
 from evalfleet.errors import SpecError
 from evalfleet.spec._validate import validate
@@ -214,8 +215,9 @@ def _task_of_line(line: str, lineno: int, source: str) -> Task:
     """The task on a line the fast path rejected, or the SpecError naming its problem."""
     try:
         data = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"invalid JSON: {exc.msg}", source=source, line=lineno) from None
+    except ValueError as exc:  # bad syntax, or an integer of more than 4,300 digits
+        raise SpecError(f"invalid JSON: {value_error_text(exc)}", source=source,
+                        line=lineno) from None
     if not isinstance(data, dict):
         raise SpecError("each line must be a JSON object", source=source, line=lineno)
     # json.loads decodes a lone "\ud800" escape to a string no text can hold
